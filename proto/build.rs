@@ -1,0 +1,23 @@
+//! Compiles the .proto files with protox (pure Rust, no protoc) and generates prost
+//! messages plus the tonic client/server for the delta-xDS stream.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["nantian/xds/v1/delta.proto", "nantian/config/v1/config.proto"];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let descriptors = protox::compile(files, ["."])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        // Config resources are dumped as JSON by /config_dump and as YAML by the translator's
+        // golden tests.
+        .type_attribute(".nantian.config.v1", "#[derive(serde::Serialize)]")
+        .type_attribute(".nantian.config.v1", "#[serde(rename_all = \"camelCase\")]")
+        .field_attribute(
+            ".nantian.config.v1.FilterModule.source",
+            "#[serde(skip_serializing)]",
+        )
+        .compile_fds(descriptors)?;
+    Ok(())
+}
