@@ -1,0 +1,55 @@
+//! The controller's admin API: readiness, object status, load errors and hosts.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::standalone::SharedStatus;
+use crate::supervisor::Supervisor;
+use crate::xds_server::SnapshotCache;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub cache: SnapshotCache,
+    pub status: SharedStatus,
+    pub supervisor: Supervisor,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/readyz", get(readyz))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/hosts", get(hosts))
+        .with_state(state)
+}
+
+/// 200 once the config is translated and every Gateway's host has ACKed its newest
+/// snapshot.
+async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
+    let translated = s.status.read().unwrap().translation.is_some();
+    if translated && s.cache.all_acked() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn status(State(s): State<AdminState>) -> impl IntoResponse {
+    let board = s.status.read().unwrap();
+    let items = board
+        .translation
+        .as_ref()
+        .map(|t| serde_json::to_value(&t.statuses).unwrap_or_default())
+        .unwrap_or_else(|| json!([]));
+    Json(json!({ "items": items, "errors": board.errors }))
+}
+
+async fn hosts(State(s): State<AdminState>) -> impl IntoResponse {
+    Json(json!({
+        "processes": s.supervisor.hosts().await,
+        "streams": s.cache.hosts(),
+    }))
+}

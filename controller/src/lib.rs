@@ -1,0 +1,13 @@
+//! Nantian control plane: Gateway API objects in, statuses and xDS resources out.
+#![forbid(unsafe_code)]
+
+pub mod load;
+pub mod model;
+pub mod status;
+pub mod translate;
+
+pub mod admin;
+pub mod snapshot;
+pub mod standalone;
+pub mod supervisor;
+pub mod xds_server;

@@ -1,0 +1,141 @@
+//! `nantian-controller`: the control plane.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing::info;
+
+use nantian_controller::admin::{self, AdminState};
+use nantian_controller::standalone::{self, Standalone};
+use nantian_controller::supervisor::{HostLaunch, Supervisor};
+use nantian_controller::xds_server::SnapshotCache;
+
+#[derive(Parser)]
+#[command(
+    name = "nantian-controller",
+    version,
+    about = "Nantian Gateway control plane"
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Serve Gateways described by Kubernetes YAML files in a directory, without a cluster:
+    /// one nantian-host process per Gateway, each on its own loopback address.
+    Standalone(StandaloneArgs),
+}
+
+#[derive(clap::Args)]
+struct StandaloneArgs {
+    /// Directory of *.yaml files (re-read on every change).
+    #[arg(long)]
+    config_dir: PathBuf,
+    /// Admin API: /readyz, /api/v1/status, /api/v1/hosts.
+    #[arg(long, default_value = "127.0.0.1:19000")]
+    admin_addr: SocketAddr,
+    /// Where hosts reach the delta-xDS server.
+    #[arg(long, default_value = "127.0.0.1:18000")]
+    xds_addr: SocketAddr,
+    /// Directory holding the built-in filter components (default: `filters/` beside this binary).
+    #[arg(long)]
+    filter_dir: Option<PathBuf>,
+    /// The nantian-host binary (default: beside this binary).
+    #[arg(long)]
+    host_bin: Option<PathBuf>,
+    /// Worker threads per host (default: one per core).
+    #[arg(long)]
+    host_workers: Option<usize>,
+    /// Where hosts keep precompiled filter components.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NANTIAN_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    match cli.mode {
+        Mode::Standalone(args) => runtime.block_on(run_standalone(args)),
+    }
+}
+
+async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
+    let exe_dir = std::env::current_exe()?
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let filter_dir = args.filter_dir.unwrap_or_else(|| exe_dir.join("filters"));
+    let host_bin = args
+        .host_bin
+        .unwrap_or_else(|| exe_dir.join("nantian-host"));
+    let config_dir = std::fs::canonicalize(&args.config_dir)
+        .with_context(|| format!("config dir {}", args.config_dir.display()))?;
+    let modules = standalone::builtin_modules(&filter_dir)?;
+
+    let cache = SnapshotCache::default();
+    let xds = tokio::net::TcpListener::bind(args.xds_addr)
+        .await
+        .with_context(|| format!("xDS address {}", args.xds_addr))?;
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("admin address {}", args.admin_addr))?;
+    let supervisor = Supervisor::start(HostLaunch {
+        host_bin,
+        xds_endpoint: format!("http://{}", args.xds_addr),
+        workers: args.host_workers,
+        cache_dir: args.cache_dir,
+    });
+    let status = Arc::default();
+
+    let xds_server = tonic::transport::Server::builder()
+        .add_service(cache.server())
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(xds));
+    let admin_app = admin::router(AdminState {
+        cache: cache.clone(),
+        status: Arc::clone(&status),
+        supervisor: supervisor.clone(),
+    });
+    let admin_server = axum::serve(admin_listener, admin_app);
+    info!(xds = %args.xds_addr, admin = %args.admin_addr, config_dir = %config_dir.display(), "controller starting (standalone)");
+
+    let provider = Standalone {
+        config_dir,
+        modules,
+        cache,
+        supervisor: supervisor.clone(),
+        status,
+    };
+    tokio::select! {
+        r = xds_server => r.context("xDS server")?,
+        r = admin_server => r.context("admin server")?,
+        r = provider.run() => r.context("standalone provider")?,
+        _ = shutdown_signal() => {
+            info!("shutting down: stopping hosts");
+            supervisor.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,213 @@
+//! The objects the translator reads, by kind, keyed by (namespace, name).
+//!
+//! Both providers (the standalone directory loader and, later, the Kubernetes watcher) fill
+//! the same [`Resources`]; BTreeMaps keep every walk over them, and so the translator's
+//! output, deterministic.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use gateway_api::gatewayclasses::GatewayClass;
+use gateway_api::gateways::Gateway;
+use gateway_api::httproutes::HttpRoute;
+use gateway_api::referencegrants::ReferenceGrant;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Serialize;
+
+/// (namespace, name). Cluster-scoped objects use an empty namespace.
+pub type Key = (String, String);
+
+/// Every object the translator may look at, by kind.
+#[derive(Clone, Debug, Default)]
+pub struct Resources {
+    pub namespaces: BTreeMap<Key, Namespace>,
+    pub gateway_classes: BTreeMap<Key, GatewayClass>,
+    pub gateways: BTreeMap<Key, Gateway>,
+    pub http_routes: BTreeMap<Key, HttpRoute>,
+    pub reference_grants: BTreeMap<Key, ReferenceGrant>,
+    pub services: BTreeMap<Key, Service>,
+    pub endpoint_slices: BTreeMap<Key, EndpointSlice>,
+    pub secrets: BTreeMap<Key, Secret>,
+    pub config_maps: BTreeMap<Key, ConfigMap>,
+}
+
+impl Resources {
+    /// Total number of objects of all kinds.
+    pub fn len(&self) -> usize {
+        self.namespaces.len()
+            + self.gateway_classes.len()
+            + self.gateways.len()
+            + self.http_routes.len()
+            + self.reference_grants.len()
+            + self.services.len()
+            + self.endpoint_slices.len()
+            + self.secrets.len()
+            + self.config_maps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether an object with this reference is present.
+    pub fn contains(&self, object: &ObjectRef) -> bool {
+        let key = object.key();
+        match object.kind.as_str() {
+            "Namespace" => self.namespaces.contains_key(&key),
+            "GatewayClass" => self.gateway_classes.contains_key(&key),
+            "Gateway" => self.gateways.contains_key(&key),
+            "HTTPRoute" => self.http_routes.contains_key(&key),
+            "ReferenceGrant" => self.reference_grants.contains_key(&key),
+            "Service" => self.services.contains_key(&key),
+            "EndpointSlice" => self.endpoint_slices.contains_key(&key),
+            "Secret" => self.secrets.contains_key(&key),
+            "ConfigMap" => self.config_maps.contains_key(&key),
+            _ => false,
+        }
+    }
+
+    /// The labels of a namespace. Kubernetes stamps every namespace with
+    /// `kubernetes.io/metadata.name`; a namespace that was never declared (common in a
+    /// standalone directory) still carries that label so selectors on it work.
+    pub fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+        let mut labels = self
+            .namespaces
+            .get(&(String::new(), namespace.to_string()))
+            .and_then(|ns| ns.metadata.labels.clone())
+            .unwrap_or_default();
+        labels
+            .entry("kubernetes.io/metadata.name".to_string())
+            .or_insert_with(|| namespace.to_string());
+        labels
+    }
+}
+
+/// A reference to one object: kind plus namespace (absent for cluster-scoped kinds) and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ObjectRef {
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn namespaced(kind: &str, namespace: &str, name: &str) -> Self {
+        ObjectRef {
+            kind: kind.to_string(),
+            namespace: Some(namespace.to_string()),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn cluster(kind: &str, name: &str) -> Self {
+        ObjectRef {
+            kind: kind.to_string(),
+            namespace: None,
+            name: name.to_string(),
+        }
+    }
+
+    /// The key this object has in its [`Resources`] map.
+    pub fn key(&self) -> Key {
+        (
+            self.namespace.clone().unwrap_or_default(),
+            self.name.clone(),
+        )
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {}/{}", self.kind, ns, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// Accessors for the metadata fields the translator needs, with Kubernetes' defaults.
+pub trait MetaExt {
+    fn meta(&self) -> &ObjectMeta;
+    fn meta_mut(&mut self) -> &mut ObjectMeta;
+
+    fn name(&self) -> &str {
+        self.meta().name.as_deref().unwrap_or_default()
+    }
+
+    fn namespace(&self) -> &str {
+        self.meta().namespace.as_deref().unwrap_or("default")
+    }
+
+    /// `metadata.generation`, 0 when absent (objects written by hand).
+    fn generation(&self) -> i64 {
+        self.meta().generation.unwrap_or(0)
+    }
+
+    /// `metadata.creationTimestamp` in Unix seconds, 0 when absent.
+    fn creation_seconds(&self) -> i64 {
+        self.meta()
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second())
+            .unwrap_or(0)
+    }
+
+    fn labels(&self) -> BTreeMap<String, String> {
+        self.meta().labels.clone().unwrap_or_default()
+    }
+}
+
+macro_rules! meta_ext {
+    ($($ty:ty),* $(,)?) => {
+        $(impl MetaExt for $ty {
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        })*
+    };
+}
+
+meta_ext!(
+    Namespace,
+    GatewayClass,
+    Gateway,
+    HttpRoute,
+    ReferenceGrant,
+    Service,
+    EndpointSlice,
+    Secret,
+    ConfigMap,
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_ref_display_and_key() {
+        let r = ObjectRef::namespaced("Service", "apps", "web");
+        assert_eq!(r.to_string(), "Service apps/web");
+        assert_eq!(r.key(), ("apps".to_string(), "web".to_string()));
+        let c = ObjectRef::cluster("GatewayClass", "nantian");
+        assert_eq!(c.to_string(), "GatewayClass nantian");
+        assert_eq!(c.key(), (String::new(), "nantian".to_string()));
+    }
+
+    #[test]
+    fn undeclared_namespace_still_has_its_name_label() {
+        let res = Resources::default();
+        let labels = res.namespace_labels("apps");
+        assert_eq!(
+            labels
+                .get("kubernetes.io/metadata.name")
+                .map(String::as_str),
+            Some("apps")
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! Stage 2: our Gateways — address, listeners — and, once routes have attached, their
+//! status and IR.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use gateway_api::gateways::Gateway;
+use nantian_proto::config;
+
+use super::conflict::mark_conflicts;
+use super::gateway_class::OurClasses;
+use super::listener::ListenerState;
+use super::{GATEWAY_API_VERSION, GatewayIr, ObjectStatus, TranslateOptions};
+use crate::model::{Key, MetaExt, Resources};
+use crate::status::{Condition, GatewayAddress, GatewayStatus, Problem, kind, reason, sorted};
+
+/// What the translator knows about one of our Gateways while it runs.
+#[derive(Clone, Debug)]
+pub(super) struct GatewayState {
+    pub namespace: String,
+    pub name: String,
+    pub generation: i64,
+    /// Err when no address could be assigned (Programmed=False, AddressNotAssigned).
+    pub address: Result<IpAddr, Problem>,
+    /// Why the Gateway as a whole is not accepted (class, parameters, addresses).
+    pub rejected: Option<Problem>,
+    pub listeners: Vec<ListenerState>,
+    pub routes: Vec<config::Route>,
+    pub backends: BTreeMap<String, config::Backend>,
+    pub modules: BTreeMap<String, config::FilterModule>,
+}
+
+/// Our Gateways by (namespace, name): those whose class is one of ours.
+pub(super) fn build_gateways(
+    res: &Resources,
+    opts: &TranslateOptions,
+    classes: &OurClasses,
+) -> BTreeMap<Key, GatewayState> {
+    let mut out = BTreeMap::new();
+    for (key, gw) in &res.gateways {
+        let Some(class) = classes.get(&gw.spec.gateway_class_name) else {
+            continue;
+        };
+        let namespace = gw.namespace().to_string();
+        let mut listeners: Vec<ListenerState> = gw
+            .spec
+            .listeners
+            .iter()
+            .map(|l| ListenerState::build(res, &namespace, l))
+            .collect();
+        mark_conflicts(&mut listeners);
+        let (address, address_problem) = address(gw, opts);
+        let class_problem = class.clone().err().map(|p| {
+            Problem::new(
+                reason::INVALID,
+                format!(
+                    "GatewayClass {} is not accepted: {}",
+                    gw.spec.gateway_class_name, p.message
+                ),
+            )
+        });
+        let parameters_problem = gw
+            .spec
+            .infrastructure
+            .as_ref()
+            .and_then(|i| i.parameters_ref.as_ref())
+            .map(|p| {
+                Problem::new(
+                    reason::INVALID_PARAMETERS,
+                    format!(
+                        "infrastructure.parametersRef {}/{} {} is not supported",
+                        p.group, p.kind, p.name
+                    ),
+                )
+            });
+        out.insert(
+            key.clone(),
+            GatewayState {
+                name: gw.name().to_string(),
+                namespace,
+                generation: gw.generation(),
+                address,
+                rejected: class_problem.or(parameters_problem).or(address_problem),
+                listeners,
+                routes: Vec::new(),
+                backends: BTreeMap::new(),
+                modules: BTreeMap::new(),
+            },
+        );
+    }
+    out
+}
+
+/// The Gateway's one address: the IPAddress it asks for in spec.addresses, else the one
+/// the runtime assigned. The second value rejects the Gateway for addresses Nantian can't use.
+fn address(gw: &Gateway, opts: &TranslateOptions) -> (Result<IpAddr, Problem>, Option<Problem>) {
+    let mut requested = Vec::new();
+    for a in gw.spec.addresses.iter().flatten() {
+        let type_ = a.r#type.as_deref().unwrap_or("IPAddress");
+        let value = a.value.as_deref().unwrap_or_default();
+        if type_ != "IPAddress" {
+            let problem = Problem::new(
+                reason::UNSUPPORTED_ADDRESS,
+                format!("address type {type_} is not supported, only IPAddress"),
+            );
+            return (Err(problem.clone()), Some(problem));
+        }
+        // An IPAddress without a value asks the implementation to pick one.
+        if value.is_empty() {
+            continue;
+        }
+        match value.parse::<IpAddr>() {
+            Ok(ip) => requested.push(ip),
+            Err(_) => {
+                let problem = Problem::new(
+                    reason::UNSUPPORTED_ADDRESS,
+                    format!("{value:?} is not an IP address"),
+                );
+                return (Err(problem.clone()), Some(problem));
+            }
+        }
+    }
+    match requested.as_slice() {
+        [ip] => (Ok(*ip), None),
+        [] => {
+            let key = (gw.namespace().to_string(), gw.name().to_string());
+            match opts.addresses.get(&key) {
+                Some(ip) => (Ok(*ip), None),
+                None => (
+                    Err(Problem::new(
+                        reason::ADDRESS_NOT_ASSIGNED,
+                        "no address has been assigned to this Gateway",
+                    )),
+                    None,
+                ),
+            }
+        }
+        _ => {
+            let problem = Problem::new(
+                reason::UNSUPPORTED_ADDRESS,
+                "a Gateway can have only one address",
+            );
+            (Err(problem.clone()), Some(problem))
+        }
+    }
+}
+
+impl GatewayState {
+    fn accepted(&self) -> Result<(), Problem> {
+        if let Some(p) = &self.rejected {
+            return Err(p.clone());
+        }
+        if self.listeners.iter().any(ListenerState::is_programmed) {
+            Ok(())
+        } else {
+            Err(Problem::new(
+                reason::LISTENERS_NOT_VALID,
+                format!(
+                    "no valid listeners: {}",
+                    self.invalid_listener_names().join(", ")
+                ),
+            ))
+        }
+    }
+
+    fn invalid_listener_names(&self) -> Vec<&str> {
+        self.listeners
+            .iter()
+            .filter(|l| !l.is_programmed())
+            .map(|l| l.name.as_str())
+            .collect()
+    }
+
+    fn programmed(&self) -> Result<IpAddr, Problem> {
+        if let Err(p) = self.accepted() {
+            return Err(Problem::new(
+                reason::INVALID,
+                format!("Gateway is not accepted: {}", p.message),
+            ));
+        }
+        self.address.clone()
+    }
+
+    pub(super) fn status(&self) -> ObjectStatus {
+        let g = self.generation;
+        let accepted = self.accepted();
+        let invalid = self.invalid_listener_names();
+        let accepted_condition = match &accepted {
+            Ok(()) if !invalid.is_empty() => Condition::new(
+                kind::ACCEPTED,
+                true,
+                reason::LISTENERS_NOT_VALID,
+                format!("listeners not valid: {}", invalid.join(", ")),
+                g,
+            ),
+            _ => Condition::from_outcome(
+                kind::ACCEPTED,
+                &accepted,
+                reason::ACCEPTED,
+                "Gateway is accepted",
+                g,
+            ),
+        };
+        let programmed = self.programmed();
+        let programmed_condition = match &programmed {
+            Ok(ip) => Condition::new(
+                kind::PROGRAMMED,
+                true,
+                reason::PROGRAMMED,
+                format!("Programmed on {ip}"),
+                g,
+            ),
+            Err(p) => Condition::new(kind::PROGRAMMED, false, p.reason, p.message.clone(), g),
+        };
+        let addresses = match &self.address {
+            Ok(ip) if accepted.is_ok() => vec![GatewayAddress {
+                type_: "IPAddress".to_string(),
+                value: ip.to_string(),
+            }],
+            _ => Vec::new(),
+        };
+        let status = GatewayStatus {
+            addresses,
+            conditions: sorted(vec![accepted_condition, programmed_condition]),
+            listeners: self.listeners.iter().map(|l| l.status(g)).collect(),
+        };
+        ObjectStatus {
+            api_version: GATEWAY_API_VERSION.to_string(),
+            kind: "Gateway".to_string(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            generation: g,
+            status: serde_json::to_value(status).unwrap_or_default(),
+        }
+    }
+
+    /// The Gateway's resources, when it is programmed.
+    pub(super) fn into_ir(self) -> Option<GatewayIr> {
+        let address = self.programmed().ok()?;
+        let address_text = address.to_string();
+        let mut listeners: Vec<config::Listener> = self
+            .listeners
+            .iter()
+            .filter(|l| l.is_programmed())
+            .map(|l| l.ir(&self.namespace, &self.name, &address_text))
+            .collect();
+        listeners.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut routes = self.routes;
+        routes.sort_by(|a, b| a.name.cmp(&b.name));
+        Some(GatewayIr {
+            namespace: self.namespace,
+            name: self.name,
+            address,
+            listeners,
+            routes,
+            backends: self.backends.into_values().collect(),
+            modules: self.modules.into_values().collect(),
+        })
+    }
+}

@@ -1,0 +1,258 @@
+//! Stage 2b: one Gateway listener — protocol, allowed routes, supported kinds, status.
+
+use gateway_api::gateways::{
+    GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom as From,
+};
+use nantian_proto::config;
+
+use super::certificate::certificate_problems;
+use super::selector::LabelSelector;
+use crate::model::Resources;
+use crate::status::{
+    Condition, ListenerStatus, Problem, RouteGroupKind, combine, kind, reason, sorted,
+};
+
+pub(super) const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+pub(super) const HTTP_ROUTE: &str = "HTTPRoute";
+
+/// Which namespaces' routes a listener admits.
+#[derive(Clone, Debug)]
+pub(super) enum AllowedNamespaces {
+    Same,
+    All,
+    Selector(LabelSelector),
+    /// An invalid selector admits nothing (the listener is not accepted either).
+    Nothing,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct ListenerState {
+    pub name: String,
+    pub port: i32,
+    pub protocol: String,
+    pub hostname: Option<String>,
+    pub supported_kinds: Vec<RouteGroupKind>,
+    pub namespaces: AllowedNamespaces,
+    /// Protocol and field support; conflicts are kept apart in `conflict`.
+    pub accepted: Result<(), Problem>,
+    pub resolved_refs: Result<(), Problem>,
+    pub conflict: Option<Problem>,
+    /// Routes accepted on this listener (counted even when the listener is not programmed).
+    pub attached_routes: i32,
+}
+
+impl ListenerState {
+    pub(super) fn build(res: &Resources, gateway_ns: &str, spec: &GatewayListeners) -> Self {
+        let mut accepted = match spec.protocol.as_str() {
+            "HTTP" => Ok(()),
+            "HTTPS" | "TLS" => Err(Problem::new(
+                reason::UNSUPPORTED_PROTOCOL,
+                format!("protocol {} is not supported yet", spec.protocol),
+            )),
+            other => Err(Problem::new(
+                reason::UNSUPPORTED_PROTOCOL,
+                format!("protocol {other} is not supported"),
+            )),
+        };
+        let namespaces = match allowed_namespaces(spec) {
+            Ok(ns) => ns,
+            Err(message) => {
+                accepted = accepted.and(Err(Problem::new(reason::UNSUPPORTED_VALUE, message)));
+                AllowedNamespaces::Nothing
+            }
+        };
+        let (supported_kinds, kinds_problem) = route_kinds(spec);
+        let mut problems: Vec<Problem> = kinds_problem.into_iter().collect();
+        if matches!(spec.protocol.as_str(), "HTTPS" | "TLS") {
+            problems.extend(certificate_problems(res, gateway_ns, spec));
+        }
+        ListenerState {
+            name: spec.name.clone(),
+            port: spec.port,
+            protocol: spec.protocol.clone(),
+            hostname: spec.hostname.clone().filter(|h| !h.is_empty()),
+            supported_kinds,
+            namespaces,
+            accepted,
+            resolved_refs: combine(problems),
+            conflict: None,
+            attached_routes: 0,
+        }
+    }
+
+    /// Whether the host gets this listener.
+    pub(super) fn is_programmed(&self) -> bool {
+        self.accepted.is_ok() && self.conflict.is_none()
+    }
+
+    /// Whether allowedRoutes admits an HTTPRoute from `route_ns`.
+    pub(super) fn admits_http_route(
+        &self,
+        res: &Resources,
+        gateway_ns: &str,
+        route_ns: &str,
+    ) -> bool {
+        let kind_ok = self
+            .supported_kinds
+            .iter()
+            .any(|k| k.group == GATEWAY_GROUP && k.kind == HTTP_ROUTE);
+        kind_ok
+            && match &self.namespaces {
+                AllowedNamespaces::Same => route_ns == gateway_ns,
+                AllowedNamespaces::All => true,
+                AllowedNamespaces::Selector(selector) => {
+                    selector.matches(&res.namespace_labels(route_ns))
+                }
+                AllowedNamespaces::Nothing => false,
+            }
+    }
+
+    pub(super) fn ir(&self, gateway_ns: &str, gateway: &str, address: &str) -> config::Listener {
+        config::Listener {
+            name: ir_name(gateway_ns, gateway, &self.name),
+            address: address.to_string(),
+            port: u32::try_from(self.port).unwrap_or_default(),
+            protocol: self.protocol.clone(),
+            hostname: self.hostname.clone().unwrap_or_default(),
+        }
+    }
+
+    pub(super) fn status(&self, generation: i64) -> ListenerStatus {
+        let accepted = self
+            .accepted
+            .clone()
+            .and_then(|()| self.conflict.clone().map_or(Ok(()), Err));
+        let programmed = match &accepted {
+            Ok(()) => Ok(()),
+            Err(p) => Err(Problem::new(
+                reason::INVALID,
+                format!("listener is not accepted: {}", p.message),
+            )),
+        };
+        let conflicted = match &self.conflict {
+            Some(p) => Condition::new(
+                kind::CONFLICTED,
+                true,
+                p.reason,
+                p.message.clone(),
+                generation,
+            ),
+            None => Condition::new(
+                kind::CONFLICTED,
+                false,
+                reason::NO_CONFLICTS,
+                "No conflicts",
+                generation,
+            ),
+        };
+        ListenerStatus {
+            name: self.name.clone(),
+            supported_kinds: self.supported_kinds.clone(),
+            attached_routes: self.attached_routes,
+            conditions: sorted(vec![
+                Condition::from_outcome(
+                    kind::ACCEPTED,
+                    &accepted,
+                    reason::ACCEPTED,
+                    "Listener is valid",
+                    generation,
+                ),
+                conflicted,
+                Condition::from_outcome(
+                    kind::PROGRAMMED,
+                    &programmed,
+                    reason::PROGRAMMED,
+                    "Listener is programmed",
+                    generation,
+                ),
+                Condition::from_outcome(
+                    kind::RESOLVED_REFS,
+                    &self.resolved_refs,
+                    reason::RESOLVED_REFS,
+                    "All references resolved",
+                    generation,
+                ),
+            ]),
+        }
+    }
+}
+
+/// `listener/<namespace>/<gateway>/<listener>`.
+pub(super) fn ir_name(gateway_ns: &str, gateway: &str, listener: &str) -> String {
+    format!("listener/{gateway_ns}/{gateway}/{listener}")
+}
+
+fn allowed_namespaces(spec: &GatewayListeners) -> Result<AllowedNamespaces, String> {
+    let namespaces = spec
+        .allowed_routes
+        .as_ref()
+        .and_then(|a| a.namespaces.as_ref());
+    let from = namespaces
+        .and_then(|n| n.from.clone())
+        .unwrap_or(From::Same);
+    Ok(match from {
+        From::Same => AllowedNamespaces::Same,
+        From::All => AllowedNamespaces::All,
+        From::Selector => {
+            let selector = namespaces
+                .and_then(|n| n.selector.as_ref())
+                .ok_or("allowedRoutes.namespaces.from is Selector but no selector is set")?;
+            AllowedNamespaces::Selector(
+                LabelSelector::parse(selector)
+                    .map_err(|e| format!("invalid allowedRoutes namespace selector: {e}"))?,
+            )
+        }
+    })
+}
+
+/// The route kinds this listener supports: what its protocol can carry and Nantian
+/// implements, narrowed to allowedRoutes.kinds when given; plus a problem naming the
+/// requested kinds that are invalid.
+fn route_kinds(spec: &GatewayListeners) -> (Vec<RouteGroupKind>, Option<Problem>) {
+    let implemented: &[&str] = match spec.protocol.as_str() {
+        "HTTP" | "HTTPS" => &[HTTP_ROUTE],
+        _ => &[],
+    };
+    let requested = spec
+        .allowed_routes
+        .as_ref()
+        .and_then(|a| a.kinds.as_ref())
+        .filter(|kinds| !kinds.is_empty());
+    let Some(requested) = requested else {
+        let kinds = implemented
+            .iter()
+            .map(|k| RouteGroupKind {
+                group: GATEWAY_GROUP.to_string(),
+                kind: k.to_string(),
+            })
+            .collect();
+        return (kinds, None);
+    };
+    let mut valid: Vec<RouteGroupKind> = Vec::new();
+    let mut invalid = Vec::new();
+    for k in requested {
+        let group = k.group.as_deref().unwrap_or(GATEWAY_GROUP);
+        if group == GATEWAY_GROUP && implemented.contains(&k.kind.as_str()) {
+            let rgk = RouteGroupKind {
+                group: group.to_string(),
+                kind: k.kind.clone(),
+            };
+            if !valid.contains(&rgk) {
+                valid.push(rgk);
+            }
+        } else {
+            invalid.push(format!("{group}/{}", k.kind));
+        }
+    }
+    let problem = (!invalid.is_empty()).then(|| {
+        Problem::new(
+            reason::INVALID_ROUTE_KINDS,
+            format!(
+                "route kinds {} are not supported on protocol {}",
+                invalid.join(", "),
+                spec.protocol
+            ),
+        )
+    });
+    (valid, problem)
+}

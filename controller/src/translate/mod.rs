@@ -1,0 +1,142 @@
+//! Gateway API objects → statuses + per-Gateway IR (nantian config resources).
+//!
+//! A pure function run as named stages in a fixed order:
+//! 1. [`gateway_class`]: which GatewayClasses are ours; their status.
+//! 2. [`gateway`] (with [`listener`], [`certificate`], [`conflict`]): our Gateways, their
+//!    address and listeners.
+//! 3. [`route`] (with [`rule`], [`filter`], [`backend`]): HTTPRoute attachment, rules,
+//!    backends; route statuses and listener attachment counts.
+//! 4. Gateway statuses and IR, then sorting.
+//!
+//! Invalid input becomes a condition on its object, never an error.
+
+mod backend;
+mod certificate;
+mod conflict;
+mod filter;
+mod gateway;
+mod gateway_class;
+mod hostname;
+mod listener;
+mod reference_grant;
+mod route;
+mod rule;
+mod selector;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use nantian_proto::config;
+use serde::Serialize;
+
+use crate::model::Resources;
+
+pub use gateway_class::SUPPORTED_FEATURES;
+pub use hostname::intersects as hostnames_intersect;
+
+/// The controller name Nantian's GatewayClasses carry.
+pub const DEFAULT_CONTROLLER_NAME: &str = "gateway.nantian.dev/controller";
+
+/// The filter name of the built-in header modifier in [`TranslateOptions::filter_modules`].
+pub const HEADER_MODIFIER: &str = "header-modifier";
+
+#[derive(Clone, Debug)]
+pub struct TranslateOptions {
+    /// GatewayClasses with this `spec.controllerName` are ours.
+    pub controller_name: String,
+    /// The address assigned to each Gateway (namespace, name) that does not ask for one in
+    /// `spec.addresses`; the standalone runtime allocates loopback addresses.
+    pub addresses: BTreeMap<(String, String), IpAddr>,
+    /// Built-in Wasm filter modules by filter name (e.g. [`HEADER_MODIFIER`]).
+    pub filter_modules: BTreeMap<String, config::FilterModule>,
+}
+
+impl TranslateOptions {
+    pub fn new(controller_name: impl Into<String>) -> Self {
+        TranslateOptions {
+            controller_name: controller_name.into(),
+            addresses: BTreeMap::new(),
+            filter_modules: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for TranslateOptions {
+    fn default() -> Self {
+        TranslateOptions::new(DEFAULT_CONTROLLER_NAME)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Translation {
+    /// Sorted by kind (GatewayClass, Gateway, HTTPRoute), then namespace and name.
+    pub statuses: Vec<ObjectStatus>,
+    /// One per programmed Gateway of ours, sorted by namespace and name.
+    pub gateways: Vec<GatewayIr>,
+}
+
+/// The config resources one Gateway's host serves. Route listeners only name this
+/// Gateway's listeners, so a route attached to two Gateways appears in both, each time
+/// with that Gateway's listeners.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayIr {
+    pub namespace: String,
+    pub name: String,
+    pub address: IpAddr,
+    pub listeners: Vec<config::Listener>,
+    pub routes: Vec<config::Route>,
+    pub backends: Vec<config::Backend>,
+    pub modules: Vec<config::FilterModule>,
+}
+
+/// The status the translator computed for one object.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStatus {
+    pub api_version: String,
+    pub kind: String,
+    /// Empty for cluster-scoped kinds.
+    pub namespace: String,
+    pub name: String,
+    pub generation: i64,
+    pub status: serde_json::Value,
+}
+
+impl ObjectStatus {
+    fn kind_rank(&self) -> u8 {
+        match self.kind.as_str() {
+            "GatewayClass" => 0,
+            "Gateway" => 1,
+            _ => 2,
+        }
+    }
+}
+
+const GATEWAY_API_VERSION: &str = "gateway.networking.k8s.io/v1";
+
+pub fn translate(res: &Resources, opts: &TranslateOptions) -> Translation {
+    let mut statuses = Vec::new();
+
+    let our_classes = gateway_class::translate_classes(res, opts, &mut statuses);
+    let mut gateways = gateway::build_gateways(res, opts, &our_classes);
+    route::translate_routes(res, opts, &mut gateways, &mut statuses);
+
+    let mut irs = Vec::new();
+    for gw in gateways.into_values() {
+        statuses.push(gw.status());
+        if let Some(ir) = gw.into_ir() {
+            irs.push(ir);
+        }
+    }
+
+    statuses.sort_by(|a, b| {
+        (a.kind_rank(), &a.namespace, &a.name).cmp(&(b.kind_rank(), &b.namespace, &b.name))
+    });
+    irs.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    Translation {
+        statuses,
+        gateways: irs,
+    }
+}

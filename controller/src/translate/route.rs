@@ -1,0 +1,197 @@
+//! Stage 3: HTTPRoutes — attach each parentRef to our Gateways' listeners, hand the
+//! translated rules to the Gateways they attached to, and write the route status.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gateway_api::httproutes::{HttpRoute, HttpRouteParentRefs};
+
+use super::gateway::GatewayState;
+use super::hostname;
+use super::listener::{GATEWAY_GROUP, HTTP_ROUTE, ir_name};
+use super::rule::{RulesOutcome, translate_rules};
+use super::{GATEWAY_API_VERSION, ObjectStatus, TranslateOptions};
+use crate::model::{Key, MetaExt, Resources};
+use crate::status::{
+    Condition, ParentRef, Problem, RouteParentStatus, RouteStatus, kind, reason, sorted,
+};
+
+pub(super) fn translate_routes(
+    res: &Resources,
+    opts: &TranslateOptions,
+    gateways: &mut BTreeMap<Key, GatewayState>,
+    statuses: &mut Vec<ObjectStatus>,
+) {
+    for route in res.http_routes.values() {
+        let route_ns = route.namespace();
+        let generation = route.generation();
+        let rules = translate_rules(res, opts, route);
+        let mut parents = Vec::new();
+        // Listener indexes per Gateway this route is accepted on; a set, so a route that
+        // reaches one listener through two parentRefs counts once.
+        let mut attached: BTreeMap<Key, BTreeSet<usize>> = BTreeMap::new();
+
+        for parent in route.spec.parent_refs.iter().flatten() {
+            let group = parent.group.as_deref().unwrap_or(GATEWAY_GROUP);
+            let kind_ = parent.kind.as_deref().unwrap_or("Gateway");
+            if group != GATEWAY_GROUP || kind_ != "Gateway" {
+                continue;
+            }
+            let gw_key = (
+                parent
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| route_ns.to_string()),
+                parent.name.clone(),
+            );
+            // Unknown Gateways and other controllers' Gateways are not ours to report on.
+            let Some(gw) = gateways.get(&gw_key) else {
+                continue;
+            };
+            let attachment = attach(res, route, parent, gw);
+            let accepted = match (&attachment, &rules.unsupported) {
+                (Err(p), _) | (Ok(_), Some(p)) => Err(p.clone()),
+                (Ok(listeners), None) => {
+                    attached
+                        .entry(gw_key)
+                        .or_default()
+                        .extend(listeners.iter().copied());
+                    Ok(())
+                }
+            };
+            parents.push(RouteParentStatus {
+                parent_ref: ParentRef {
+                    group: group.to_string(),
+                    kind: kind_.to_string(),
+                    namespace: parent.namespace.clone(),
+                    name: parent.name.clone(),
+                    section_name: parent.section_name.clone(),
+                    port: parent.port,
+                },
+                controller_name: opts.controller_name.clone(),
+                conditions: sorted(vec![
+                    Condition::from_outcome(
+                        kind::ACCEPTED,
+                        &accepted,
+                        reason::ACCEPTED,
+                        "Route is accepted",
+                        generation,
+                    ),
+                    Condition::from_outcome(
+                        kind::RESOLVED_REFS,
+                        &rules.resolved_refs,
+                        reason::RESOLVED_REFS,
+                        "All references resolved",
+                        generation,
+                    ),
+                ]),
+            });
+        }
+
+        for (gw_key, listeners) in attached {
+            if let Some(gw) = gateways.get_mut(&gw_key) {
+                program(gw, &listeners, &rules);
+            }
+        }
+        if !parents.is_empty() {
+            statuses.push(ObjectStatus {
+                api_version: GATEWAY_API_VERSION.to_string(),
+                kind: HTTP_ROUTE.to_string(),
+                namespace: route_ns.to_string(),
+                name: route.name().to_string(),
+                generation,
+                status: serde_json::to_value(RouteStatus { parents }).unwrap_or_default(),
+            });
+        }
+    }
+}
+
+/// The listeners of `gw` that a parentRef attaches the route to, or why there are none.
+/// Checks narrow in the spec's order: sectionName/port (NoMatchingParent), allowedRoutes
+/// (NotAllowedByListeners), then hostnames (NoMatchingListenerHostname).
+fn attach(
+    res: &Resources,
+    route: &HttpRoute,
+    parent: &HttpRouteParentRefs,
+    gw: &GatewayState,
+) -> Result<Vec<usize>, Problem> {
+    let gw_name = format!("{}/{}", gw.namespace, gw.name);
+    let candidates: Vec<usize> = (0..gw.listeners.len())
+        .filter(|&i| {
+            let l = &gw.listeners[i];
+            parent.section_name.as_ref().is_none_or(|s| *s == l.name)
+                && parent.port.is_none_or(|p| p == l.port)
+        })
+        .collect();
+    if candidates.is_empty() {
+        let mut wanted = Vec::new();
+        if let Some(s) = &parent.section_name {
+            wanted.push(format!("named {s}"));
+        }
+        if let Some(p) = parent.port {
+            wanted.push(format!("on port {p}"));
+        }
+        return Err(Problem::new(
+            reason::NO_MATCHING_PARENT,
+            format!("Gateway {gw_name} has no listener {}", wanted.join(" and ")),
+        ));
+    }
+
+    let route_ns = route.namespace();
+    let allowed: Vec<usize> = candidates
+        .into_iter()
+        .filter(|&i| gw.listeners[i].admits_http_route(res, &gw.namespace, route_ns))
+        .collect();
+    if allowed.is_empty() {
+        return Err(Problem::new(
+            reason::NOT_ALLOWED_BY_LISTENERS,
+            format!(
+                "no matching listener of Gateway {gw_name} allows HTTPRoutes from namespace {route_ns}"
+            ),
+        ));
+    }
+
+    let hostnames = route.spec.hostnames.clone().unwrap_or_default();
+    let matching: Vec<usize> = allowed
+        .into_iter()
+        .filter(|&i| hostname::intersects(gw.listeners[i].hostname.as_deref(), &hostnames))
+        .collect();
+    if matching.is_empty() {
+        return Err(Problem::new(
+            reason::NO_MATCHING_LISTENER_HOSTNAME,
+            format!(
+                "no listener of Gateway {gw_name} has a hostname intersecting {}",
+                hostnames.join(", ")
+            ),
+        ));
+    }
+    Ok(matching)
+}
+
+/// Counts the route on its listeners and hands its rules, pointed at the programmed ones,
+/// to the Gateway's IR.
+fn program(gw: &mut GatewayState, listeners: &BTreeSet<usize>, rules: &RulesOutcome) {
+    for &i in listeners {
+        gw.listeners[i].attached_routes += 1;
+    }
+    let mut names: Vec<String> = listeners
+        .iter()
+        .map(|&i| &gw.listeners[i])
+        .filter(|l| l.is_programmed())
+        .map(|l| ir_name(&gw.namespace, &gw.name, &l.name))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return;
+    }
+    for route in &rules.routes {
+        let mut route = route.clone();
+        route.listeners = names.clone();
+        gw.routes.push(route);
+    }
+    for backend in &rules.backends {
+        gw.backends.insert(backend.name.clone(), backend.clone());
+    }
+    for module in &rules.modules {
+        gw.modules.insert(module.name.clone(), module.clone());
+    }
+}

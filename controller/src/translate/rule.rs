@@ -1,0 +1,237 @@
+//! HTTPRoute rules → `config::Route`s (one per rule), with the backends and filter modules
+//! they use, independent of which Gateway they attach to.
+
+use std::collections::BTreeMap;
+
+use gateway_api::httproutes::{
+    HttpRoute, HttpRouteRules, HttpRouteRulesMatches,
+    HttpRouteRulesMatchesHeadersType as HeaderType, HttpRouteRulesMatchesMethod as Method,
+    HttpRouteRulesMatchesPathType as PathType, HttpRouteRulesMatchesQueryParamsType as QueryType,
+};
+use nantian_proto::config;
+
+use super::{TranslateOptions, backend, filter};
+use crate::model::{MetaExt, Resources};
+use crate::status::{Problem, combine, reason};
+
+pub(super) struct RulesOutcome {
+    /// One per rule, `listeners` still empty; none when the route is unsupported.
+    pub routes: Vec<config::Route>,
+    pub backends: Vec<config::Backend>,
+    pub modules: Vec<config::FilterModule>,
+    /// Set when the route uses something Nantian does not implement: the route is then
+    /// not accepted (UnsupportedValue) and none of its rules is programmed.
+    pub unsupported: Option<Problem>,
+    pub resolved_refs: Result<(), Problem>,
+}
+
+pub(super) fn translate_rules(
+    res: &Resources,
+    opts: &TranslateOptions,
+    route: &HttpRoute,
+) -> RulesOutcome {
+    let route_ns = route.namespace();
+    let mut routes = Vec::new();
+    let mut backends = BTreeMap::new();
+    let mut modules = BTreeMap::new();
+    let mut unsupported = Vec::new();
+    let mut ref_problems = Vec::new();
+
+    // Without an API server to apply the CRD default, a route without rules gets it here:
+    // one rule matching every request.
+    let default_rules = [HttpRouteRules::default()];
+    let rules = route.spec.rules.as_deref().unwrap_or(&default_rules);
+    for (index, rule) in rules.iter().enumerate() {
+        let label = match &rule.name {
+            Some(name) => format!("rule {index} ({name})"),
+            None => format!("rule {index}"),
+        };
+        let mut fail = |message: String| unsupported.push(format!("{label}: {message}"));
+
+        let matches = match translate_matches(rule.matches.as_deref().unwrap_or_default()) {
+            Ok(m) => m,
+            Err(message) => {
+                fail(message);
+                Vec::new()
+            }
+        };
+        if rule.timeouts.is_some() {
+            fail("timeouts are not supported".to_string());
+        }
+        let filters = filter::rule_filters(
+            opts,
+            rule.filters.as_deref().unwrap_or_default(),
+            &matches,
+            &mut modules,
+        )
+        .unwrap_or_else(|messages| {
+            messages.into_iter().for_each(&mut fail);
+            Vec::new()
+        });
+
+        let mut backend_refs = Vec::new();
+        for bref in rule.backend_refs.iter().flatten() {
+            let bfilters = filter::backend_filters(
+                opts,
+                bref.filters.as_deref().unwrap_or_default(),
+                &mut modules,
+            )
+            .unwrap_or_else(|message| {
+                fail(format!("backendRef {}: {message}", bref.name));
+                Vec::new()
+            });
+            let weight = u32::try_from(bref.weight.unwrap_or(1)).unwrap_or(0);
+            match backend::resolve(res, route_ns, bref) {
+                Ok(b) => {
+                    backend_refs.push(config::BackendRef {
+                        backend: b.name.clone(),
+                        weight,
+                        filters: bfilters,
+                    });
+                    backends.insert(b.name.clone(), b);
+                }
+                Err(problem) => {
+                    // Kept with an empty name: its share of the traffic is answered 500.
+                    backend_refs.push(config::BackendRef {
+                        backend: String::new(),
+                        weight,
+                        filters: Vec::new(),
+                    });
+                    ref_problems.push(problem);
+                }
+            }
+        }
+
+        routes.push(config::Route {
+            name: format!("route/{route_ns}/{}/rule/{index}", route.name()),
+            route_namespace: route_ns.to_string(),
+            route_name: route.name().to_string(),
+            rule_index: u32::try_from(index).unwrap_or(u32::MAX),
+            rule_name: rule.name.clone().unwrap_or_default(),
+            creation_timestamp: route.creation_seconds(),
+            listeners: Vec::new(),
+            hostnames: route.spec.hostnames.clone().unwrap_or_default(),
+            matches,
+            filters,
+            backends: backend_refs,
+        });
+    }
+
+    let unsupported = (!unsupported.is_empty())
+        .then(|| Problem::new(reason::UNSUPPORTED_VALUE, unsupported.join("; ")));
+    if unsupported.is_some() {
+        routes.clear();
+        backends.clear();
+        modules.clear();
+    }
+    RulesOutcome {
+        routes,
+        backends: backends.into_values().collect(),
+        modules: modules.into_values().collect(),
+        unsupported,
+        resolved_refs: combine(ref_problems),
+    }
+}
+
+/// Matches with Gateway API defaults filled in: no matches means one PathPrefix "/"
+/// match; a path without type or value is PathPrefix "/"; header and query matches are
+/// Exact unless said otherwise. Regular expressions must compile.
+fn translate_matches(matches: &[HttpRouteRulesMatches]) -> Result<Vec<config::RouteMatch>, String> {
+    if matches.is_empty() {
+        return Ok(vec![config::RouteMatch {
+            path: Some(prefix_root()),
+            ..Default::default()
+        }]);
+    }
+    let mut out = Vec::new();
+    for m in matches {
+        let path = match &m.path {
+            None => prefix_root(),
+            Some(p) => {
+                let type_ = match p.r#type.as_ref().unwrap_or(&PathType::PathPrefix) {
+                    PathType::Exact => "Exact",
+                    PathType::PathPrefix => "PathPrefix",
+                    PathType::RegularExpression => "RegularExpression",
+                };
+                let value = p.value.clone().unwrap_or_else(|| "/".to_string());
+                if type_ == "RegularExpression" {
+                    check_regex("path", &value)?;
+                }
+                config::PathMatch {
+                    r#type: type_.to_string(),
+                    value,
+                }
+            }
+        };
+        let mut headers = Vec::new();
+        for h in m.headers.iter().flatten() {
+            let regex = matches!(h.r#type, Some(HeaderType::RegularExpression));
+            if regex {
+                check_regex(&format!("header {}", h.name), &h.value)?;
+            }
+            headers.push(value_match(regex, &h.name, &h.value));
+        }
+        let mut query_params = Vec::new();
+        for q in m.query_params.iter().flatten() {
+            let regex = matches!(q.r#type, Some(QueryType::RegularExpression));
+            if regex {
+                check_regex(&format!("query parameter {}", q.name), &q.value)?;
+            }
+            query_params.push(value_match(regex, &q.name, &q.value));
+        }
+        out.push(config::RouteMatch {
+            path: Some(path),
+            headers,
+            query_params,
+            method: m
+                .method
+                .as_ref()
+                .map(method_name)
+                .unwrap_or_default()
+                .to_string(),
+        });
+    }
+    Ok(out)
+}
+
+fn prefix_root() -> config::PathMatch {
+    config::PathMatch {
+        r#type: "PathPrefix".to_string(),
+        value: "/".to_string(),
+    }
+}
+
+fn value_match(regex: bool, name: &str, value: &str) -> config::ValueMatch {
+    config::ValueMatch {
+        r#type: if regex { "RegularExpression" } else { "Exact" }.to_string(),
+        name: name.to_string(),
+        value: value.to_string(),
+    }
+}
+
+/// RegularExpression syntax is implementation-specific; Nantian's is the regex crate's, so
+/// patterns are checked here instead of failing on the host.
+fn check_regex(what: &str, pattern: &str) -> Result<(), String> {
+    regex::Regex::new(pattern).map(|_| ()).map_err(|e| {
+        // The parser's message draws a caret under the pattern over several lines; a
+        // condition message keeps only its last line, the actual complaint.
+        let message = e.to_string();
+        let complaint = message.lines().last().unwrap_or_default().trim();
+        let complaint = complaint.strip_prefix("error: ").unwrap_or(complaint);
+        format!("{what}: invalid regular expression {pattern:?}: {complaint}")
+    })
+}
+
+fn method_name(m: &Method) -> &'static str {
+    match m {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
+        Method::Connect => "CONNECT",
+        Method::Options => "OPTIONS",
+        Method::Trace => "TRACE",
+        Method::Patch => "PATCH",
+    }
+}
