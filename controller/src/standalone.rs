@@ -17,6 +17,7 @@ use nantian_proto::config::{FilterModule, filter_module};
 use crate::load::{self, LoadError};
 use crate::model::Resources;
 use crate::snapshot::{GatewayKey, GatewaySnapshot};
+use crate::status;
 use crate::supervisor::{Desired, Supervisor};
 use crate::translate::{self, TranslateOptions, Translation};
 use crate::xds_server::SnapshotCache;
@@ -172,7 +173,12 @@ impl Standalone {
             addresses: allocator.assign(&dynamic, &fixed),
             filter_modules: self.modules.clone(),
         };
-        let translation = translate::translate(&resources, &opts);
+        let mut translation = translate::translate(&resources, &opts);
+        {
+            let board = self.status.read().unwrap();
+            let previous = board.translation.as_ref().map(|t| t.statuses.as_slice());
+            stamp_statuses(&mut translation, previous.unwrap_or_default());
+        }
         let snapshots: Vec<GatewaySnapshot> = translation
             .gateways
             .iter()
@@ -195,6 +201,23 @@ impl Standalone {
         let mut board = self.status.write().unwrap();
         board.translation = Some(translation);
         board.errors = errors;
+    }
+}
+
+/// Gives every condition a `lastTransitionTime`: the previous one when the same object
+/// already had that condition with the same status, else now.
+fn stamp_statuses(translation: &mut Translation, previous: &[translate::ObjectStatus]) {
+    let now = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or(jiff::Timestamp::now());
+    let now = now.to_string();
+    for object in &mut translation.statuses {
+        if let Some(before) = previous.iter().find(|p| {
+            p.kind == object.kind && p.namespace == object.namespace && p.name == object.name
+        }) {
+            status::carry_transition_times(&before.status, &mut object.status);
+        }
+        status::stamp_transition_times(&mut object.status, &now);
     }
 }
 

@@ -198,6 +198,40 @@ pub struct ParentRef {
 
 /// Adds `lastTransitionTime: now` to every condition (any object under a `conditions`
 /// array) in `status` that has none, e.g. `now = "2025-01-01T00:00:00Z"`.
+/// Copies `lastTransitionTime` from `before` into the conditions of `after` that did not
+/// change (same type and status at the same place), so a re-translation that changes
+/// nothing keeps the times the conditions really transitioned at.
+pub fn carry_transition_times(before: &Value, after: &mut Value) {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            for (key, value) in a.iter_mut() {
+                let Some(old) = b.get(key) else { continue };
+                if key == "conditions"
+                    && let (Value::Array(old), Value::Array(new)) = (old, &mut *value)
+                {
+                    for cond in new.iter_mut().filter_map(Value::as_object_mut) {
+                        let same = old.iter().find(|o| {
+                            o.get("type") == cond.get("type")
+                                && o.get("status") == cond.get("status")
+                        });
+                        if let Some(time) = same.and_then(|o| o.get("lastTransitionTime")) {
+                            cond.insert("lastTransitionTime".into(), time.clone());
+                        }
+                    }
+                } else {
+                    carry_transition_times(old, value);
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(a)) => {
+            for (old, new) in b.iter().zip(a.iter_mut()) {
+                carry_transition_times(old, new);
+            }
+        }
+        _ => {}
+    }
+}
+
 pub fn stamp_transition_times(status: &mut Value, now: &str) {
     match status {
         Value::Object(map) => {
@@ -221,6 +255,27 @@ pub fn stamp_transition_times(status: &mut Value, now: &str) {
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod carry_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unchanged_conditions_keep_their_time_changed_ones_get_now() {
+        let before = json!({"parents": [{"conditions": [
+            {"type": "Accepted", "status": "True", "lastTransitionTime": "T0"},
+            {"type": "ResolvedRefs", "status": "True", "lastTransitionTime": "T0"}]}]});
+        let mut after = json!({"parents": [{"conditions": [
+            {"type": "Accepted", "status": "True"},
+            {"type": "ResolvedRefs", "status": "False"}]}]});
+        carry_transition_times(&before, &mut after);
+        stamp_transition_times(&mut after, "T1");
+        let c = &after["parents"][0]["conditions"];
+        assert_eq!(c[0]["lastTransitionTime"], "T0");
+        assert_eq!(c[1]["lastTransitionTime"], "T1");
     }
 }
 
