@@ -64,6 +64,8 @@ pub fn load_dir(dir: &Path) -> (Resources, Vec<LoadError>) {
     for path in files {
         match std::fs::read_to_string(&path) {
             Ok(text) => errors.extend(load_str(&path.display().to_string(), &text, &mut resources)),
+            // Deleted between listing and reading: the next change event reloads anyway.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => errors.push(read_error(&path, err)),
         }
     }
