@@ -1,0 +1,250 @@
+//! xDS resources → validated runtime config.
+//!
+//! Every `Resource.body` is decoded by its type URL and converted with `TryFrom` into
+//! types the data plane can use without further checks (regexes compiled and anchored,
+//! methods and header names parsed, hostnames normalized). Cross-resource references are
+//! checked afterwards. Any problem becomes a [`RejectedResource`] naming the resource, and
+//! the whole snapshot is refused: the host never runs half a config.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+use nantian_proto::config as pb;
+use nantian_proto::xds::{ErrorDetail, RejectedResource};
+use regex::Regex;
+
+use crate::hostname::{Hostname, HostnameError};
+
+/// A whole snapshot, decoded and validated.
+#[derive(Debug, Default)]
+pub struct ConfigSet {
+    pub listeners: Vec<ListenerSpec>,
+    pub routes: Vec<RouteSpec>,
+    pub backends: Vec<BackendSpec>,
+    pub modules: Vec<ModuleSpec>,
+    /// The resources as received, for `/config_dump`.
+    pub dump: ConfigDump,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ConfigDump {
+    pub listeners: Vec<pb::Listener>,
+    pub routes: Vec<pb::Route>,
+    pub backends: Vec<pb::Backend>,
+    pub filter_modules: Vec<pb::FilterModule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerSpec {
+    pub name: Arc<str>,
+    pub bind: SocketAddr,
+    pub hostname: Option<Hostname>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub name: Arc<str>,
+    pub namespace: String,
+    pub route_name: String,
+    pub rule_index: u32,
+    pub creation_timestamp: i64,
+    pub listeners: Vec<String>,
+    pub hostnames: Vec<Hostname>,
+    pub matches: Vec<MatchSpec>,
+    pub filters: Vec<FilterSpec>,
+    pub backends: Vec<BackendRefSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MatchSpec {
+    pub path: PathMatch,
+    /// Deduplicated by name (the first entry wins, as Gateway API requires).
+    pub headers: Vec<HeaderMatch>,
+    pub query: Vec<QueryMatch>,
+    pub method: Option<Method>,
+}
+
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    Exact(Box<str>),
+    Prefix(Box<str>),
+    /// Anchored (`^(?:…)$`) so it must match the whole path.
+    Regex(Regex),
+}
+
+#[derive(Debug, Clone)]
+pub enum ValueMatch {
+    Exact(Box<str>),
+    Regex(Regex),
+}
+
+#[derive(Debug, Clone)]
+pub struct HeaderMatch {
+    pub name: HeaderName,
+    pub value: ValueMatch,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueryMatch {
+    pub name: Box<str>,
+    pub value: ValueMatch,
+}
+
+#[derive(Debug, Clone)]
+pub enum FilterSpec {
+    Redirect(Arc<RedirectSpec>),
+    Wasm(WasmFilterSpec),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectSpec {
+    pub scheme: Option<Scheme>,
+    pub hostname: Option<Box<str>>,
+    pub port: Option<u16>,
+    pub path: Option<PathModifier>,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathModifier {
+    ReplaceFullPath(Box<str>),
+    ReplacePrefixMatch(Box<str>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WasmFilterSpec {
+    pub display_name: Arc<str>,
+    pub module: String,
+    pub config: Vec<u8>,
+    pub fail_open: bool,
+    pub timeout: Option<Duration>,
+    pub max_memory: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendRefSpec {
+    /// `None`: the reference is invalid; picking it answers 500.
+    pub backend: Option<String>,
+    pub weight: u32,
+    pub filters: Vec<FilterSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    H2c,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendSpec {
+    pub name: Arc<str>,
+    pub protocol: UpstreamProtocol,
+    /// `host:port` authorities (IPv6 bracketed).
+    pub endpoints: Vec<http::uri::Authority>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModuleSpec {
+    pub name: String,
+    pub sha256: String,
+    pub source: ModuleSource,
+}
+
+#[derive(Debug, Clone)]
+pub enum ModuleSource {
+    Path(PathBuf),
+    Inline(Vec<u8>),
+}
+
+/// Why one resource can't be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown resource type {0:?}")]
+    UnknownType(String),
+    #[error("cannot decode: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("body is named {body:?}, not like its xDS resource")]
+    NameMismatch { body: String },
+    #[error("unsupported {field} {value:?}")]
+    Unsupported { field: &'static str, value: String },
+    #[error("invalid {field} {value:?}: {reason}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Hostname(#[from] HostnameError),
+    #[error("invalid regular expression {pattern:?}: {source}")]
+    Regex {
+        pattern: String,
+        source: Box<regex::Error>,
+    },
+    #[error("references unknown {kind} {name:?}")]
+    UnknownReference { kind: &'static str, name: String },
+    #[error("{0}")]
+    Conflict(String),
+}
+
+pub(crate) fn invalid(
+    field: &'static str,
+    value: impl ToString,
+    reason: impl ToString,
+) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Per-resource reasons; becomes the NACK's `ErrorDetail`.
+#[derive(Debug, Default)]
+pub struct Rejections(pub BTreeMap<String, String>);
+
+impl Rejections {
+    pub fn add(&mut self, name: &str, reason: impl ToString) {
+        // The first reason is the most useful one; later ones often follow from it.
+        self.0
+            .entry(name.to_string())
+            .or_insert_with(|| reason.to_string());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_error_detail(self) -> ErrorDetail {
+        let message = match self.0.iter().next() {
+            Some((name, reason)) => format!(
+                "{} resource(s) rejected; first: {name}: {reason}",
+                self.0.len()
+            ),
+            None => "snapshot rejected".to_string(),
+        };
+        ErrorDetail {
+            message,
+            rejected: self
+                .0
+                .into_iter()
+                .map(|(name, reason)| RejectedResource { name, reason })
+                .collect(),
+        }
+    }
+}
+
+pub use crate::config_decode::decode;
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

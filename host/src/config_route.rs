@@ -1,0 +1,320 @@
+//! `Route` (one HTTPRoute rule) → [`RouteSpec`]: matches, filters and backend refs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+use nantian_proto::config as pb;
+use regex::Regex;
+
+use crate::config::{
+    BackendRefSpec, ConfigError, FilterSpec, HeaderMatch, MatchSpec, PathMatch, PathModifier,
+    QueryMatch, RedirectSpec, RouteSpec, Scheme, ValueMatch, WasmFilterSpec, invalid,
+};
+use crate::hostname::Hostname;
+
+impl TryFrom<&pb::Route> for RouteSpec {
+    type Error = ConfigError;
+
+    fn try_from(pb: &pb::Route) -> Result<Self, ConfigError> {
+        let hostnames = pb
+            .hostnames
+            .iter()
+            .map(|h| Hostname::parse(h))
+            .collect::<Result<_, _>>()?;
+        let mut matches: Vec<MatchSpec> = pb
+            .matches
+            .iter()
+            .map(MatchSpec::try_from)
+            .collect::<Result<_, _>>()?;
+        if matches.is_empty() {
+            matches.push(MatchSpec {
+                path: PathMatch::Prefix("/".into()),
+                headers: Vec::new(),
+                query: Vec::new(),
+                method: None,
+            });
+        }
+        let filters = convert_filters(&pb.filters)?;
+        check_prefix_rewrite(&filters, &matches)?;
+        let backends = pb
+            .backends
+            .iter()
+            .map(|b| {
+                let filters = convert_filters(&b.filters)?;
+                check_prefix_rewrite(&filters, &matches)?;
+                Ok(BackendRefSpec {
+                    backend: (!b.backend.is_empty()).then(|| b.backend.clone()),
+                    weight: b.weight,
+                    filters,
+                })
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(RouteSpec {
+            name: pb.name.as_str().into(),
+            namespace: pb.route_namespace.clone(),
+            route_name: pb.route_name.clone(),
+            rule_index: pb.rule_index,
+            creation_timestamp: pb.creation_timestamp,
+            listeners: pb.listeners.clone(),
+            hostnames,
+            matches,
+            filters,
+            backends,
+        })
+    }
+}
+
+/// Gateway API: ReplacePrefixMatch only makes sense when every match is a PathPrefix.
+fn check_prefix_rewrite(filters: &[FilterSpec], matches: &[MatchSpec]) -> Result<(), ConfigError> {
+    let uses_prefix_rewrite = filters.iter().any(|f| {
+        matches!(f, FilterSpec::Redirect(r) if matches!(r.path, Some(PathModifier::ReplacePrefixMatch(_))))
+    });
+    if uses_prefix_rewrite
+        && !matches
+            .iter()
+            .all(|m| matches!(m.path, PathMatch::Prefix(_)))
+    {
+        return Err(invalid(
+            "redirect path",
+            "ReplacePrefixMatch",
+            "requires every match of the rule to be a PathPrefix match",
+        ));
+    }
+    Ok(())
+}
+
+impl TryFrom<&pb::RouteMatch> for MatchSpec {
+    type Error = ConfigError;
+
+    fn try_from(pb: &pb::RouteMatch) -> Result<Self, ConfigError> {
+        let path = match &pb.path {
+            None => PathMatch::Prefix("/".into()),
+            Some(p) => PathMatch::try_from(p)?,
+        };
+        let mut headers: Vec<HeaderMatch> = Vec::with_capacity(pb.headers.len());
+        for h in &pb.headers {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|e| invalid("header name", &h.name, e))?;
+            // Gateway API: of entries with equivalent names only the first counts.
+            if headers.iter().all(|seen| seen.name != name) {
+                headers.push(HeaderMatch {
+                    name,
+                    value: value_match(&h.r#type, &h.value)?,
+                });
+            }
+        }
+        let mut query: Vec<QueryMatch> = Vec::with_capacity(pb.query_params.len());
+        for q in &pb.query_params {
+            if q.name.is_empty() {
+                return Err(invalid("query parameter name", "", "must not be empty"));
+            }
+            if query.iter().all(|seen| *seen.name != *q.name) {
+                query.push(QueryMatch {
+                    name: q.name.as_str().into(),
+                    value: value_match(&q.r#type, &q.value)?,
+                });
+            }
+        }
+        let method = match pb.method.as_str() {
+            "" => None,
+            m @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE"
+            | "PATCH") => {
+                Some(Method::from_bytes(m.as_bytes()).map_err(|e| invalid("method", m, e))?)
+            }
+            other => {
+                return Err(ConfigError::Unsupported {
+                    field: "method",
+                    value: other.to_string(),
+                });
+            }
+        };
+        Ok(MatchSpec {
+            path,
+            headers,
+            query,
+            method,
+        })
+    }
+}
+
+impl TryFrom<&pb::PathMatch> for PathMatch {
+    type Error = ConfigError;
+
+    fn try_from(pb: &pb::PathMatch) -> Result<Self, ConfigError> {
+        let must_be_absolute = |v: &str| {
+            if v.starts_with('/') {
+                Ok(())
+            } else {
+                Err(invalid("path", v, "must start with '/'"))
+            }
+        };
+        match pb.r#type.as_str() {
+            "Exact" => {
+                must_be_absolute(&pb.value)?;
+                Ok(PathMatch::Exact(pb.value.as_str().into()))
+            }
+            // Gateway API's default type; an empty value is its default "/".
+            "PathPrefix" | "" => {
+                let value = if pb.value.is_empty() {
+                    "/"
+                } else {
+                    pb.value.as_str()
+                };
+                must_be_absolute(value)?;
+                Ok(PathMatch::Prefix(value.into()))
+            }
+            "RegularExpression" => Ok(PathMatch::Regex(full_match_regex(&pb.value)?)),
+            other => Err(ConfigError::Unsupported {
+                field: "path match type",
+                value: other.to_string(),
+            }),
+        }
+    }
+}
+
+fn value_match(kind: &str, value: &str) -> Result<ValueMatch, ConfigError> {
+    match kind {
+        "Exact" | "" => Ok(ValueMatch::Exact(value.into())),
+        "RegularExpression" => Ok(ValueMatch::Regex(full_match_regex(value)?)),
+        other => Err(ConfigError::Unsupported {
+            field: "value match type",
+            value: other.to_string(),
+        }),
+    }
+}
+
+/// Compiled once per snapshot; anchored so the pattern must cover the whole value.
+fn full_match_regex(pattern: &str) -> Result<Regex, ConfigError> {
+    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| ConfigError::Regex {
+        pattern: pattern.to_string(),
+        source: Box::new(e),
+    })
+}
+
+fn convert_filters(filters: &[pb::RouteFilter]) -> Result<Vec<FilterSpec>, ConfigError> {
+    let mut out = Vec::with_capacity(filters.len());
+    for f in filters {
+        let spec = match &f.kind {
+            Some(pb::route_filter::Kind::RequestRedirect(r)) => {
+                if out.iter().any(|s| matches!(s, FilterSpec::Redirect(_))) {
+                    return Err(ConfigError::Conflict(
+                        "more than one RequestRedirect filter".into(),
+                    ));
+                }
+                FilterSpec::Redirect(Arc::new(RedirectSpec::try_from(r)?))
+            }
+            Some(pb::route_filter::Kind::Wasm(w)) => FilterSpec::Wasm(WasmFilterSpec::try_from(w)?),
+            None => return Err(invalid("filter", "", "has no kind")),
+        };
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+impl TryFrom<&pb::RequestRedirect> for RedirectSpec {
+    type Error = ConfigError;
+
+    fn try_from(pb: &pb::RequestRedirect) -> Result<Self, ConfigError> {
+        let scheme = match pb.scheme.as_str() {
+            "" => None,
+            "http" => Some(Scheme::Http),
+            "https" => Some(Scheme::Https),
+            other => {
+                return Err(ConfigError::Unsupported {
+                    field: "redirect scheme",
+                    value: other.to_string(),
+                });
+            }
+        };
+        let hostname = match pb.hostname.as_str() {
+            "" => None,
+            h => match Hostname::parse(h)? {
+                Hostname::Exact(exact) => Some(exact),
+                Hostname::Wildcard(_) => {
+                    return Err(invalid("redirect hostname", h, "must not be a wildcard"));
+                }
+            },
+        };
+        let port = match pb.port {
+            0 => None,
+            p => Some(
+                u16::try_from(p).map_err(|_| invalid("redirect port", p, "must be 1..=65535"))?,
+            ),
+        };
+        let path = match &pb.path {
+            None => None,
+            Some(m) => Some(match m.r#type.as_str() {
+                "ReplaceFullPath" if m.value.starts_with('/') => {
+                    PathModifier::ReplaceFullPath(m.value.as_str().into())
+                }
+                "ReplacePrefixMatch" if m.value.is_empty() || m.value.starts_with('/') => {
+                    PathModifier::ReplacePrefixMatch(m.value.as_str().into())
+                }
+                "ReplaceFullPath" | "ReplacePrefixMatch" => {
+                    return Err(invalid("redirect path", &m.value, "must start with '/'"));
+                }
+                other => {
+                    return Err(ConfigError::Unsupported {
+                        field: "redirect path modifier",
+                        value: other.to_string(),
+                    });
+                }
+            }),
+        };
+        let status = match pb.status_code {
+            0 => 302,
+            s @ (301 | 302 | 303 | 307 | 308) => s as u16,
+            other => {
+                return Err(ConfigError::Unsupported {
+                    field: "redirect status code",
+                    value: other.to_string(),
+                });
+            }
+        };
+        Ok(RedirectSpec {
+            scheme,
+            hostname,
+            port,
+            path,
+            status,
+        })
+    }
+}
+
+impl TryFrom<&pb::WasmFilter> for WasmFilterSpec {
+    type Error = ConfigError;
+
+    fn try_from(pb: &pb::WasmFilter) -> Result<Self, ConfigError> {
+        let fail_open = match pb.fail_policy.as_str() {
+            "" | "FailClosed" => false,
+            "FailOpen" => true,
+            other => {
+                return Err(ConfigError::Unsupported {
+                    field: "fail policy",
+                    value: other.to_string(),
+                });
+            }
+        };
+        if pb.module.is_empty() {
+            return Err(invalid(
+                "wasm filter module",
+                "",
+                "must name a FilterModule",
+            ));
+        }
+        Ok(WasmFilterSpec {
+            display_name: if pb.display_name.is_empty() {
+                Arc::from(pb.module.as_str())
+            } else {
+                Arc::from(pb.display_name.as_str())
+            },
+            module: pb.module.clone(),
+            config: pb.config.as_bytes().to_vec(),
+            fail_open,
+            timeout: (pb.timeout_millis > 0)
+                .then(|| Duration::from_millis(pb.timeout_millis.into())),
+            max_memory: (pb.max_memory_bytes > 0).then_some(pb.max_memory_bytes),
+        })
+    }
+}

@@ -1,0 +1,347 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::xds_client::{Resource, ResourceMap};
+use nantian_proto::ConfigResource;
+use nantian_proto::type_url;
+
+fn listener(name: &str, port: u32, hostname: &str) -> pb::Listener {
+    pb::Listener {
+        name: name.into(),
+        address: "127.0.0.1".into(),
+        port,
+        protocol: "HTTP".into(),
+        hostname: hostname.into(),
+    }
+}
+
+fn route(name: &str) -> pb::Route {
+    pb::Route {
+        name: name.into(),
+        route_namespace: "ns".into(),
+        route_name: "r".into(),
+        listeners: vec!["listener/ns/gw/http".into()],
+        backends: vec![pb::BackendRef {
+            backend: "backend/ns/svc:80".into(),
+            weight: 1,
+            filters: vec![],
+        }],
+        ..Default::default()
+    }
+}
+
+fn backend() -> pb::Backend {
+    pb::Backend {
+        name: "backend/ns/svc:80".into(),
+        protocol: "http".into(),
+        endpoints: vec![pb::Endpoint {
+            address: "10.0.0.1".into(),
+            port: 8080,
+        }],
+    }
+}
+
+fn map_of(items: Vec<(String, nantian_proto::Any)>) -> ResourceMap {
+    items
+        .into_iter()
+        .map(|(name, body)| {
+            (
+                name,
+                Resource {
+                    version: "1".into(),
+                    body,
+                },
+            )
+        })
+        .collect()
+}
+
+fn entry<T: ConfigResource>(r: &T) -> (String, nantian_proto::Any) {
+    (r.resource_name().to_string(), r.to_any())
+}
+
+fn valid_base() -> Vec<(String, nantian_proto::Any)> {
+    vec![
+        entry(&listener("listener/ns/gw/http", 8080, "")),
+        entry(&backend()),
+    ]
+}
+
+/// Decodes base + `extra` and returns the rejection reasons by resource name.
+fn rejected(extra: Vec<(String, nantian_proto::Any)>) -> BTreeMap<String, String> {
+    let mut items = valid_base();
+    items.extend(extra);
+    match decode(&map_of(items)) {
+        Ok(_) => BTreeMap::new(),
+        Err(r) => r.0,
+    }
+}
+
+fn assert_rejected(extra: Vec<(String, nantian_proto::Any)>, name: &str, reason_contains: &str) {
+    let reasons = rejected(extra);
+    let reason = reasons
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} not rejected; rejections: {reasons:?}"));
+    assert!(
+        reason.contains(reason_contains),
+        "{name}: {reason:?} lacks {reason_contains:?}"
+    );
+}
+
+#[test]
+fn a_valid_snapshot_decodes_with_its_dump() {
+    let mut items = valid_base();
+    items.push(entry(&route("route/ns/r/rule/0")));
+    let set = decode(&map_of(items)).unwrap();
+    assert_eq!(set.listeners.len(), 1);
+    assert_eq!(set.routes.len(), 1);
+    assert_eq!(
+        set.routes[0].matches.len(),
+        1,
+        "no matches means one PathPrefix / match"
+    );
+    assert_eq!(set.backends[0].endpoints[0].as_str(), "10.0.0.1:8080");
+    assert_eq!(set.dump.routes.len(), 1);
+    let json = serde_json::to_value(&set.dump).unwrap();
+    assert_eq!(json["listeners"][0]["name"], "listener/ns/gw/http");
+}
+
+#[test]
+fn unknown_types_and_undecodable_bodies_are_rejected() {
+    let unknown = nantian_proto::Any {
+        type_url: "type.googleapis.com/nantian.config.v1.Mystery".into(),
+        value: vec![],
+    };
+    assert_rejected(
+        vec![("mystery".into(), unknown)],
+        "mystery",
+        "unknown resource type",
+    );
+    let garbage = nantian_proto::Any {
+        type_url: type_url::ROUTE.into(),
+        value: vec![0xff, 0xff, 0xff],
+    };
+    assert_rejected(
+        vec![("route/ns/x/rule/0".into(), garbage)],
+        "route/ns/x/rule/0",
+        "cannot decode",
+    );
+}
+
+#[test]
+fn a_body_named_differently_from_its_resource_is_rejected() {
+    let r = route("route/ns/r/rule/0");
+    assert_rejected(
+        vec![("route/ns/other/rule/0".into(), r.to_any())],
+        "route/ns/other/rule/0",
+        "named",
+    );
+}
+
+#[test]
+fn invalid_matches_are_rejected_with_reasons() {
+    let with_match = |name: &str, m: pb::RouteMatch| {
+        let mut r = route(name);
+        r.matches = vec![m];
+        entry(&r)
+    };
+    let regex = pb::RouteMatch {
+        path: Some(pb::PathMatch {
+            r#type: "RegularExpression".into(),
+            value: "/(unclosed".into(),
+        }),
+        ..Default::default()
+    };
+    let method = pb::RouteMatch {
+        method: "BREW".into(),
+        ..Default::default()
+    };
+    let relative = pb::RouteMatch {
+        path: Some(pb::PathMatch {
+            r#type: "Exact".into(),
+            value: "no-slash".into(),
+        }),
+        ..Default::default()
+    };
+    let header = pb::RouteMatch {
+        headers: vec![pb::ValueMatch {
+            r#type: "Exact".into(),
+            name: "bad header".into(),
+            value: "v".into(),
+        }],
+        ..Default::default()
+    };
+    assert_rejected(
+        vec![with_match("route/ns/r/rule/0", regex)],
+        "route/ns/r/rule/0",
+        "regular expression",
+    );
+    assert_rejected(
+        vec![with_match("route/ns/r/rule/0", method)],
+        "route/ns/r/rule/0",
+        "method",
+    );
+    assert_rejected(
+        vec![with_match("route/ns/r/rule/0", relative)],
+        "route/ns/r/rule/0",
+        "must start with '/'",
+    );
+    assert_rejected(
+        vec![with_match("route/ns/r/rule/0", header)],
+        "route/ns/r/rule/0",
+        "header name",
+    );
+}
+
+#[test]
+fn references_to_missing_resources_are_rejected() {
+    let mut r = route("route/ns/r/rule/0");
+    r.listeners.push("listener/ns/gw/missing".into());
+    assert_rejected(vec![entry(&r)], "route/ns/r/rule/0", "unknown listener");
+
+    let mut r = route("route/ns/r/rule/0");
+    r.backends[0].backend = "backend/ns/missing:80".into();
+    assert_rejected(vec![entry(&r)], "route/ns/r/rule/0", "unknown backend");
+
+    let mut r = route("route/ns/r/rule/0");
+    r.filters.push(pb::RouteFilter {
+        kind: Some(pb::route_filter::Kind::Wasm(pb::WasmFilter {
+            display_name: "RequestHeaderModifier".into(),
+            module: "module/header-modifier@abc".into(),
+            config: "{}".into(),
+            fail_policy: "FailClosed".into(),
+            ..Default::default()
+        })),
+    });
+    assert_rejected(
+        vec![entry(&r)],
+        "route/ns/r/rule/0",
+        "unknown filter module",
+    );
+
+    // An empty backend name is an invalid ref the data plane answers with 500, not an error.
+    let mut r = route("route/ns/r/rule/0");
+    r.backends[0].backend.clear();
+    assert!(rejected(vec![entry(&r)]).is_empty());
+}
+
+#[test]
+fn redirect_validation() {
+    let redirect = |rr: pb::RequestRedirect, matches: Vec<pb::RouteMatch>| {
+        let mut r = route("route/ns/r/rule/0");
+        r.matches = matches;
+        r.filters.push(pb::RouteFilter {
+            kind: Some(pb::route_filter::Kind::RequestRedirect(rr)),
+        });
+        entry(&r)
+    };
+    let status = pb::RequestRedirect {
+        status_code: 200,
+        ..Default::default()
+    };
+    assert_rejected(
+        vec![redirect(status, vec![])],
+        "route/ns/r/rule/0",
+        "status code",
+    );
+    let scheme = pb::RequestRedirect {
+        scheme: "ftp".into(),
+        ..Default::default()
+    };
+    assert_rejected(
+        vec![redirect(scheme, vec![])],
+        "route/ns/r/rule/0",
+        "scheme",
+    );
+    let prefix_on_exact = pb::RequestRedirect {
+        path: Some(pb::PathModifier {
+            r#type: "ReplacePrefixMatch".into(),
+            value: "/new".into(),
+        }),
+        ..Default::default()
+    };
+    let exact = pb::RouteMatch {
+        path: Some(pb::PathMatch {
+            r#type: "Exact".into(),
+            value: "/old".into(),
+        }),
+        ..Default::default()
+    };
+    assert_rejected(
+        vec![redirect(prefix_on_exact.clone(), vec![exact])],
+        "route/ns/r/rule/0",
+        "PathPrefix",
+    );
+    assert!(rejected(vec![redirect(prefix_on_exact, vec![])]).is_empty());
+}
+
+#[test]
+fn listener_problems_are_rejected() {
+    let mut https = listener("listener/ns/gw/tls", 8443, "");
+    https.protocol = "HTTPS".into();
+    assert_rejected(vec![entry(&https)], "listener/ns/gw/tls", "protocol");
+    let bad_host = listener("listener/ns/gw/bad", 8080, "*.*.example.com");
+    assert_rejected(vec![entry(&bad_host)], "listener/ns/gw/bad", "hostname");
+    let mut bad_addr = listener("listener/ns/gw/addr", 8080, "");
+    bad_addr.address = "localhost".into();
+    assert_rejected(
+        vec![entry(&bad_addr)],
+        "listener/ns/gw/addr",
+        "not an IP address",
+    );
+    // Same socket and hostname as listener/ns/gw/http: ambiguous.
+    let twin = listener("listener/ns/gw/twin", 8080, "");
+    assert_rejected(
+        vec![entry(&twin)],
+        "listener/ns/gw/twin",
+        "conflicts with listener listener/ns/gw/http",
+    );
+    // Same socket, different hostname: fine.
+    assert!(
+        rejected(vec![entry(&listener(
+            "listener/ns/gw/named",
+            8080,
+            "a.example.com"
+        ))])
+        .is_empty()
+    );
+}
+
+#[test]
+fn backend_and_module_problems_are_rejected() {
+    let mut b = backend();
+    b.name = "backend/ns/grpc:80".into();
+    b.protocol = "grpc".into();
+    assert_rejected(vec![entry(&b)], "backend/ns/grpc:80", "backend protocol");
+    let mut b = backend();
+    b.name = "backend/ns/port:80".into();
+    b.endpoints[0].port = 70000;
+    assert_rejected(vec![entry(&b)], "backend/ns/port:80", "endpoint port");
+    let m = pb::FilterModule {
+        name: "module/x@1".into(),
+        sha256: "not-hex".into(),
+        source: Some(pb::filter_module::Source::Path("/tmp/x.wasm".into())),
+    };
+    assert_rejected(vec![entry(&m)], "module/x@1", "sha256");
+}
+
+#[test]
+fn nack_detail_lists_every_rejected_resource() {
+    let unknown = nantian_proto::Any {
+        type_url: "type.googleapis.com/x".into(),
+        value: vec![],
+    };
+    let mut r = route("route/ns/r/rule/0");
+    r.backends[0].backend = "backend/ns/missing:80".into();
+    let mut items = valid_base();
+    items.push(("zzz".into(), unknown));
+    items.push(entry(&r));
+    let detail = decode(&map_of(items)).unwrap_err().into_error_detail();
+    let names: Vec<&str> = detail.rejected.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["route/ns/r/rule/0", "zzz"]);
+    assert!(
+        detail.message.starts_with("2 resource(s) rejected"),
+        "{}",
+        detail.message
+    );
+}

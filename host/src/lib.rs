@@ -1,0 +1,31 @@
+//! Nantian data plane: takes config from the controller over delta xDS and proxies HTTP
+//! through Gateway API routes and WebAssembly filter chains.
+//!
+//! A request's path through the modules: `listener` (sockets) → `server` (connections,
+//! snapshot, routing) → `router` (route tables) → `proxy` with `filter_chain` /
+//! `filter_body` (Wasm filters, redirects) → `forwarding` + `upstream` (pools). Config
+//! arrives through `xds_client`, is validated by `config`, and is assembled into a
+//! `snapshot` that `gateway` swaps in.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+mod config_decode;
+mod config_route;
+pub mod filter_body;
+pub mod filter_chain;
+pub mod forwarding;
+pub mod gateway;
+pub mod hostname;
+pub mod listener;
+pub mod metrics;
+pub mod proxy;
+pub mod redirect;
+pub mod router;
+pub mod server;
+pub mod snapshot;
+pub mod upstream;
+pub mod xds_client;
+
+pub use gateway::Gateway;
+pub use metrics::Metrics;

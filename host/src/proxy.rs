@@ -1,0 +1,228 @@
+//! One routed request, start to finish: rule filters (request headers) → weighted backend
+//! pick → the backend ref's filters → upstream → response filters (reverse order) → client.
+//! Bodies stream in both directions; a WebSocket handshake becomes a byte tunnel.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use http::header::CONTENT_LENGTH;
+use http::{Request, Response, StatusCode, request};
+use http_body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tracing::debug;
+
+use crate::config::{PathMatch, Scheme};
+use crate::filter_body::{Direction, FilteredBody, SharedRun, lock};
+use crate::filter_chain::{FilterRun, Flow, RedirectContext, status_response};
+use crate::forwarding::{is_websocket_upgrade, prepare_request_headers, strip_hop_by_hop};
+use crate::router::Candidate;
+use crate::snapshot::Rule;
+use crate::upstream::{BoxError, ProxyBody, UpstreamError};
+
+/// A request the router matched, with what it matched.
+pub struct ProxyRequest<'a> {
+    pub rule: &'a Rule,
+    pub candidate: &'a Candidate,
+    pub listener_port: u16,
+    pub client: SocketAddr,
+}
+
+pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let (mut parts, body) = req.into_parts();
+    let redirect = RedirectContext {
+        scheme: Scheme::Http,
+        listener_port: p.listener_port,
+        matched_prefix: match &p.candidate.spec.path {
+            PathMatch::Prefix(prefix) => Some(prefix),
+            PathMatch::Exact(_) | PathMatch::Regex(_) => None,
+        },
+    };
+    let mut run = FilterRun::default();
+    if let Flow::Respond(resp) = run.request_headers(&p.rule.filters, &mut parts, &redirect) {
+        return respond_locally(run, parts, resp);
+    }
+    let Some(choice) = p.rule.backends.pick() else {
+        return respond_locally(
+            run,
+            parts,
+            internal_error("the route has no usable backend\n"),
+        );
+    };
+    if let Flow::Respond(resp) = run.request_headers(&choice.filters, &mut parts, &redirect) {
+        return respond_locally(run, parts, resp);
+    }
+    let Some(upstream) = &choice.upstream else {
+        return respond_locally(run, parts, internal_error("invalid backend reference\n"));
+    };
+
+    let websocket = is_websocket_upgrade(parts.version, &parts.headers);
+    let client_upgrade = websocket
+        .then(|| parts.extensions.remove::<OnUpgrade>())
+        .flatten();
+    prepare_request_headers(
+        &mut parts.headers,
+        parts.uri.authority(),
+        p.client.ip(),
+        "http",
+        websocket,
+    );
+
+    if !run.needs_more_phases() {
+        // Nothing left for the filters: give their instances back before waiting upstream.
+        drop(run);
+        let result = upstream
+            .send(Request::from_parts(parts, box_body(body)))
+            .await;
+        return match result {
+            Ok(resp) => upstream_response(resp, client_upgrade, None),
+            Err(e) => upstream_error(&e),
+        };
+    }
+
+    let filter_request_body = run.has_request_body_phase() && !body.is_end_stream();
+    if filter_request_body {
+        // Filters may change the length; hyper chunks the body instead.
+        parts.headers.remove(CONTENT_LENGTH);
+    }
+    let shared = SharedRun::new(run, copy_request_head(&parts));
+    let body = if filter_request_body {
+        FilteredBody::new(body, shared.clone(), Direction::Request).boxed_unsync()
+    } else {
+        box_body(body)
+    };
+    let result = upstream.send(Request::from_parts(parts, body)).await;
+    // A request-body filter that answered wins over whatever the upstream said.
+    if let Some(local) = lock(&shared).local_response.take() {
+        return local;
+    }
+    match result {
+        Ok(resp) => upstream_response(resp, client_upgrade, Some(&shared)),
+        Err(e) => {
+            let (mut head, body) = upstream_error(&e).into_parts();
+            let mut guard = lock(&shared);
+            let SharedRun { run, request, .. } = &mut *guard;
+            match run.response_headers(request, &mut head) {
+                Some(replacement) => replacement,
+                None => Response::from_parts(head, body),
+            }
+        }
+    }
+}
+
+/// Runs the response-header phases of the filters that already ran on a response the
+/// gateway made itself (redirect, filter answer, 500), then returns it.
+fn respond_locally(
+    mut run: FilterRun,
+    mut req: request::Parts,
+    resp: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    let (mut head, body) = resp.into_parts();
+    match run.response_headers(&mut req, &mut head) {
+        Some(replacement) => replacement,
+        None => Response::from_parts(head, body),
+    }
+}
+
+/// Cleans the upstream response, runs the response filters (if any), and wires up the
+/// WebSocket tunnel when the upstream switched protocols.
+fn upstream_response(
+    mut resp: Response<Incoming>,
+    client_upgrade: Option<OnUpgrade>,
+    shared: Option<&Arc<Mutex<SharedRun>>>,
+) -> Response<ProxyBody> {
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    match (switching, client_upgrade) {
+        (true, Some(client)) => tunnel(client, hyper::upgrade::on(&mut resp)),
+        (true, None) => {
+            // Only WebSocket handshakes are proxied; anything else can't switch here.
+            debug!("upstream switched protocols for a request that did not ask to");
+            return status_response(StatusCode::BAD_GATEWAY, "unexpected protocol switch\n");
+        }
+        (false, _) => {}
+    }
+    strip_hop_by_hop(resp.headers_mut(), switching);
+    let (mut head, body) = resp.into_parts();
+    let Some(shared) = shared else {
+        return Response::from_parts(head, box_body(body));
+    };
+    let mut guard = lock(shared);
+    let SharedRun {
+        run,
+        request,
+        response,
+        ..
+    } = &mut *guard;
+    if let Some(replacement) = run.response_headers(request, &mut head) {
+        return replacement;
+    }
+    if !run.has_response_body_phase() || body.is_end_stream() || switching {
+        return Response::from_parts(head, box_body(body));
+    }
+    head.headers.remove(CONTENT_LENGTH);
+    *response = Some(copy_response_head(&head));
+    drop(guard);
+    Response::from_parts(
+        head,
+        FilteredBody::new(body, shared.clone(), Direction::Response).boxed_unsync(),
+    )
+}
+
+/// Copies bytes both ways between the client and the upstream once both sides upgraded.
+fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(both) => both,
+            Err(e) => {
+                debug!("websocket upgrade failed: {e}");
+                return;
+            }
+        };
+        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            debug!("websocket tunnel closed: {e}");
+        }
+    });
+}
+
+fn upstream_error(e: &UpstreamError) -> Response<ProxyBody> {
+    debug!("upstream request failed: {e}");
+    match e.status() {
+        StatusCode::SERVICE_UNAVAILABLE => {
+            status_response(StatusCode::SERVICE_UNAVAILABLE, "upstream unavailable\n")
+        }
+        status => status_response(status, "upstream request failed\n"),
+    }
+}
+
+fn internal_error(why: &'static str) -> Response<ProxyBody> {
+    status_response(StatusCode::INTERNAL_SERVER_ERROR, why)
+}
+
+fn box_body<B>(body: B) -> ProxyBody
+where
+    B: Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed_unsync()
+}
+
+/// The request head as forwarded, for filters that run after it left (no extensions).
+fn copy_request_head(parts: &request::Parts) -> request::Parts {
+    let mut copy = Request::new(());
+    *copy.method_mut() = parts.method.clone();
+    *copy.uri_mut() = parts.uri.clone();
+    *copy.version_mut() = parts.version;
+    *copy.headers_mut() = parts.headers.clone();
+    copy.into_parts().0
+}
+
+fn copy_response_head(parts: &http::response::Parts) -> http::response::Parts {
+    let mut copy = Response::new(());
+    *copy.status_mut() = parts.status;
+    *copy.version_mut() = parts.version;
+    *copy.headers_mut() = parts.headers.clone();
+    copy.into_parts().0
+}

@@ -1,0 +1,205 @@
+//! Accepts connections on one socket and serves HTTP on them: HTTP/1.1 and h2c with prior
+//! knowledge on the same plain port (hyper-util's auto server sniffs the preface).
+//!
+//! Each request loads the current snapshot once, picks a listener and route on it, and is
+//! handed to `proxy`. Requests that match nothing are answered here (404, or 400 when the
+//! Host is missing or ambiguous).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::header::HOST;
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::filter_chain::status_response;
+use crate::hostname::normalize_request_host;
+use crate::metrics::Metrics;
+use crate::proxy::{ProxyRequest, forward};
+use crate::router::{Lookup, RequestView};
+use crate::snapshot::Snapshot;
+use crate::upstream::ProxyBody;
+
+/// What every connection shares: the current snapshot and the metrics.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub metrics: Arc<Metrics>,
+    pub ready: AtomicBool,
+}
+
+type ConnBuilder = auto::Builder<TokioExecutor>;
+
+fn conn_builder() -> ConnBuilder {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+/// Accepts until told to stop; connections already accepted are left to finish.
+pub async fn accept_loop(
+    listener: TcpListener,
+    bind: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+) {
+    let builder = Arc::new(conn_builder());
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Responses are written whole by hyper; don't let Nagle delay them.
+                    let _ = stream.set_nodelay(true);
+                    let conn = Connection { bind, peer, shared: shared.clone() };
+                    tokio::spawn(conn.serve(builder.clone(), stream, stop.clone()));
+                }
+                Err(e) => {
+                    // Typically out of file descriptors: back off instead of spinning.
+                    warn!(%bind, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    debug!(%bind, "stopped accepting");
+}
+
+struct Connection {
+    bind: SocketAddr,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Connection {
+    async fn serve(
+        self,
+        builder: Arc<ConnBuilder>,
+        stream: TcpStream,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let peer = self.peer;
+        let conn = Arc::new(self);
+        let service = hyper::service::service_fn(move |req| {
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(conn.handle(req).await) }
+        });
+        let serving = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let mut serving = std::pin::pin!(serving);
+        let result = tokio::select! {
+            result = serving.as_mut() => result,
+            _ = stop.changed() => {
+                // The socket was removed from config: finish what's in flight, then close.
+                serving.as_mut().graceful_shutdown();
+                serving.await
+            }
+        };
+        if let Err(e) = result {
+            debug!(%peer, "connection ended with an error: {e}");
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let snapshot = self.shared.snapshot.load_full();
+        let unrouted = |status: StatusCode, why: &'static str| {
+            self.shared.metrics.unrouted().request_done(status.as_u16());
+            status_response(status, why)
+        };
+        let Some(table) = snapshot.binds.get(&self.bind) else {
+            return unrouted(StatusCode::NOT_FOUND, "no listener\n");
+        };
+        let Some(authority) = request_authority(&req) else {
+            return unrouted(StatusCode::BAD_REQUEST, "missing or invalid Host\n");
+        };
+        let host = normalize_request_host(authority);
+        let view = RequestView {
+            host: &host,
+            method: req.method(),
+            path: req.uri().path(),
+            query: req.uri().query(),
+            headers: req.headers(),
+        };
+        let (listener, candidate) = match table.lookup(&view) {
+            Lookup::Matched(listener, candidate) => (listener, candidate),
+            Lookup::NoRoute(_) | Lookup::NoListener => {
+                return unrouted(StatusCode::NOT_FOUND, "no route\n");
+            }
+        };
+        let rule = &snapshot.rules[candidate.route];
+        let request = ProxyRequest {
+            rule,
+            candidate,
+            listener_port: listener.port,
+            client: self.peer,
+        };
+        let response = forward(request, req).await;
+        rule.metrics.request_done(response.status().as_u16());
+        response
+    }
+}
+
+/// The authority a request is for: the URI's (HTTP/2 `:authority`, absolute-form HTTP/1)
+/// or the single `Host` header. `None` when it is missing (HTTP/1.1 and later), repeated
+/// or not text; HTTP/1.0 may omit it.
+fn request_authority<B>(req: &Request<B>) -> Option<&str> {
+    if let Some(authority) = req.uri().authority() {
+        return Some(authority.as_str());
+    }
+    let mut hosts = req.headers().get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(host), None) => host.to_str().ok(),
+        (None, _) if req.version() <= Version::HTTP_10 => Some(""),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(version: Version, uri: &str, hosts: &[&str]) -> Request<()> {
+        let mut b = Request::builder().version(version).uri(uri);
+        for h in hosts {
+            b = b.header(HOST, *h);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn authority_comes_from_the_uri_or_a_single_host_header() {
+        assert_eq!(
+            request_authority(&req(Version::HTTP_11, "/", &["a.com:80"])),
+            Some("a.com:80")
+        );
+        assert_eq!(
+            request_authority(&req(Version::HTTP_2, "http://b.com/x", &[])),
+            Some("b.com")
+        );
+        assert_eq!(
+            request_authority(&req(Version::HTTP_11, "http://b.com/x", &["a.com"])),
+            Some("b.com")
+        );
+        assert_eq!(request_authority(&req(Version::HTTP_11, "/", &[])), None);
+        assert_eq!(
+            request_authority(&req(Version::HTTP_11, "/", &["a.com", "b.com"])),
+            None
+        );
+        assert_eq!(
+            request_authority(&req(Version::HTTP_10, "/", &[])),
+            Some("")
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! The immutable runtime config a request runs on: route tables per socket, rules with
+//! their filter chains and weighted backends. Built whole from a validated [`ConfigSet`]
+//! and swapped in atomically; each request loads it once and finishes on it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rand::Rng;
+
+use crate::config::{ConfigDump, ConfigSet, FilterSpec, WasmFilterSpec};
+use crate::filter_chain::{ChainStep, WasmStep};
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::router::{BindTable, build_tables};
+use crate::upstream::Upstream;
+
+pub struct Snapshot {
+    pub version: String,
+    pub binds: HashMap<SocketAddr, BindTable>,
+    /// Indexed like the router's candidates' `route`.
+    pub rules: Vec<Rule>,
+    pub dump: ConfigDump,
+}
+
+/// One HTTPRoute rule, ready to serve.
+pub struct Rule {
+    pub name: Arc<str>,
+    pub metrics: RouteMetrics,
+    pub filters: Box<[ChainStep]>,
+    pub backends: Weighted<BackendChoice>,
+}
+
+pub struct BackendChoice {
+    /// `None`: the reference is invalid; picking it answers 500.
+    pub upstream: Option<Arc<Upstream>>,
+    pub filters: Box<[ChainStep]>,
+}
+
+/// What a snapshot needs that outlives snapshots (bound filters, connection pools).
+pub struct Resolved {
+    pub steps: HashMap<WasmFilterSpec, Arc<WasmStep>>,
+    pub upstreams: HashMap<Arc<str>, Arc<Upstream>>,
+}
+
+impl Snapshot {
+    pub fn empty() -> Self {
+        Snapshot {
+            version: String::new(),
+            binds: HashMap::new(),
+            rules: Vec::new(),
+            dump: ConfigDump::default(),
+        }
+    }
+
+    /// Assembles a snapshot. `resolved` must cover every filter and backend `config`
+    /// references (validation guarantees the references exist).
+    pub fn build(version: &str, config: ConfigSet, resolved: &Resolved, metrics: &Metrics) -> Self {
+        let chain = |filters: &[FilterSpec]| -> Box<[ChainStep]> {
+            filters
+                .iter()
+                .map(|f| match f {
+                    FilterSpec::Redirect(spec) => ChainStep::Redirect(spec.clone()),
+                    FilterSpec::Wasm(spec) => ChainStep::Wasm(resolved.steps[spec].clone()),
+                })
+                .collect()
+        };
+        let rules = config
+            .routes
+            .iter()
+            .map(|route| Rule {
+                name: route.name.clone(),
+                metrics: metrics.route(route.name.clone()),
+                filters: chain(&route.filters),
+                backends: Weighted::new(route.backends.iter().map(|b| {
+                    let choice = BackendChoice {
+                        upstream: b
+                            .backend
+                            .as_deref()
+                            .map(|name| resolved.upstreams[name].clone()),
+                        filters: chain(&b.filters),
+                    };
+                    (b.weight, choice)
+                })),
+            })
+            .collect();
+        Snapshot {
+            version: version.to_string(),
+            binds: build_tables(&config.listeners, &config.routes),
+            rules,
+            dump: config.dump,
+        }
+    }
+}
+
+/// Items picked at random in proportion to their weights. Weight 0 is never picked.
+pub struct Weighted<T> {
+    /// (exclusive upper bound of the item's slice of `0..total`, item)
+    items: Box<[(u64, T)]>,
+    total: u64,
+}
+
+impl<T> Weighted<T> {
+    pub fn new(items: impl IntoIterator<Item = (u32, T)>) -> Self {
+        let mut total = 0u64;
+        let items = items
+            .into_iter()
+            .filter(|(w, _)| *w > 0)
+            .map(|(w, item)| {
+                total += u64::from(w);
+                (total, item)
+            })
+            .collect();
+        Weighted { items, total }
+    }
+
+    /// `None` when there is nothing to pick (no items, or all weights 0).
+    pub fn pick(&self) -> Option<&T> {
+        match self.items.len() {
+            0 => None,
+            1 => Some(&self.items[0].1),
+            _ => Some(self.pick_at(rand::rng().random_range(0..self.total))),
+        }
+    }
+
+    /// The item whose slice contains `n` (`n < total`).
+    fn pick_at(&self, n: u64) -> &T {
+        let i = self.items.partition_point(|(upper, _)| *upper <= n);
+        &self.items[i].1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_zero_is_never_picked_and_slices_follow_weights() {
+        let w = Weighted::new([(1, "a"), (0, "never"), (3, "b")]);
+        assert_eq!(w.total, 4);
+        let picks: Vec<&str> = (0..4).map(|n| *w.pick_at(n)).collect();
+        assert_eq!(picks, ["a", "b", "b", "b"]);
+        for _ in 0..200 {
+            assert_ne!(*w.pick().unwrap(), "never");
+        }
+    }
+
+    #[test]
+    fn nothing_to_pick_when_empty_or_all_zero() {
+        assert!(Weighted::<u8>::new([]).pick().is_none());
+        assert!(Weighted::new([(0, 1u8), (0, 2u8)]).pick().is_none());
+        assert_eq!(Weighted::new([(0, 1u8), (7, 2u8)]).pick(), Some(&2));
+    }
+
+    #[test]
+    fn random_picks_reach_every_weighted_item() {
+        let w = Weighted::new([(1, 0usize), (1, 1usize), (2, 2usize)]);
+        let mut seen = [0u32; 3];
+        for _ in 0..2000 {
+            seen[*w.pick().unwrap()] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 0), "{seen:?}");
+        assert!(
+            seen[2] > seen[0],
+            "weight 2 should be picked more often than weight 1: {seen:?}"
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! In-process integration tests: a real `Gateway` on loopback, configured with hand-built
+//! snapshots, in front of echo backends started by the tests. One binary (modules below)
+//! to keep link time down.
+
+mod config_swap;
+mod filters;
+mod routing;
+mod support;
