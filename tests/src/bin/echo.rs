@@ -1,0 +1,107 @@
+//! `nantian-echo`: the echo backend of the e2e tests, the conformance replay and the
+//! benchmark. See `nantian_e2e::echo` for what it answers.
+
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use nantian_e2e::echo::process::listening_line;
+use nantian_e2e::echo::{Context, EchoServer, ListenerMode, ListenerSpec};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Echo backend: answers every request with a JSON description of it, like the Gateway API
+/// conformance echo server.
+#[derive(Debug, Parser)]
+#[command(name = "nantian-echo", version)]
+struct Args {
+    /// Address serving HTTP/1.1 and h2c (prior knowledge); repeatable.
+    #[arg(long = "listen", value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+    /// Address serving HTTP/2 only: HTTP/1 requests get 400 (the conformance h2c port).
+    #[arg(long = "h2c-listen", value_name = "ADDR")]
+    h2c_listen: Vec<SocketAddr>,
+    /// Reported as "pod".
+    #[arg(long, env = "POD_NAME", default_value = "")]
+    pod: String,
+    /// Reported as "namespace".
+    #[arg(long, env = "NAMESPACE", default_value = "")]
+    namespace: String,
+    /// Reported as "service".
+    #[arg(long, env = "SERVICE_NAME", default_value = "")]
+    service: String,
+    /// Reported as "ingress".
+    #[arg(long, env = "INGRESS_NAME", default_value = "")]
+    ingress: String,
+    /// Tokio worker threads; 1 runs everything on the main thread. Default: one per CPU.
+    #[arg(long)]
+    workers: Option<NonZeroUsize>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.listen.is_empty() && args.h2c_listen.is_empty() {
+        bail!("give at least one --listen or --h2c-listen address");
+    }
+    let runtime = match args.workers.map(NonZeroUsize::get) {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        Some(workers) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()?,
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let specs: Vec<ListenerSpec> = args
+        .listen
+        .iter()
+        .map(|&addr| ListenerSpec {
+            addr,
+            mode: ListenerMode::Mixed,
+        })
+        .chain(args.h2c_listen.iter().map(|&addr| ListenerSpec {
+            addr,
+            mode: ListenerMode::H2cOnly,
+        }))
+        .collect();
+    let context = Context {
+        namespace: args.namespace,
+        ingress: args.ingress,
+        service: args.service,
+        pod: args.pod,
+    };
+    let server = EchoServer::bind(&specs, context)
+        .await
+        .context("binding listeners")?;
+
+    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+
+    // Tests wait for these lines, so they go out only once every socket is bound.
+    let mut stdout = std::io::stdout().lock();
+    for spec in server.local_addrs()? {
+        writeln!(stdout, "{}", listening_line(&spec))?;
+    }
+    stdout.flush()?;
+    drop(stdout);
+
+    server
+        .serve(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        })
+        .await;
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! End-to-end harness: real `nantian-controller` (standalone), the `nantian-host` processes it
+//! starts, and `nantian-echo` backends, all on loopback.
+//!
+//! Each [`Env`] owns a /24 of its own (127.0.N.0/24): Gateways at .1–.99, backends at
+//! .100–.199, the controller at .250. Tests in one binary therefore run in parallel without
+//! sharing a port. Everything an Env started is in one process group, killed on drop.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+
+/// Subnets 127.0.100.0/24 upwards belong to e2e envs.
+static NEXT_SUBNET: AtomicU8 = AtomicU8::new(100);
+
+/// The release target dir holding the binaries (tests run from `<target>/release/deps`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo xtask test` (it builds every binary first)",
+        p.display()
+    );
+    p
+}
+
+pub struct Env {
+    pub subnet: u8,
+    pub dir: tempfile::TempDir,
+    controller: Option<Child>,
+    echoes: Vec<Child>,
+    /// Process groups whose leader is gone but whose members (hosts) may still run.
+    orphans: Vec<u32>,
+}
+
+/// What an echo backend saw.
+#[derive(Debug, Deserialize)]
+pub struct Echo {
+    pub path: String,
+    pub host: String,
+    pub method: String,
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub namespace: String,
+    pub pod: String,
+}
+
+impl Echo {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.first().map(String::as_str))
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn echo(&self) -> Echo {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not an echo reply ({e}): {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let subnet = NEXT_SUBNET.fetch_add(1, Ordering::SeqCst);
+        assert!(subnet < 250, "too many e2e envs in one binary");
+        Self {
+            subnet,
+            dir: tempfile::tempdir().expect("tempdir"),
+            controller: None,
+            echoes: Vec::new(),
+            orphans: Vec::new(),
+        }
+    }
+
+    /// The n-th Gateway address of this env (n in 1..100).
+    pub fn gateway_ip(&self, n: u8) -> String {
+        format!("127.0.{}.{}", self.subnet, n)
+    }
+
+    /// The n-th backend address of this env (n in 0..100).
+    pub fn backend_ip(&self, n: u8) -> String {
+        format!("127.0.{}.{}", self.subnet, 100 + n)
+    }
+
+    pub fn controller_admin(&self) -> String {
+        format!("127.0.{}.250:19000", self.subnet)
+    }
+
+    fn xds_addr(&self) -> String {
+        format!("127.0.{}.250:18000", self.subnet)
+    }
+
+    pub fn config_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes (or replaces) a YAML file in the watched config directory, atomically.
+    pub fn write(&self, file: &str, yaml: &str) {
+        let tmp = self.dir.path().join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join(file)).unwrap();
+    }
+
+    pub fn remove(&self, file: &str) {
+        std::fs::remove_file(self.dir.path().join(file)).unwrap();
+    }
+
+    /// Starts an echo backend on `backend_ip(n):3000`, answering as `pod` in `namespace`.
+    pub async fn start_echo(&mut self, n: u8, pod: &str, namespace: &str) {
+        let addr = format!("{}:3000", self.backend_ip(n));
+        let child = Command::new(bin("nantian-echo"))
+            .args(["--listen", &addr, "--pod", pod, "--namespace", namespace])
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start nantian-echo");
+        self.echoes.push(child);
+        wait_for(
+            || async { tokio::net::TcpStream::connect(&addr).await.is_ok() },
+            "echo backend",
+        )
+        .await;
+    }
+
+    /// Starts the controller on the config dir; its hosts join its process group.
+    pub fn start_controller(&mut self) {
+        let child = Command::new(bin("nantian-controller"))
+            .arg("standalone")
+            .arg("--config-dir")
+            .arg(self.dir.path())
+            .args(["--admin-addr", &self.controller_admin()])
+            .args(["--xds-addr", &self.xds_addr()])
+            .args(["--host-workers", "1"])
+            .env(
+                "NANTIAN_LOG",
+                std::env::var("NANTIAN_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .process_group(0)
+            .spawn()
+            .expect("start nantian-controller");
+        self.controller = Some(child);
+    }
+
+    /// Kills the controller abruptly (SIGKILL), leaving its hosts running.
+    pub fn kill_controller(&mut self) {
+        if let Some(mut c) = self.controller.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+            self.orphans.push(c.id());
+        }
+    }
+
+    /// Waits until the controller reports every host ACKed the newest config.
+    pub async fn wait_ready(&self) {
+        let url = format!("http://{}/readyz", self.controller_admin());
+        wait_for(
+            || async { get_status(&url).await == Some(200) },
+            "controller /readyz",
+        )
+        .await;
+    }
+
+    /// The controller's `/api/v1/status` document.
+    pub async fn status(&self) -> serde_json::Value {
+        let url = format!("http://{}/api/v1/status", self.controller_admin());
+        let r = send(http::Request::get(url).body(Bytes::new()).unwrap())
+            .await
+            .expect("status");
+        serde_json::from_slice(&r.body).expect("status JSON")
+    }
+
+    /// The status of one object from `/api/v1/status`.
+    pub async fn object_status(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> serde_json::Value {
+        let doc = self.status().await;
+        doc["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["kind"] == kind && i["namespace"] == namespace && i["name"] == name)
+            .map(|i| i["status"].clone())
+            .unwrap_or_else(|| panic!("no status for {kind} {namespace}/{name} in {doc}"))
+    }
+
+    pub async fn controller_hosts(&self) -> serde_json::Value {
+        let url = format!("http://{}/api/v1/hosts", self.controller_admin());
+        let r = send(http::Request::get(url).body(Bytes::new()).unwrap())
+            .await
+            .expect("hosts");
+        serde_json::from_slice(&r.body).expect("hosts JSON")
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let groups = self
+            .controller
+            .iter()
+            .chain(self.echoes.iter())
+            .map(Child::id)
+            .chain(self.orphans.iter().copied());
+        for pgid in groups.collect::<Vec<_>>() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .status();
+        }
+        for c in self.controller.iter_mut().chain(self.echoes.iter_mut()) {
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Retries `check` every 50 ms for up to 30 s. Convergence, not a timing assertion: the
+/// deadline only bounds how long a broken build takes to fail.
+pub async fn wait_for<F, Fut>(mut check: F, what: &str)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..600 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not converge within 30s");
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build_http()
+}
+
+/// Sends one request over HTTP/1.1 (a fresh pooled client per call).
+pub async fn send(req: http::Request<Bytes>) -> Result<Reply, String> {
+    send_with(&client(), req).await
+}
+
+/// Sends one request over HTTP/2 with prior knowledge (h2c) to `addr`; the request's URI
+/// carries the virtual host as its authority, as HTTP/2 clients send it.
+pub async fn send_h2c(addr: &str, req: http::Request<Bytes>) -> Result<Reply, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(req.map(Full::new))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    })
+}
+
+pub async fn send_with(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    req: http::Request<Bytes>,
+) -> Result<Reply, String> {
+    let req = req.map(Full::new);
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| format!("{e:?}"))?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// A GET to `http://{addr}{path}` with the given Host header.
+pub fn get(addr: &str, host: &str, path: &str) -> http::Request<Bytes> {
+    http::Request::get(format!("http://{addr}{path}"))
+        .header(http::header::HOST, host)
+        .body(Bytes::new())
+        .unwrap()
+}
+
+async fn get_status(url: &str) -> Option<u16> {
+    let req = http::Request::get(url).body(Bytes::new()).unwrap();
+    send(req).await.ok().map(|r| r.status)
+}
+
+/// Reusable YAML fixtures.
+pub mod yaml {
+    /// GatewayClass `nantian` for our controller.
+    pub const GATEWAY_CLASS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: nantian
+spec:
+  controllerName: gateway.nantian.dev/controller
+"#;
+
+    /// A Gateway on `address` with one HTTP listener per (name, port, hostname).
+    pub fn gateway(
+        ns: &str,
+        name: &str,
+        address: &str,
+        listeners: &[(&str, u16, Option<&str>)],
+    ) -> String {
+        let mut out = format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  gatewayClassName: nantian\n  addresses:\n  - type: IPAddress\n    value: {address}\n  listeners:\n"
+        );
+        for (lname, port, hostname) in listeners {
+            out.push_str(&format!("  - name: {lname}\n    protocol: HTTP\n    port: {port}\n    allowedRoutes:\n      namespaces:\n        from: All\n"));
+            if let Some(h) = hostname {
+                out.push_str(&format!("    hostname: \"{h}\"\n"));
+            }
+        }
+        out
+    }
+
+    /// A Service on port 80 → targetPort 3000, with an EndpointSlice of `addresses`.
+    pub fn service(ns: &str, name: &str, addresses: &[String]) -> String {
+        let addrs = addresses
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            r#"---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {ns}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: {ns}
+spec:
+  ports:
+  - name: http
+    port: 80
+    targetPort: 3000
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-1
+  namespace: {ns}
+  labels:
+    kubernetes.io/service-name: {name}
+addressType: IPv4
+ports:
+- name: http
+  port: 3000
+endpoints:
+- addresses: [{addrs}]
+"#
+        )
+    }
+}

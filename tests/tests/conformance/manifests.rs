@@ -1,0 +1,479 @@
+//! The upstream manifests, rewritten for standalone mode.
+//!
+//! Upstream's suite applies them to an API server after `Applier.prepareResources` sets
+//! each Gateway's `gatewayClassName` and each GatewayClass's `controllerName`; here they go
+//! to the controller's config directory instead, with the changes a cluster would make for
+//! us: every object starts at `metadata.generation: 1` (and [`patch`] bumps it, as the API
+//! server does on a spec change), every Gateway gets a loopback address of its own, every
+//! echo Deployment becomes `nantian-echo` processes (one per replica), and every Service in
+//! front of them gets the EndpointSlice Kubernetes would have written.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The GatewayClass every conformance Gateway uses (upstream's `--gateway-class`).
+pub const GATEWAY_CLASS: &str = "nantian-conformance";
+/// Nantian's controller name, as the standalone controller serves it.
+pub const CONTROLLER_NAME: &str = "gateway.nantian.dev/controller";
+/// The port `harness::Env::start_echo` listens on; upstream's echo-basic serves plain HTTP
+/// on 3000 too, so Services' `targetPort: 3000` ports are the ones we can back.
+pub const ECHO_PORT: i64 = 3000;
+
+/// Environment variables that make upstream's echo-basic speak something other than plain
+/// HTTP (TLS, gRPC, raw TCP); such Deployments get no echo process.
+const NON_HTTP_ECHO_ENV: &[&str] = &["TLS_SERVER_CERT", "GRPC_ECHO_SERVER", "TCP_ECHO_SERVER"];
+
+/// Reads one manifest file (path relative to the release's `conformance/` directory) with
+/// the `{GATEWAY_CLASS_NAME}` placeholder filled in, one JSON value per YAML document.
+pub fn load(conformance_dir: &Path, relative: &str) -> anyhow::Result<Vec<Value>> {
+    let path = conformance_dir.join(relative);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = text
+        .replace("{GATEWAY_CLASS_NAME}", GATEWAY_CLASS)
+        .replace("{GATEWAY_CONTROLLER_NAME}", CONTROLLER_NAME);
+    parse_documents(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Splits a multi-document YAML stream; empty documents (a leading `---`) are dropped.
+pub fn parse_documents(text: &str) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let value = Value::deserialize(document)?;
+        match value {
+            Value::Null => {}
+            Value::Object(_) => out.push(value),
+            other => bail!("a manifest document must be a mapping, got {other}"),
+        }
+    }
+    Ok(out)
+}
+
+/// One multi-document YAML stream.
+pub fn to_yaml(objects: &[Value]) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for object in objects {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(object)?);
+    }
+    Ok(out)
+}
+
+pub fn kind(object: &Value) -> &str {
+    object["kind"].as_str().unwrap_or_default()
+}
+
+pub fn namespace(object: &Value) -> &str {
+    object["metadata"]["namespace"].as_str().unwrap_or_default()
+}
+
+pub fn name(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+/// The GatewayClass the conformance Gateways use, for our controller.
+pub fn gateway_class() -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "GatewayClass",
+        "metadata": {"name": GATEWAY_CLASS},
+        "spec": {"controllerName": CONTROLLER_NAME},
+    })
+}
+
+/// Upstream's `prepareResources` (Gateways use our class, GatewayClasses our controller),
+/// plus the API server's `metadata.generation: 1` on creation.
+pub fn prepare(objects: &mut [Value]) {
+    for object in objects.iter_mut() {
+        match kind(object) {
+            "Gateway" => object["spec"]["gatewayClassName"] = json!(GATEWAY_CLASS),
+            "GatewayClass" => object["spec"]["controllerName"] = json!(CONTROLLER_NAME),
+            _ => {}
+        }
+        if object["metadata"]["generation"].is_null() {
+            object["metadata"]["generation"] = json!(1);
+        }
+    }
+}
+
+pub fn generation(object: &Value) -> i64 {
+    object["metadata"]["generation"].as_i64().unwrap_or(0)
+}
+
+/// Sets each JSON pointer of `set` to its value (a pointer ending in `/-` appends to the
+/// array before it) and bumps `metadata.generation`, like an API server update of the spec.
+pub fn patch(object: &mut Value, set: &BTreeMap<String, Value>) -> Result<(), String> {
+    for (pointer, value) in set {
+        if let Some(array) = pointer.strip_suffix("/-") {
+            object
+                .pointer_mut(array)
+                .and_then(Value::as_array_mut)
+                .ok_or_else(|| format!("{array} is not an array"))?
+                .push(value.clone());
+        } else {
+            *object
+                .pointer_mut(pointer)
+                .ok_or_else(|| format!("{pointer} does not exist"))? = value.clone();
+        }
+    }
+    object["metadata"]["generation"] = json!(generation(object) + 1);
+    Ok(())
+}
+
+/// Gives a Gateway `address` unless its manifest asks for addresses itself.
+pub fn assign_address(gateway: &mut Value, address: &str) {
+    let spec = &mut gateway["spec"];
+    if spec["addresses"].as_array().is_none_or(Vec::is_empty) {
+        spec["addresses"] = json!([{"type": "IPAddress", "value": address}]);
+    }
+}
+
+/// Whether every listener of a Gateway is plain HTTP, the only protocol Nantian serves
+/// today. The base manifests' HTTPS Gateway needs a certificate upstream's suite generates
+/// at start-up; no implemented case uses it, so it stays out of the config.
+pub fn only_http_listeners(gateway: &Value) -> bool {
+    gateway["spec"]["listeners"]
+        .as_array()
+        .is_some_and(|ls| ls.iter().all(|l| l["protocol"] == "HTTP"))
+}
+
+/// A Deployment of upstream's echo-basic that we stand in for with `nantian-echo`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EchoDeployment {
+    pub namespace: String,
+    pub name: String,
+    pub replicas: u32,
+    /// The pod template's labels, for Service selectors.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One replica of an [`EchoDeployment`], on its own loopback address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pod {
+    pub namespace: String,
+    pub deployment: String,
+    /// `<deployment>-nantian-<n>`: two dash-separated parts after the Deployment name, like
+    /// a ReplicaSet pod, so upstream's `extractBackendName` gives the Deployment back.
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub ip: String,
+}
+
+/// The plain-HTTP echo Deployments among `objects`; the others are skipped.
+pub fn echo_deployments(objects: &[Value]) -> Vec<EchoDeployment> {
+    objects
+        .iter()
+        .filter(|o| kind(o) == "Deployment")
+        .filter(|o| is_plain_http_echo(o))
+        .map(|o| EchoDeployment {
+            namespace: namespace(o).to_string(),
+            name: name(o).to_string(),
+            replicas: o["spec"]["replicas"].as_u64().unwrap_or(1) as u32,
+            labels: string_map(&o["spec"]["template"]["metadata"]["labels"]),
+        })
+        .collect()
+}
+
+fn is_plain_http_echo(deployment: &Value) -> bool {
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let [container] = containers.as_slice() else {
+        return false;
+    };
+    let image = container["image"].as_str().unwrap_or_default();
+    let env = container["env"].as_array().cloned().unwrap_or_default();
+    image.contains("/echo-basic:")
+        && !env
+            .iter()
+            .any(|e| NON_HTTP_ECHO_ENV.contains(&e["name"].as_str().unwrap_or_default()))
+}
+
+/// Names the replicas of `deployments`, taking one address each from `next_ip`.
+pub fn plan_pods(deployments: &[EchoDeployment], mut next_ip: impl FnMut() -> String) -> Vec<Pod> {
+    deployments
+        .iter()
+        .flat_map(|d| (0..d.replicas).map(move |n| (d, n)))
+        .map(|(d, n)| Pod {
+            namespace: d.namespace.clone(),
+            deployment: d.name.clone(),
+            name: format!("{}-nantian-{n}", d.name),
+            labels: d.labels.clone(),
+            ip: next_ip(),
+        })
+        .collect()
+}
+
+/// The EndpointSlice of each Service whose selector picks some of `pods`, with the ports
+/// that target the echo port. Services with nothing behind them get none.
+pub fn endpoint_slices(objects: &[Value], pods: &[Pod]) -> Vec<Value> {
+    objects
+        .iter()
+        .filter(|o| kind(o) == "Service")
+        .filter_map(|service| endpoint_slice(service, pods))
+        .collect()
+}
+
+fn endpoint_slice(service: &Value, pods: &[Pod]) -> Option<Value> {
+    let ns = namespace(service);
+    let selector = string_map(&service["spec"]["selector"]);
+    if selector.is_empty() {
+        return None;
+    }
+    let endpoints: Vec<Value> = pods
+        .iter()
+        .filter(|p| p.namespace == ns && selector.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
+        .map(endpoint)
+        .collect();
+    let ports: Vec<Value> = service["spec"]["ports"]
+        .as_array()?
+        .iter()
+        .filter(|p| p["targetPort"].as_i64().or(p["port"].as_i64()) == Some(ECHO_PORT))
+        .map(|p| {
+            let mut port = json!({"port": ECHO_PORT, "protocol": "TCP"});
+            for field in ["name", "appProtocol"] {
+                if let Some(v) = p[field].as_str() {
+                    port[field] = json!(v);
+                }
+            }
+            port
+        })
+        .collect();
+    if endpoints.is_empty() || ports.is_empty() {
+        return None;
+    }
+    let service_name = name(service);
+    Some(json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": format!("{service_name}-nantian"),
+            "namespace": ns,
+            "labels": {"kubernetes.io/service-name": service_name},
+        },
+        "addressType": "IPv4",
+        "ports": ports,
+        "endpoints": endpoints,
+    }))
+}
+
+/// Upstream's `setupEndpointSlices`: the endpoints of a hand-written EndpointSlice become
+/// `pods`, those of its address family; a slice no pod fits stays as it is.
+pub fn fill_endpoint_slice(slice: &mut Value, pods: &[&Pod]) {
+    let ipv6 = slice["addressType"] == "IPv6";
+    let endpoints: Vec<Value> = pods
+        .iter()
+        .filter(|p| p.ip.contains(':') == ipv6)
+        .map(|p| endpoint(p))
+        .collect();
+    if !endpoints.is_empty() {
+        slice["endpoints"] = Value::Array(endpoints);
+    }
+}
+
+fn endpoint(pod: &Pod) -> Value {
+    json!({
+        "addresses": [pod.ip],
+        "conditions": {"ready": true, "serving": true, "terminating": false},
+        "targetRef": {"kind": "Pod", "namespace": pod.namespace, "name": pod.name},
+    })
+}
+
+fn string_map(value: &Value) -> BTreeMap<String, String> {
+    value
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Kinds the controller reads; everything else (Deployments, ...) stays out of the config.
+pub fn is_config_kind(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Namespace"
+            | "GatewayClass"
+            | "Gateway"
+            | "HTTPRoute"
+            | "GRPCRoute"
+            | "TLSRoute"
+            | "ReferenceGrant"
+            | "Service"
+            | "EndpointSlice"
+            | "Secret"
+            | "ConfigMap"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEPLOYMENT_AND_SERVICE: &str = r#"
+---
+apiVersion: v1
+kind: Service
+metadata: {name: infra-backend-v1, namespace: infra}
+spec:
+  selector: {app: infra-backend-v1}
+  ports:
+  - {name: first-port, protocol: TCP, port: 8080, targetPort: 3000}
+  - {name: second-port, protocol: TCP, appProtocol: kubernetes.io/h2c, port: 8081, targetPort: 3001}
+  - {name: third-port, protocol: TCP, appProtocol: kubernetes.io/ws, port: 8082, targetPort: 3000}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: infra-backend-v1, namespace: infra}
+spec:
+  replicas: 2
+  template:
+    metadata: {labels: {app: infra-backend-v1}}
+    spec:
+      containers:
+      - name: echo
+        image: gcr.io/k8s-staging-gateway-api/echo-basic:v1
+        env: [{name: POD_NAME}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: tls-backend, namespace: infra}
+spec:
+  template:
+    metadata: {labels: {app: tls-backend}}
+    spec:
+      containers:
+      - name: tls
+        image: gcr.io/k8s-staging-gateway-api/echo-basic:v1
+        env: [{name: TLS_SERVER_CERT, value: /etc/crt}]
+"#;
+
+    #[test]
+    fn empty_documents_are_dropped_and_scalars_rejected() {
+        let docs = parse_documents("---\n---\nkind: A\n---\n").unwrap();
+        assert_eq!(docs.len(), 1);
+        assert_eq!(kind(&docs[0]), "A");
+        assert!(parse_documents("just a string").is_err());
+    }
+
+    #[test]
+    fn prepare_sets_class_and_controller_and_addresses_are_kept_when_given() {
+        let mut objects = parse_documents(
+            "kind: Gateway\nspec: {gatewayClassName: other}\n---\nkind: GatewayClass\nspec: {controllerName: x}\n",
+        )
+        .unwrap();
+        prepare(&mut objects);
+        assert_eq!(objects[0]["spec"]["gatewayClassName"], GATEWAY_CLASS);
+        assert_eq!(objects[1]["spec"]["controllerName"], CONTROLLER_NAME);
+        assert_eq!(generation(&objects[0]), 1);
+
+        assign_address(&mut objects[0], "127.0.100.1");
+        assert_eq!(objects[0]["spec"]["addresses"][0]["value"], "127.0.100.1");
+        assign_address(&mut objects[0], "127.0.100.2");
+        assert_eq!(objects[0]["spec"]["addresses"][0]["value"], "127.0.100.1");
+    }
+
+    #[test]
+    fn plain_http_echo_deployments_become_named_pods() {
+        let objects = parse_documents(DEPLOYMENT_AND_SERVICE).unwrap();
+        let deployments = echo_deployments(&objects);
+        assert_eq!(deployments.len(), 1, "the TLS echo is not ours to run");
+        let mut n = 0;
+        let pods = plan_pods(&deployments, || {
+            n += 1;
+            format!("127.0.0.{n}")
+        });
+        let names: Vec<_> = pods
+            .iter()
+            .map(|p| (p.name.as_str(), p.ip.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("infra-backend-v1-nantian-0", "127.0.0.1"),
+                ("infra-backend-v1-nantian-1", "127.0.0.2")
+            ]
+        );
+    }
+
+    #[test]
+    fn services_get_slices_with_the_echo_ports_only() {
+        let objects = parse_documents(DEPLOYMENT_AND_SERVICE).unwrap();
+        let pods = plan_pods(&echo_deployments(&objects), || "127.0.0.9".to_string());
+        let slices = endpoint_slices(&objects, &pods);
+        assert_eq!(slices.len(), 1);
+        let slice = &slices[0];
+        assert_eq!(
+            slice["metadata"]["labels"]["kubernetes.io/service-name"],
+            "infra-backend-v1"
+        );
+        assert_eq!(slice["metadata"]["namespace"], "infra");
+        let ports: Vec<_> = slice["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].clone())
+            .collect();
+        assert_eq!(ports, [json!("first-port"), json!("third-port")]);
+        assert_eq!(slice["ports"][1]["appProtocol"], "kubernetes.io/ws");
+        assert_eq!(slice["endpoints"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            slice["endpoints"][0]["targetRef"]["name"],
+            "infra-backend-v1-nantian-0"
+        );
+        // The slice round-trips through YAML as the controller will read it.
+        let back = parse_documents(&to_yaml(&slices).unwrap()).unwrap();
+        assert_eq!(back, slices);
+    }
+
+    #[test]
+    fn hand_written_slices_get_the_pods_of_their_family() {
+        let objects = parse_documents(DEPLOYMENT_AND_SERVICE).unwrap();
+        let pods = plan_pods(&echo_deployments(&objects), || "127.0.0.9".to_string());
+        let pods: Vec<&Pod> = pods.iter().collect();
+        let mut v4 = json!({"addressType": "IPv4", "ports": []});
+        let mut v6 = json!({"addressType": "IPv6", "ports": []});
+        fill_endpoint_slice(&mut v4, &pods);
+        fill_endpoint_slice(&mut v6, &pods);
+        assert_eq!(v4["endpoints"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            v4["endpoints"][1]["targetRef"]["name"],
+            "infra-backend-v1-nantian-1"
+        );
+        assert!(
+            v6.get("endpoints").is_none(),
+            "no IPv6 pods: the slice stays empty"
+        );
+    }
+
+    #[test]
+    fn patches_set_or_append_and_bump_the_generation() {
+        let mut route = json!({"metadata": {"generation": 1}, "spec": {"rules": [{"backendRefs": [{"name": "a"}]}]}});
+        let set = [
+            ("/spec/rules/0/backendRefs/0/name".to_string(), json!("b")),
+            ("/spec/rules/-".to_string(), json!({"backendRefs": []})),
+        ]
+        .into();
+        patch(&mut route, &set).unwrap();
+        assert_eq!(route["spec"]["rules"][0]["backendRefs"][0]["name"], "b");
+        assert_eq!(route["spec"]["rules"].as_array().unwrap().len(), 2);
+        assert_eq!(generation(&route), 2);
+        let missing = [("/spec/nothing/here".to_string(), json!(1))].into();
+        assert!(patch(&mut route, &missing).is_err());
+    }
+
+    #[test]
+    fn only_plain_http_gateways_qualify() {
+        let http = json!({"spec": {"listeners": [{"protocol": "HTTP"}]}});
+        let https = json!({"spec": {"listeners": [{"protocol": "HTTP"}, {"protocol": "HTTPS"}]}});
+        assert!(only_http_listeners(&http));
+        assert!(!only_http_listeners(&https));
+    }
+}

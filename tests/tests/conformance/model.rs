@@ -1,0 +1,446 @@
+//! The replay's data: the suite index (`tests/conformance/suite.yaml`) and the case files
+//! (`tests/conformance/cases/<ShortName>.yaml`), each a port of one upstream Go test.
+//!
+//! Field names follow the upstream Go types (`http.ExpectedResponse`, `metav1.Condition`,
+//! `v1.ListenerStatus`) in camelCase, so a case reads side by side with its Go source.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+
+/// `tests/conformance/suite.yaml`: every GATEWAY-HTTP test of the pinned release, each
+/// either replayed from `cases/<name>.yaml` or skipped with a written reason.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SuiteIndex {
+    /// The Gateway API release the cases were ported from, e.g. `v1.5.1`.
+    pub gateway_api_version: String,
+    pub tests: Vec<IndexEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexEntry {
+    /// The upstream `ShortName`.
+    pub name: String,
+    /// Why the test is not replayed (yet); absent means `cases/<name>.yaml` runs.
+    #[serde(default)]
+    pub skip: Option<String>,
+}
+
+/// One upstream conformance test as data.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Case {
+    /// The upstream `ShortName`; equals the file stem.
+    pub name: String,
+    /// The Go file it was ported from, e.g. `conformance/tests/httproute-matching.go`.
+    pub upstream: String,
+    /// Manifests applied for the test, relative to the release's `conformance/` directory.
+    pub manifests: Vec<String>,
+    pub steps: Vec<Step>,
+}
+
+/// One assertion (or mutation) of a case, run in order. Status assertions poll until they
+/// hold or the convergence deadline passes, like upstream's `wait.PollUntilContextTimeout`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum Step {
+    /// `kubernetes.GatewayAndHTTPRoutesMustBeAccepted`.
+    RoutesAccepted(RoutesAccepted),
+    /// `kubernetes.HTTPRouteMustHaveCondition` (and `...ResolvedRefsConditionsTrue`).
+    RouteCondition(RouteCondition),
+    /// `kubernetes.HTTPRouteMustHaveParents`.
+    RouteParents(RouteParents),
+    /// `kubernetes.HTTPRouteMustHaveNoAcceptedParents`.
+    RouteNoAcceptedParents(RouteOnly),
+    /// `kubernetes.GatewayStatusMustHaveListeners`.
+    GatewayListeners(GatewayListeners),
+    /// `kubernetes.GatewayMustHaveZeroRoutes`.
+    GatewayZeroRoutes(GatewayOnly),
+    /// `http.MakeRequestAndExpectEventuallyConsistentResponse`, once per expectation.
+    Http(HttpStep),
+    /// `weight.TestWeightedDistribution` after one consistent response.
+    WeightedDistribution(WeightStep),
+    /// Every response names its backend in a request header the route set (the
+    /// backend-weights test): the header's value must prefix the pod name.
+    BackendHeaderNamesPod(HeaderNamesPodStep),
+    /// Deletes one object of the case's manifests (upstream `suite.Client.Delete`).
+    Delete(ObjectRef),
+    /// Changes an object of the case in place (upstream `suite.Client.Patch`); the replay
+    /// bumps its `metadata.generation` like the API server would.
+    Patch(PatchStep),
+    /// `GatewayMustHaveLatestConditions` and friends: the controller has seen the object's
+    /// current generation and every condition carries it as `observedGeneration`.
+    LatestConditions(ObjectRef),
+    /// A condition in the object's own `status.conditions` (`GatewayMustHaveCondition`,
+    /// `GWCMustHaveAcceptedConditionAny`).
+    ObjectCondition(ObjectCondition),
+    /// Fills hand-written EndpointSlices of the case with the pods of a Deployment
+    /// (upstream's `setupEndpointSlices` in the service-types test).
+    FillEndpointSlices(FillEndpointSlices),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FillEndpointSlices {
+    pub deployment: NsName,
+    pub slices: Vec<NsName>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RoutesAccepted {
+    pub gateway: NsName,
+    /// Upstream names listeners here (`NewGatewayRef(gw, "listener-1")`) but compares
+    /// parents without their section names, so a case names only the Gateway.
+    pub routes: Vec<NsName>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouteCondition {
+    pub route: NsName,
+    pub gateway: NsName,
+    pub condition: ExpectedCondition,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouteParents {
+    pub route: NsName,
+    pub parents: Vec<ExpectedParent>,
+    /// Whether a parentRef without namespace fails to match (upstream's argument).
+    pub namespace_required: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExpectedParent {
+    /// Expected as `parentRefTo(gateway)`: group and kind set, namespace set.
+    pub gateway: NsName,
+    pub conditions: Vec<ExpectedCondition>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteOnly {
+    pub route: NsName,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayOnly {
+    pub gateway: NsName,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GatewayListeners {
+    pub gateway: NsName,
+    pub listeners: Vec<ExpectedListener>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExpectedListener {
+    pub name: String,
+    #[serde(default)]
+    pub supported_kinds: Vec<ExpectedKind>,
+    pub attached_routes: i64,
+    #[serde(default)]
+    pub conditions: Vec<ExpectedCondition>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedKind {
+    /// Defaults to `gateway.networking.k8s.io` on both sides, like upstream.
+    #[serde(default)]
+    pub group: Option<String>,
+    pub kind: String,
+}
+
+/// A `metav1.Condition` to find: an empty status or reason matches any.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpStep {
+    pub gateway: NsName,
+    /// Which listener's port to use (upstream takes the first listener's, or the first of
+    /// `NewGatewayRef`'s names).
+    #[serde(default)]
+    pub listener: Option<String>,
+    pub expect: Vec<Expectation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WeightStep {
+    pub gateway: NsName,
+    pub expect: Expectation,
+    /// Backend (Deployment) name → expected share of 500 requests, ±0.05.
+    pub weights: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HeaderNamesPodStep {
+    pub gateway: NsName,
+    pub expect: Expectation,
+    pub header: String,
+    pub requests: u32,
+}
+
+/// An object by kind and name; `namespace` is empty for cluster-scoped kinds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectRef {
+    pub kind: String,
+    #[serde(default)]
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn ns_name(&self) -> NsName {
+        NsName {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchStep {
+    pub object: ObjectRef,
+    /// JSON pointer → new value; a pointer ending in `/-` appends to an array.
+    pub set: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectCondition {
+    pub object: ObjectRef,
+    pub condition: ExpectedCondition,
+}
+
+/// `http.ExpectedResponse`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Expectation {
+    /// Upstream's `TestCaseName`; generated like `GetTestCaseName` when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub request: Request,
+    /// What the backend must see; absent means "the request as sent".
+    #[serde(default)]
+    pub expected_request: Option<ExpectedRequest>,
+    /// Sent as `X-Echo-Set-Header` so the echo server sets them on its response.
+    #[serde(default)]
+    pub backend_set_response_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub response: ExpectedHttpResponse,
+    /// Upstream's `RedirectRequest`: compared when the response is a redirect.
+    #[serde(default)]
+    pub redirect: Option<ExpectedRedirect>,
+    /// Pod name prefix of the backend that must answer a 200.
+    #[serde(default)]
+    pub backend: String,
+    /// Namespace the answering backend must report on a 200.
+    #[serde(default)]
+    pub namespace: String,
+}
+
+/// `http.Request`: empty host means the Gateway address, empty method means GET. The path
+/// may carry a query (`/?animal=whale`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Request {
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// `http.ExpectedRequest`. Unlike upstream, an omitted path means the request's path (every
+/// upstream case that sets an ExpectedRequest spells the same path out).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExpectedRequest {
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub method: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Header → comma-joined values; absent means "not checked".
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub absent_headers: Vec<String>,
+}
+
+/// `http.Response`: no status codes means 200.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExpectedHttpResponse {
+    #[serde(default)]
+    pub status_codes: Vec<u16>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub absent_headers: Vec<String>,
+}
+
+/// `roundtripper.RedirectRequest`: empty fields default like `setRedirectRequestDefaults`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExpectedRedirect {
+    #[serde(default)]
+    pub scheme: String,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub port: String,
+    #[serde(default)]
+    pub path: String,
+}
+
+impl Expectation {
+    /// The status codes that count as success (upstream: `[200]` unless given).
+    pub fn status_codes(&self) -> Vec<u16> {
+        if self.response.status_codes.is_empty() {
+            vec![200]
+        } else {
+            self.response.status_codes.clone()
+        }
+    }
+
+    /// Upstream's `GetTestCaseName`, with the index of the expectation in its step.
+    pub fn display_name(&self, index: usize) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        let with_headers = if self.request.headers.is_empty() {
+            ""
+        } else {
+            " with headers"
+        };
+        let req = format!(
+            "{index} request to '{}{}'{with_headers}",
+            self.request.host, self.request.path
+        );
+        if self.backend.is_empty() {
+            format!("{req} should receive one of {:?}", self.status_codes())
+        } else {
+            format!("{req} should go to {}", self.backend)
+        }
+    }
+}
+
+/// `namespace/name`, written as one string in case files.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NsName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for NsName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl std::str::FromStr for NsName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(NsName {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                })
+            }
+            _ => Err(format!("expected `namespace/name`, got {s:?}")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NsName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses YAML through `serde_json::Value`, so enums read as single-key maps
+/// (`- http: {...}`) regardless of serde_yaml's tag conventions.
+pub fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::Result<T> {
+    let value: serde_json::Value = serde_yaml::from_str(text)?;
+    Ok(serde_json::from_value(value)?)
+}
+
+pub fn load_index(dir: &Path) -> anyhow::Result<SuiteIndex> {
+    let path = dir.join("suite.yaml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let index: SuiteIndex =
+        from_yaml(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in &index.tests {
+        if !seen.insert(entry.name.as_str()) {
+            bail!("{}: {} is listed twice", path.display(), entry.name);
+        }
+        if entry.skip.as_deref().is_some_and(|r| r.trim().is_empty()) {
+            bail!(
+                "{}: {} is skipped without a reason",
+                path.display(),
+                entry.name
+            );
+        }
+    }
+    Ok(index)
+}
+
+pub fn load_case(dir: &Path, name: &str) -> anyhow::Result<Case> {
+    let path = dir.join("cases").join(format!("{name}.yaml"));
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let case: Case = from_yaml(&text).with_context(|| format!("parsing {}", path.display()))?;
+    if case.name != name {
+        bail!("{}: names itself {:?}", path.display(), case.name);
+    }
+    if case.manifests.is_empty() || case.steps.is_empty() {
+        bail!("{}: a case needs manifests and steps", path.display());
+    }
+    Ok(case)
+}

@@ -1,0 +1,306 @@
+//! One request to a Gateway and what came back, after upstream's
+//! `conformance/utils/roundtripper`, and the eventually-consistent retry around it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use nantian_e2e::harness;
+use serde::Deserialize;
+
+use crate::compare::compare;
+use crate::model::Expectation;
+
+/// Upstream's `RequiredConsecutiveSuccesses`.
+pub const REQUIRED_CONSECUTIVE_SUCCESSES: u32 = 3;
+/// Pause after a failed attempt before the next (upstream waits 1 s; on loopback the
+/// system converges in milliseconds, so a shorter pause only makes passing runs faster).
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Where requests go: a Gateway address and the port of one of its listeners.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub ip: String,
+    pub port: u16,
+}
+
+impl Target {
+    /// Upstream's `CalculateHost`: the URL host, without the port when the scheme implies it.
+    pub fn url_host(&self) -> String {
+        if self.port == 80 {
+            self.ip.clone()
+        } else {
+            format!("{}:{}", self.ip, self.port)
+        }
+    }
+}
+
+/// The echo server's JSON (upstream's `CapturedRequest`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EchoedRequest {
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub method: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub pod: String,
+}
+
+impl EchoedRequest {
+    /// Upstream lower-cases the captured names before lookups: names match in any case.
+    pub fn header(&self, name: &str) -> Option<&[String]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// A redirect's `Location`, split like Go's `url.URL` (`Hostname()`, `Port()`, `Path`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RedirectTarget {
+    pub scheme: String,
+    pub host: String,
+    pub port: String,
+    pub path: String,
+}
+
+/// Upstream's `CapturedResponse` with the `CapturedRequest` it carried.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    /// The echo, or (for a reply that is not JSON) an empty one with the sent method.
+    pub echo: EchoedRequest,
+    pub redirect: Option<RedirectTarget>,
+}
+
+pub fn method(exp: &Expectation) -> &str {
+    if exp.request.method.is_empty() {
+        "GET"
+    } else {
+        &exp.request.method
+    }
+}
+
+/// The request upstream's `MakeRequest` builds, plus `extra` headers (weight entropy).
+pub fn build_request(
+    target: &Target,
+    exp: &Expectation,
+    extra: &[(String, String)],
+) -> Result<http::Request<Bytes>, String> {
+    let host = if exp.request.host.is_empty() {
+        target.url_host()
+    } else {
+        exp.request.host.clone()
+    };
+    let mut builder = http::Request::builder()
+        .method(method(exp))
+        .uri(format!(
+            "http://{}:{}{}",
+            target.ip, target.port, exp.request.path
+        ))
+        .header(http::header::HOST, host);
+    for (name, value) in exp
+        .request
+        .headers
+        .iter()
+        .chain(extra.iter().map(|(n, v)| (n, v)))
+    {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    // Upstream always sends it, empty when the backend should add nothing.
+    let set: Vec<String> = exp
+        .backend_set_response_headers
+        .iter()
+        .map(|(n, v)| format!("{n}:{v}"))
+        .collect();
+    builder = builder.header("X-Echo-Set-Header", set.join(","));
+    builder
+        .body(Bytes::new())
+        .map_err(|e| format!("building request: {e}"))
+}
+
+/// Sends one request on a fresh connection and captures the reply.
+pub async fn round_trip(
+    target: &Target,
+    exp: &Expectation,
+    extra: &[(String, String)],
+) -> Result<Captured, String> {
+    let req = build_request(target, exp, extra)?;
+    let reply = harness::send(req)
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let echo = if reply
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v == "application/json")
+    {
+        serde_json::from_slice(&reply.body)
+            .map_err(|e| format!("unexpected error reading response: {e}"))?
+    } else {
+        EchoedRequest {
+            method: method(exp).to_string(),
+            ..EchoedRequest::default()
+        }
+    };
+    let redirect = if is_redirect(reply.status) {
+        let location = reply
+            .headers
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| format!("{} without a Location header", reply.status))?;
+        Some(parse_location(location, target)?)
+    } else {
+        None
+    };
+    Ok(Captured {
+        status: reply.status,
+        headers: reply.headers,
+        echo,
+        redirect,
+    })
+}
+
+/// `http.WaitForConsistentResponse`: repeats the request until it matches
+/// [`REQUIRED_CONSECUTIVE_SUCCESSES`] times in a row, or fails with the last mismatch once
+/// `max_time` has passed.
+pub async fn expect_eventually(
+    target: &Target,
+    exp: &Expectation,
+    max_time: Duration,
+) -> Result<(), String> {
+    let start = Instant::now();
+    let mut successes = 0;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let outcome = match round_trip(target, exp, &[]).await {
+            Ok(captured) => compare(exp, &captured),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => {
+                successes += 1;
+                if successes >= REQUIRED_CONSECUTIVE_SUCCESSES {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(e) if start.elapsed() >= max_time => {
+                return Err(format!(
+                    "{e} (still after {attempts} attempts in {max_time:?})"
+                ));
+            }
+            Err(_) => successes = 0,
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+pub fn is_redirect(status: u16) -> bool {
+    matches!(status, 300 | 301 | 302 | 303 | 304 | 305 | 307 | 308)
+}
+
+pub fn is_timeout(status: u16) -> bool {
+    matches!(status, 408 | 504)
+}
+
+/// Go's `resp.Location()`: an absolute URL as is, a relative one against the request URL.
+pub fn parse_location(location: &str, target: &Target) -> Result<RedirectTarget, String> {
+    if location.contains("://") {
+        let uri: http::Uri = location
+            .parse()
+            .map_err(|e| format!("bad Location {location:?}: {e}"))?;
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        return Ok(RedirectTarget {
+            scheme: uri.scheme_str().unwrap_or_default().to_string(),
+            host: host.to_string(),
+            port: uri.port_u16().map(|p| p.to_string()).unwrap_or_default(),
+            path: uri.path().to_string(),
+        });
+    }
+    let path = location.split(['?', '#']).next().unwrap_or_default();
+    Ok(RedirectTarget {
+        scheme: "http".to_string(),
+        host: target.ip.clone(),
+        port: if target.port == 80 {
+            String::new()
+        } else {
+            target.port.to_string()
+        },
+        path: path.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::from_yaml;
+
+    fn target() -> Target {
+        Target {
+            ip: "127.0.100.1".into(),
+            port: 80,
+        }
+    }
+
+    fn exp(yaml: &str) -> Expectation {
+        from_yaml(yaml).unwrap()
+    }
+
+    #[test]
+    fn url_host_drops_the_default_port() {
+        assert_eq!(target().url_host(), "127.0.100.1");
+        let t = Target {
+            ip: "127.0.100.1".into(),
+            port: 8080,
+        };
+        assert_eq!(t.url_host(), "127.0.100.1:8080");
+    }
+
+    #[test]
+    fn requests_carry_host_method_headers_and_echo_set_header() {
+        let e = exp(
+            "request: {host: example.com, method: POST, path: '/v2?x=1', headers: {Version: one}}\nbackendSetResponseHeaders: {X-A: b}",
+        );
+        let req = build_request(&target(), &e, &[("X-Jitter".into(), "7".into())]).unwrap();
+        assert_eq!(req.method(), "POST");
+        assert_eq!(req.uri(), "http://127.0.100.1:80/v2?x=1");
+        assert_eq!(req.headers()["host"], "example.com");
+        assert_eq!(req.headers()["version"], "one");
+        assert_eq!(req.headers()["x-jitter"], "7");
+        assert_eq!(req.headers()["x-echo-set-header"], "X-A:b");
+        let plain = build_request(&target(), &exp("request: {path: /}"), &[]).unwrap();
+        assert_eq!(plain.headers()["host"], "127.0.100.1");
+        assert_eq!(plain.headers()["x-echo-set-header"], "");
+    }
+
+    #[test]
+    fn locations_split_like_go_urls() {
+        let abs = parse_location("https://[::1]:8443/a/b?q=1", &target()).unwrap();
+        assert_eq!(
+            abs,
+            RedirectTarget {
+                scheme: "https".into(),
+                host: "::1".into(),
+                port: "8443".into(),
+                path: "/a/b".into(),
+            }
+        );
+        let relative = parse_location("/elsewhere?x", &target()).unwrap();
+        assert_eq!(relative.host, "127.0.100.1");
+        assert_eq!(relative.port, "");
+        assert_eq!(relative.path, "/elsewhere");
+    }
+}

@@ -1,0 +1,310 @@
+//! Runs cases against one standalone controller and one set of echo backends.
+//!
+//! The base manifests (namespaces, Gateways, echo Services) go into the config directory
+//! once, before the controller starts. Each case then writes its own manifests as
+//! `case.yaml`, waits until the controller has published status for them and every host
+//! has ACKed, runs its steps, and removes the file again, waiting until its objects are
+//! gone; so cases run one after another on a clean base, like upstream's apply/cleanup.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use nantian_e2e::harness::{self, Env};
+use serde_json::Value;
+
+use crate::manifests::{self, Pod};
+use crate::model::{Case, NsName};
+use crate::roundtrip::Target;
+use crate::status::{self, StatusDoc};
+use crate::steps::step_name;
+
+const BASE_FILE: &str = "base.yaml";
+const CASE_FILE: &str = "case.yaml";
+const POLL_PAUSE: Duration = Duration::from_millis(100);
+
+pub struct Replay {
+    env: Env,
+    conformance_dir: PathBuf,
+    /// Convergence deadline of every wait (upstream's `MaxTimeToConsistency` and friends).
+    pub(crate) max_time: Duration,
+    next_gateway_slot: u8,
+    next_backend_slot: u8,
+    /// Each Gateway's listeners (name, port) as its manifest declares them.
+    listeners: BTreeMap<NsName, Vec<(String, u16)>>,
+    /// Every echo replica started so far (they stay up until the end).
+    pub(crate) pods: Vec<Pod>,
+}
+
+impl Replay {
+    /// Starts the echo backends of the base manifests and the controller on them.
+    pub async fn start(conformance_dir: PathBuf, max_time: Duration) -> anyhow::Result<Self> {
+        let mut replay = Replay {
+            env: Env::new(),
+            conformance_dir,
+            max_time,
+            next_gateway_slot: 1,
+            next_backend_slot: 0,
+            listeners: BTreeMap::new(),
+            pods: Vec::new(),
+        };
+        let mut base = manifests::load(&replay.conformance_dir, "base/manifests.yaml")?;
+        manifests::prepare(&mut base);
+        let mut config = vec![manifests::gateway_class()];
+        config.extend(
+            replay
+                .materialize(base, true)
+                .await
+                .map_err(anyhow::Error::msg)?,
+        );
+        replay.env.write(BASE_FILE, &manifests::to_yaml(&config)?);
+        replay.env.start_controller();
+        replay.env.wait_ready().await;
+        Ok(replay)
+    }
+
+    /// Replays one case: `Ok` when every step held.
+    pub async fn run_case(&mut self, case: &Case) -> Result<(), String> {
+        let mut objects = Vec::new();
+        for manifest in &case.manifests {
+            objects.extend(
+                manifests::load(&self.conformance_dir, manifest).map_err(|e| format!("{e:#}"))?,
+            );
+        }
+        manifests::prepare(&mut objects);
+        let mut config = self.materialize(objects, false).await?;
+        self.write_case(&config)?;
+        let outcome = match self.wait_applied(&config).await {
+            Ok(()) => self.run_steps(case, &mut config).await,
+            Err(e) => Err(format!("manifests not applied: {e}")),
+        };
+        let cleanup = self.remove_case(&config).await;
+        match (outcome, cleanup) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Err(e)) => Err(format!("cleanup: {e}")),
+            (Ok(()), Ok(())) => Ok(()),
+        }
+    }
+
+    async fn run_steps(&mut self, case: &Case, config: &mut Vec<Value>) -> Result<(), String> {
+        for (i, step) in case.steps.iter().enumerate() {
+            self.run_step(step, config)
+                .await
+                .map_err(|e| format!("step {} ({}): {e}", i + 1, step_name(step)))?;
+        }
+        Ok(())
+    }
+
+    /// Adds Gateways (with addresses), echo processes and EndpointSlices for `objects`,
+    /// returning what goes into the config directory. The base keeps only plain-HTTP
+    /// Gateways and Services with echo backends behind them (see `manifests`).
+    async fn materialize(&mut self, objects: Vec<Value>, base: bool) -> Result<Vec<Value>, String> {
+        let first_backend = self.next_backend_slot;
+        let pods = manifests::plan_pods(&manifests::echo_deployments(&objects), || {
+            let ip = self.env.backend_ip(self.next_backend_slot);
+            self.next_backend_slot += 1;
+            ip
+        });
+        self.start_echoes(first_backend, &pods).await;
+        self.pods.extend(pods);
+        // A case's Services may select the base's pods (the service-types test does).
+        let slices = manifests::endpoint_slices(&objects, &self.pods);
+        let backed: Vec<(String, String)> = slices
+            .iter()
+            .map(|s| {
+                let service = s["metadata"]["labels"]["kubernetes.io/service-name"]
+                    .as_str()
+                    .unwrap_or_default();
+                (manifests::namespace(s).to_string(), service.to_string())
+            })
+            .collect();
+        let mut config = Vec::new();
+        for mut object in objects {
+            match manifests::kind(&object) {
+                kind if !manifests::is_config_kind(kind) => continue,
+                "Gateway" if base && !manifests::only_http_listeners(&object) => continue,
+                "Service"
+                    if base
+                        && !backed.contains(&(
+                            manifests::namespace(&object).to_string(),
+                            manifests::name(&object).to_string(),
+                        )) =>
+                {
+                    continue;
+                }
+                "Gateway" => self.place_gateway(&mut object)?,
+                _ => {}
+            }
+            config.push(object);
+        }
+        config.extend(slices);
+        Ok(config)
+    }
+
+    async fn start_echoes(&mut self, first_slot: u8, pods: &[Pod]) {
+        for (slot, pod) in (first_slot..).zip(pods) {
+            self.env.start_echo(slot, &pod.name, &pod.namespace).await;
+        }
+    }
+
+    fn place_gateway(&mut self, gateway: &mut Value) -> Result<(), String> {
+        let nn = NsName {
+            namespace: manifests::namespace(gateway).to_string(),
+            name: manifests::name(gateway).to_string(),
+        };
+        if self.next_gateway_slot >= 100 {
+            return Err("out of Gateway addresses".into());
+        }
+        manifests::assign_address(gateway, &self.env.gateway_ip(self.next_gateway_slot));
+        self.next_gateway_slot += 1;
+        let listeners = gateway["spec"]["listeners"]
+            .as_array()
+            .map(|ls| {
+                ls.iter()
+                    .map(|l| {
+                        let name = l["name"].as_str().unwrap_or_default().to_string();
+                        (name, l["port"].as_u64().unwrap_or(80) as u16)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.listeners.insert(nn, listeners);
+        Ok(())
+    }
+
+    pub(crate) fn write_case(&self, config: &[Value]) -> Result<(), String> {
+        let yaml = manifests::to_yaml(config).map_err(|e| e.to_string())?;
+        self.env.write(CASE_FILE, &yaml);
+        Ok(())
+    }
+
+    /// Waits until every Gateway and HTTPRoute of `config` has status, then for `/readyz`.
+    async fn wait_applied(&self, config: &[Value]) -> Result<(), String> {
+        let wanted = status_objects(config);
+        self.poll(|doc| {
+            match wanted
+                .iter()
+                .find(|(kind, nn)| doc.item(kind, nn).is_none())
+            {
+                None => Ok(()),
+                Some((kind, nn)) => Err(format!(
+                    "no status for {kind} {nn} yet{}",
+                    doc.errors_suffix()
+                )),
+            }
+        })
+        .await?;
+        self.wait_ready().await
+    }
+
+    async fn remove_case(&self, config: &[Value]) -> Result<(), String> {
+        self.env.remove(CASE_FILE);
+        let gone = status_objects(config);
+        self.poll(
+            |doc| match gone.iter().find(|(kind, nn)| doc.item(kind, nn).is_some()) {
+                None => Ok(()),
+                Some((kind, nn)) => Err(format!("{kind} {nn} still has status after removal")),
+            },
+        )
+        .await?;
+        self.wait_ready().await
+    }
+
+    async fn wait_ready(&self) -> Result<(), String> {
+        let url = format!("http://{}/readyz", self.env.controller_admin());
+        let start = Instant::now();
+        loop {
+            let req = http::Request::get(&url)
+                .body(Bytes::new())
+                .map_err(|e| e.to_string())?;
+            let status = harness::send(req).await.map(|r| r.status);
+            if status == Ok(200) {
+                return Ok(());
+            }
+            if start.elapsed() >= self.max_time {
+                return Err(format!(
+                    "controller /readyz is {status:?} after {:?}",
+                    self.max_time
+                ));
+            }
+            tokio::time::sleep(POLL_PAUSE).await;
+        }
+    }
+
+    async fn status(&self) -> Result<StatusDoc, String> {
+        let url = format!("http://{}/api/v1/status", self.env.controller_admin());
+        let req = http::Request::get(url)
+            .body(Bytes::new())
+            .map_err(|e| e.to_string())?;
+        let reply = harness::send(req)
+            .await
+            .map_err(|e| format!("status API: {e}"))?;
+        serde_json::from_slice(&reply.body)
+            .map(StatusDoc)
+            .map_err(|e| format!("status API answered {} with no JSON: {e}", reply.status))
+    }
+
+    /// Re-checks `check` on fresh status until it holds, or returns its last complaint
+    /// once the convergence deadline has passed.
+    pub(crate) async fn poll(
+        &self,
+        mut check: impl FnMut(&StatusDoc) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let start = Instant::now();
+        loop {
+            let outcome = match self.status().await {
+                Ok(doc) => check(&doc),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => return Ok(()),
+                Err(e) if start.elapsed() >= self.max_time => return Err(e),
+                Err(_) => tokio::time::sleep(POLL_PAUSE).await,
+            }
+        }
+    }
+
+    /// The Gateway's address from its status, with the port of `listener` (default: the
+    /// first listener), like upstream's `WaitForGatewayAddress`.
+    pub(crate) async fn target(
+        &self,
+        gateway: &NsName,
+        listener: Option<&str>,
+    ) -> Result<Target, String> {
+        let listeners = self
+            .listeners
+            .get(gateway)
+            .ok_or_else(|| format!("Gateway {gateway} is not in the manifests"))?;
+        let port = match listener {
+            None => listeners.first().map(|(_, port)| *port),
+            Some(name) => listeners
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, port)| *port),
+        }
+        .ok_or_else(|| format!("Gateway {gateway} has no listener {listener:?}"))?;
+        let mut ip = String::new();
+        self.poll(|doc| {
+            ip = status::gateway_address(doc, gateway)?;
+            Ok(())
+        })
+        .await?;
+        Ok(Target { ip, port })
+    }
+}
+
+/// The objects the controller reports status for, as (kind, namespace/name).
+fn status_objects(config: &[Value]) -> Vec<(String, NsName)> {
+    config
+        .iter()
+        .filter(|o| matches!(manifests::kind(o), "GatewayClass" | "Gateway" | "HTTPRoute"))
+        .map(|o| {
+            let nn = NsName {
+                namespace: manifests::namespace(o).to_string(),
+                name: manifests::name(o).to_string(),
+            };
+            (manifests::kind(o).to_string(), nn)
+        })
+        .collect()
+}

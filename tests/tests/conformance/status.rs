@@ -1,0 +1,560 @@
+//! Status assertions on the controller's `/api/v1/status` document, after upstream's
+//! `conformance/utils/kubernetes` helpers. Each check is a pure function of one document:
+//! `Ok` when it holds, `Err(why not yet)` otherwise; the runner polls it to a deadline.
+
+use serde_json::Value;
+
+use crate::manifests::CONTROLLER_NAME;
+use crate::model::{
+    ExpectedCondition, GatewayListeners, NsName, ObjectRef, RouteParents, RoutesAccepted,
+};
+
+const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+/// `{"items": [{apiVersion, kind, namespace, name, generation, status}], "errors": [...]}`.
+#[derive(Debug, Clone)]
+pub struct StatusDoc(pub Value);
+
+impl StatusDoc {
+    pub fn item(&self, kind: &str, nn: &NsName) -> Option<&Value> {
+        // Cluster-scoped objects (GatewayClass) may come with an empty or no namespace.
+        self.0["items"].as_array()?.iter().find(|i| {
+            i["kind"] == kind
+                && i["namespace"].as_str().unwrap_or_default() == nn.namespace
+                && i["name"] == nn.name.as_str()
+        })
+    }
+
+    fn require(&self, kind: &str, nn: &NsName) -> Result<&Value, String> {
+        self.item(kind, nn)
+            .ok_or_else(|| format!("no status for {kind} {nn}{}", self.errors_suffix()))
+    }
+
+    /// The controller's load errors, appended to messages when there are any.
+    pub fn errors_suffix(&self) -> String {
+        match self.0["errors"].as_array() {
+            Some(errors) if !errors.is_empty() => format!(
+                " (controller load errors: {})",
+                Value::Array(errors.clone())
+            ),
+            _ => String::new(),
+        }
+    }
+}
+
+fn array(value: &Value) -> &[Value] {
+    value.as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+/// `ConditionsHaveLatestObservedGeneration`.
+fn latest_generation(item: &Value, conditions: &[Value], what: &str) -> Result<(), String> {
+    let generation = item["generation"].as_i64().unwrap_or(0);
+    let stale: Vec<String> = conditions
+        .iter()
+        .filter(|c| c["observedGeneration"].as_i64().unwrap_or(0) != generation)
+        .map(|c| format!("{} (generation {})", c["type"], c["observedGeneration"]))
+        .collect();
+    if stale.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: expected observedGeneration {generation} on every condition, stale: {}",
+            stale.join(", ")
+        ))
+    }
+}
+
+/// `findConditionInList`: same type, and status/reason equal unless expected empty.
+pub fn has_condition(conditions: &[Value], want: &ExpectedCondition) -> bool {
+    conditions.iter().any(|c| {
+        c["type"] == want.type_.as_str()
+            && (want.status.is_empty() || c["status"] == want.status.as_str())
+            && (want.reason.is_empty() || c["reason"] == want.reason.as_str())
+    })
+}
+
+/// `conditionsMatch`: every expected condition is present.
+fn conditions_match(actual: &[Value], expected: &[ExpectedCondition]) -> Result<(), String> {
+    if actual.len() < expected.len() {
+        return Err(format!(
+            "expected at least {} conditions, got {}",
+            expected.len(),
+            actual.len()
+        ));
+    }
+    match expected.iter().find(|e| !has_condition(actual, e)) {
+        None => Ok(()),
+        Some(missing) => Err(format!(
+            "no condition {} status={:?} reason={:?} in {}",
+            missing.type_,
+            missing.status,
+            missing.reason,
+            Value::Array(actual.to_vec())
+        )),
+    }
+}
+
+fn condition(type_: &str, status: &str, reason: &str) -> ExpectedCondition {
+    ExpectedCondition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+    }
+}
+
+/// `WaitForGatewayAddress`: the first address with a type, once the Gateway's conditions
+/// are current.
+pub fn gateway_address(doc: &StatusDoc, gateway: &NsName) -> Result<String, String> {
+    let item = doc.require("Gateway", gateway)?;
+    latest_generation(item, array(&item["status"]["conditions"]), "Gateway")?;
+    array(&item["status"]["addresses"])
+        .iter()
+        .find(|a| a["type"].is_string())
+        .and_then(|a| a["value"].as_str())
+        .map(str::to_string)
+        .ok_or_else(|| format!("Gateway {gateway} has no address in status"))
+}
+
+/// `GatewayAndHTTPRoutesMustBeAccepted`: the Gateway has an address, each route has an
+/// Accepted parent for it (per listener name given), every listener is ResolvedRefs,
+/// Accepted and Programmed.
+pub fn routes_accepted(doc: &StatusDoc, step: &RoutesAccepted) -> Result<(), String> {
+    gateway_address(doc, &step.gateway)?;
+    let accepted = [condition("Accepted", "True", "Accepted")];
+    // Upstream expects one parent per listener name (one for the whole Gateway when none
+    // is named); the section name itself is not compared, so one check covers them all.
+    for route in &step.routes {
+        let item = doc.require("HTTPRoute", route)?;
+        let parents = array(&item["status"]["parents"]);
+        for parent in parents {
+            latest_generation(
+                item,
+                array(&parent["conditions"]),
+                &format!("HTTPRoute {route}"),
+            )?;
+        }
+        let namespace_required = route.namespace != step.gateway.namespace;
+        find_parent(parents, &step.gateway, &accepted, namespace_required)
+            .map_err(|e| format!("HTTPRoute {route}: {e}"))?;
+    }
+    let gateway = doc.require("Gateway", &step.gateway)?;
+    let required = [
+        condition("ResolvedRefs", "True", ""),
+        condition("Accepted", "True", ""),
+        condition("Programmed", "True", ""),
+    ];
+    for listener in array(&gateway["status"]["listeners"]) {
+        conditions_match(array(&listener["conditions"]), &required).map_err(|e| {
+            format!(
+                "Gateway {} listener {}: {e}",
+                step.gateway, listener["name"]
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// `parentsForRouteMatch` for one expected parent (`parentRefTo(gateway)`).
+fn find_parent(
+    parents: &[Value],
+    gateway: &NsName,
+    conditions: &[ExpectedCondition],
+    namespace_required: bool,
+) -> Result<(), String> {
+    let mut last_mismatch = format!("no parent for Gateway {gateway}");
+    for parent in parents {
+        let r = &parent["parentRef"];
+        if parent["controllerName"] != CONTROLLER_NAME {
+            last_mismatch = format!("controllerName {} is not ours", parent["controllerName"]);
+            continue;
+        }
+        if r["group"] != GATEWAY_GROUP
+            || r["kind"] != "Gateway"
+            || r["name"] != gateway.name.as_str()
+        {
+            continue;
+        }
+        let namespace = r["namespace"].as_str();
+        if namespace != Some(gateway.namespace.as_str())
+            && (namespace_required || namespace.is_some())
+        {
+            last_mismatch = format!(
+                "parentRef namespace {:?}, want {:?}",
+                namespace, gateway.namespace
+            );
+            continue;
+        }
+        match conditions_match(array(&parent["conditions"]), conditions) {
+            Ok(()) => return Ok(()),
+            Err(e) => last_mismatch = e,
+        }
+    }
+    Err(last_mismatch)
+}
+
+/// `HTTPRouteMustHaveCondition`: some parent naming the Gateway has the condition.
+pub fn route_condition(
+    doc: &StatusDoc,
+    route: &NsName,
+    gateway: &NsName,
+    want: &ExpectedCondition,
+) -> Result<(), String> {
+    let item = doc.require("HTTPRoute", route)?;
+    let parents = array(&item["status"]["parents"]);
+    for parent in parents {
+        latest_generation(
+            item,
+            array(&parent["conditions"]),
+            &format!("HTTPRoute {route}"),
+        )?;
+    }
+    let found = parents.iter().any(|p| {
+        let r = &p["parentRef"];
+        r["name"] == gateway.name.as_str()
+            && r["namespace"]
+                .as_str()
+                .is_none_or(|ns| ns == gateway.namespace)
+            && has_condition(array(&p["conditions"]), want)
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(format!(
+            "HTTPRoute {route} has no {} status={:?} reason={:?} for Gateway {gateway}; parents: {}",
+            want.type_,
+            want.status,
+            want.reason,
+            Value::Array(parents.to_vec())
+        ))
+    }
+}
+
+/// `HTTPRouteMustHaveParents`.
+pub fn route_parents(doc: &StatusDoc, step: &RouteParents) -> Result<(), String> {
+    let item = doc.require("HTTPRoute", &step.route)?;
+    let parents = array(&item["status"]["parents"]);
+    for parent in parents {
+        latest_generation(
+            item,
+            array(&parent["conditions"]),
+            &format!("HTTPRoute {}", step.route),
+        )?;
+    }
+    for expected in &step.parents {
+        find_parent(
+            parents,
+            &expected.gateway,
+            &expected.conditions,
+            step.namespace_required,
+        )
+        .map_err(|e| format!("HTTPRoute {}: {e}", step.route))?;
+    }
+    Ok(())
+}
+
+/// `HTTPRouteMustHaveNoAcceptedParents`: no parents (seen on two polls in a row, since
+/// "not written yet" looks the same), or exactly one that is not Accepted.
+pub fn route_no_accepted_parents(
+    doc: &StatusDoc,
+    route: &NsName,
+    empty_seen: &mut bool,
+) -> Result<(), String> {
+    let item = doc.require("HTTPRoute", route)?;
+    let parents = array(&item["status"]["parents"]);
+    match parents {
+        [] if *empty_seen => Ok(()),
+        [] => {
+            *empty_seen = true;
+            Err(format!("HTTPRoute {route} has no parents yet; confirming"))
+        }
+        [parent] => {
+            latest_generation(
+                item,
+                array(&parent["conditions"]),
+                &format!("HTTPRoute {route}"),
+            )?;
+            conditions_match(
+                array(&parent["conditions"]),
+                &[condition("Accepted", "False", "")],
+            )
+            .map_err(|e| format!("HTTPRoute {route}: {e}"))
+        }
+        _ => Err(format!(
+            "HTTPRoute {route} has {} parents, want at most one",
+            parents.len()
+        )),
+    }
+}
+
+/// `GatewayStatusMustHaveListeners` (`gatewayListenersMatch`).
+pub fn gateway_listeners(doc: &StatusDoc, step: &GatewayListeners) -> Result<(), String> {
+    let item = doc.require("Gateway", &step.gateway)?;
+    latest_generation(item, array(&item["status"]["conditions"]), "Gateway")?;
+    let actual = array(&item["status"]["listeners"]);
+    let gw = &step.gateway;
+    if actual.len() != step.listeners.len() {
+        return Err(format!(
+            "Gateway {gw}: expected {} listeners in status, got {}",
+            step.listeners.len(),
+            actual.len()
+        ));
+    }
+    for want in &step.listeners {
+        let got = actual
+            .iter()
+            .find(|l| l["name"] == want.name.as_str())
+            .ok_or_else(|| format!("Gateway {gw}: no status for listener {}", want.name))?;
+        let kinds = array(&got["supportedKinds"]);
+        if want.supported_kinds.is_empty() && !kinds.is_empty() {
+            return Err(format!(
+                "Gateway {gw} listener {}: expected no supportedKinds",
+                want.name
+            ));
+        }
+        for kind in &want.supported_kinds {
+            let group = kind.group.as_deref().unwrap_or(GATEWAY_GROUP);
+            let found = kinds.iter().any(|k| {
+                k["group"].as_str().unwrap_or(GATEWAY_GROUP) == group
+                    && k["kind"] == kind.kind.as_str()
+            });
+            if !found {
+                return Err(format!(
+                    "Gateway {gw} listener {}: {group}/{} not in supportedKinds {}",
+                    want.name,
+                    kind.kind,
+                    Value::Array(kinds.to_vec())
+                ));
+            }
+        }
+        if got["attachedRoutes"].as_i64() != Some(want.attached_routes) {
+            return Err(format!(
+                "Gateway {gw} listener {}: expected attachedRoutes {}, got {}",
+                want.name, want.attached_routes, got["attachedRoutes"]
+            ));
+        }
+        conditions_match(array(&got["conditions"]), &want.conditions)
+            .map_err(|e| format!("Gateway {gw} listener {}: {e}", want.name))?;
+    }
+    Ok(())
+}
+
+/// The conditions an object's status carries: a route's per parent, others' own.
+fn all_conditions(kind: &str, item: &Value) -> Vec<Value> {
+    if kind == "HTTPRoute" {
+        array(&item["status"]["parents"])
+            .iter()
+            .flat_map(|p| array(&p["conditions"]).iter().cloned())
+            .collect()
+    } else {
+        array(&item["status"]["conditions"]).to_vec()
+    }
+}
+
+/// `...MustHaveLatestConditions`: status was written for `generation` (the object's current
+/// one) and every condition says so.
+pub fn latest_conditions(
+    doc: &StatusDoc,
+    object: &ObjectRef,
+    generation: i64,
+) -> Result<(), String> {
+    let item = doc.require(&object.kind, &object.ns_name())?;
+    let seen = item["generation"].as_i64().unwrap_or(0);
+    if seen != generation {
+        return Err(format!(
+            "{object}: status is for generation {seen}, want {generation}"
+        ));
+    }
+    latest_generation(
+        item,
+        &all_conditions(&object.kind, item),
+        &object.to_string(),
+    )
+}
+
+/// `GatewayMustHaveCondition` / `gwcMustBeAccepted`: the object's own conditions are
+/// current and include `want`.
+pub fn object_condition(
+    doc: &StatusDoc,
+    object: &ObjectRef,
+    want: &ExpectedCondition,
+) -> Result<(), String> {
+    let item = doc.require(&object.kind, &object.ns_name())?;
+    let conditions = array(&item["status"]["conditions"]);
+    latest_generation(item, conditions, &object.to_string())?;
+    if has_condition(conditions, want) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{object}: no condition {} status={:?} reason={:?} in {}",
+            want.type_,
+            want.status,
+            want.reason,
+            Value::Array(conditions.to_vec())
+        ))
+    }
+}
+
+/// `GatewayMustHaveZeroRoutes`: no listener status, or one listener with nothing attached.
+pub fn gateway_zero_routes(doc: &StatusDoc, gateway: &NsName) -> Result<(), String> {
+    let item = doc.require("Gateway", gateway)?;
+    latest_generation(item, array(&item["status"]["conditions"]), "Gateway")?;
+    match array(&item["status"]["listeners"]) {
+        [] => Ok(()),
+        [one] if one["attachedRoutes"].as_i64() == Some(0) => Ok(()),
+        listeners => Err(format!(
+            "Gateway {gateway}: want zero listeners or one with zero routes, got {}",
+            Value::Array(listeners.to_vec())
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::from_yaml;
+    use serde_json::json;
+
+    fn nn(s: &str) -> NsName {
+        s.parse().unwrap()
+    }
+
+    fn doc() -> StatusDoc {
+        StatusDoc(json!({"items": [
+            {"kind": "Gateway", "namespace": "infra", "name": "gw", "generation": 1, "status": {
+                "addresses": [{"type": "IPAddress", "value": "127.0.100.1"}],
+                "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 1}],
+                "listeners": [{"name": "http", "attachedRoutes": 1,
+                    "supportedKinds": [{"group": GATEWAY_GROUP, "kind": "HTTPRoute"}],
+                    "conditions": [
+                        {"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 1},
+                        {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs", "observedGeneration": 1},
+                        {"type": "Programmed", "status": "True", "reason": "Programmed", "observedGeneration": 1}]}]}},
+            {"kind": "HTTPRoute", "namespace": "web", "name": "r", "generation": 2, "status": {"parents": [
+                {"parentRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "namespace": "infra", "name": "gw"},
+                 "controllerName": CONTROLLER_NAME,
+                 "conditions": [
+                    {"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 2},
+                    {"type": "ResolvedRefs", "status": "False", "reason": "RefNotPermitted", "observedGeneration": 2}]}]}}
+        ], "errors": []}))
+    }
+
+    #[test]
+    fn accepted_routes_and_address() {
+        assert_eq!(
+            gateway_address(&doc(), &nn("infra/gw")).unwrap(),
+            "127.0.100.1"
+        );
+        let step: RoutesAccepted = from_yaml("{gateway: infra/gw, routes: [web/r]}").unwrap();
+        routes_accepted(&doc(), &step).unwrap();
+        let missing: RoutesAccepted =
+            from_yaml("{gateway: infra/gw, routes: [web/other]}").unwrap();
+        assert!(
+            routes_accepted(&doc(), &missing)
+                .unwrap_err()
+                .contains("no status for HTTPRoute web/other")
+        );
+    }
+
+    #[test]
+    fn route_conditions_match_status_and_reason() {
+        let want = condition("ResolvedRefs", "False", "RefNotPermitted");
+        route_condition(&doc(), &nn("web/r"), &nn("infra/gw"), &want).unwrap();
+        let wrong = condition("ResolvedRefs", "True", "");
+        assert!(route_condition(&doc(), &nn("web/r"), &nn("infra/gw"), &wrong).is_err());
+        assert!(route_condition(&doc(), &nn("web/r"), &nn("infra/other"), &want).is_err());
+    }
+
+    #[test]
+    fn stale_conditions_do_not_count() {
+        let mut d = doc();
+        d.0["items"][1]["generation"] = json!(3);
+        let want = condition("Accepted", "True", "");
+        let err = route_condition(&d, &nn("web/r"), &nn("infra/gw"), &want).unwrap_err();
+        assert!(err.contains("stale"), "{err}");
+    }
+
+    #[test]
+    fn parents_need_the_namespace_when_required() {
+        let step: RouteParents = from_yaml(
+            "{route: web/r, namespaceRequired: true, parents: [{gateway: infra/gw, conditions: [{type: Accepted, status: 'True'}]}]}",
+        )
+        .unwrap();
+        route_parents(&doc(), &step).unwrap();
+        let mut d = doc();
+        d.0["items"][1]["status"]["parents"][0]["parentRef"]
+            .as_object_mut()
+            .unwrap()
+            .remove("namespace");
+        assert!(route_parents(&d, &step).is_err());
+    }
+
+    #[test]
+    fn no_accepted_parents_needs_two_empty_looks_or_one_rejected_parent() {
+        let mut d = doc();
+        let mut seen = false;
+        assert!(
+            route_no_accepted_parents(&d, &nn("web/r"), &mut seen).is_err(),
+            "accepted parent"
+        );
+        d.0["items"][1]["status"]["parents"] = json!([]);
+        assert!(route_no_accepted_parents(&d, &nn("web/r"), &mut seen).is_err());
+        assert!(route_no_accepted_parents(&d, &nn("web/r"), &mut seen).is_ok());
+    }
+
+    #[test]
+    fn latest_conditions_need_the_current_generation_everywhere() {
+        let route = ObjectRef {
+            kind: "HTTPRoute".into(),
+            namespace: "web".into(),
+            name: "r".into(),
+        };
+        latest_conditions(&doc(), &route, 2).unwrap();
+        assert!(
+            latest_conditions(&doc(), &route, 3)
+                .unwrap_err()
+                .contains("generation 2, want 3")
+        );
+        let mut d = doc();
+        d.0["items"][1]["status"]["parents"][0]["conditions"][1]["observedGeneration"] = json!(1);
+        assert!(
+            latest_conditions(&d, &route, 2)
+                .unwrap_err()
+                .contains("stale")
+        );
+    }
+
+    #[test]
+    fn object_conditions_and_cluster_scoped_items() {
+        let mut d = doc();
+        d.0["items"].as_array_mut().unwrap().push(json!({
+            "kind": "GatewayClass", "name": "gc", "generation": 1,
+            "status": {"conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 1}]}
+        }));
+        let class = ObjectRef {
+            kind: "GatewayClass".into(),
+            namespace: String::new(),
+            name: "gc".into(),
+        };
+        object_condition(&d, &class, &condition("Accepted", "", "")).unwrap();
+        assert!(object_condition(&d, &class, &condition("Accepted", "False", "")).is_err());
+    }
+
+    #[test]
+    fn listeners_compare_count_kinds_routes_and_conditions() {
+        let step: GatewayListeners = from_yaml(
+            "{gateway: infra/gw, listeners: [{name: http, attachedRoutes: 1, supportedKinds: [{kind: HTTPRoute}], conditions: [{type: Accepted, status: 'True'}]}]}",
+        )
+        .unwrap();
+        gateway_listeners(&doc(), &step).unwrap();
+        let two: GatewayListeners = from_yaml(
+            "{gateway: infra/gw, listeners: [{name: http, attachedRoutes: 2, supportedKinds: [{kind: HTTPRoute}]}]}",
+        )
+        .unwrap();
+        assert!(
+            gateway_listeners(&doc(), &two)
+                .unwrap_err()
+                .contains("attachedRoutes 2, got 1")
+        );
+        assert!(gateway_zero_routes(&doc(), &nn("infra/gw")).is_err());
+    }
+}

@@ -1,0 +1,182 @@
+//! What each kind of [`Step`] does, on a running [`Replay`].
+
+use serde_json::Value;
+
+use crate::manifests::{self, Pod};
+use crate::model::{ObjectRef, Step};
+use crate::roundtrip::{expect_eventually, round_trip};
+use crate::runner::Replay;
+use crate::status;
+use crate::weight;
+
+impl Replay {
+    /// Runs one step; `config` is the case's current objects (mutating steps rewrite the
+    /// case file from it).
+    pub(crate) async fn run_step(
+        &mut self,
+        step: &Step,
+        config: &mut Vec<Value>,
+    ) -> Result<(), String> {
+        match step {
+            Step::RoutesAccepted(s) => self.poll(|d| status::routes_accepted(d, s)).await,
+            Step::RouteCondition(s) => {
+                self.poll(|d| status::route_condition(d, &s.route, &s.gateway, &s.condition))
+                    .await
+            }
+            Step::RouteParents(s) => self.poll(|d| status::route_parents(d, s)).await,
+            Step::RouteNoAcceptedParents(s) => {
+                let mut empty_seen = false;
+                self.poll(|d| status::route_no_accepted_parents(d, &s.route, &mut empty_seen))
+                    .await
+            }
+            Step::GatewayListeners(s) => self.poll(|d| status::gateway_listeners(d, s)).await,
+            Step::GatewayZeroRoutes(s) => {
+                self.poll(|d| status::gateway_zero_routes(d, &s.gateway))
+                    .await
+            }
+            Step::Http(s) => {
+                let target = self.target(&s.gateway, s.listener.as_deref()).await?;
+                let max_time = self.max_time;
+                let checks = s.expect.iter().enumerate().map(|(i, exp)| {
+                    let target = &target;
+                    async move {
+                        expect_eventually(target, exp, max_time)
+                            .await
+                            .map_err(|e| format!("[{}] {e}", exp.display_name(i)))
+                    }
+                });
+                let failures: Vec<String> = futures::future::join_all(checks)
+                    .await
+                    .into_iter()
+                    .filter_map(Result::err)
+                    .collect();
+                if failures.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{}/{} expectations failed: {}",
+                        failures.len(),
+                        s.expect.len(),
+                        failures.join("; ")
+                    ))
+                }
+            }
+            Step::WeightedDistribution(s) => {
+                let target = self.target(&s.gateway, None).await?;
+                expect_eventually(&target, &s.expect, self.max_time).await?;
+                let mut last = String::new();
+                for _ in 0..weight::MAX_TEST_RETRIES {
+                    match weight::sample(&target, &s.expect).await {
+                        Ok(pods) => match weight::check_distribution(&pods, &s.weights) {
+                            Ok(()) => return Ok(()),
+                            Err(e) => last = e,
+                        },
+                        Err(e) => last = e,
+                    }
+                }
+                Err(format!(
+                    "weighted distribution failed {} times, last: {last}",
+                    weight::MAX_TEST_RETRIES
+                ))
+            }
+            Step::BackendHeaderNamesPod(s) => {
+                let target = self.target(&s.gateway, None).await?;
+                expect_eventually(&target, &s.expect, self.max_time).await?;
+                for _ in 0..s.requests {
+                    let echo = round_trip(&target, &s.expect, &[]).await?.echo;
+                    let named = match echo.header(&s.header) {
+                        Some([one]) => one.clone(),
+                        other => {
+                            return Err(format!(
+                                "expected a single {:?} header to have been set, got {other:?}",
+                                s.header
+                            ));
+                        }
+                    };
+                    if !echo.pod.starts_with(&named) {
+                        return Err(format!(
+                            "the backendRef's filter named {named:?} but pod {:?} answered",
+                            echo.pod
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Step::Delete(r) => {
+                let before = config.len();
+                config.retain(|o| !is_object(o, r));
+                if config.len() == before {
+                    return Err(format!("no {r} among the case's objects"));
+                }
+                self.write_case(config)
+            }
+            Step::Patch(p) => {
+                let object = find_object(config, &p.object)?;
+                manifests::patch(object, &p.set).map_err(|e| format!("{}: {e}", p.object))?;
+                self.write_case(config)
+            }
+            Step::LatestConditions(r) => {
+                let generation = manifests::generation(find_object(config, r)?);
+                self.poll(|d| status::latest_conditions(d, r, generation))
+                    .await
+            }
+            Step::ObjectCondition(c) => {
+                self.poll(|d| status::object_condition(d, &c.object, &c.condition))
+                    .await
+            }
+            Step::FillEndpointSlices(f) => {
+                let pods: Vec<&Pod> = self
+                    .pods
+                    .iter()
+                    .filter(|p| {
+                        p.namespace == f.deployment.namespace && p.deployment == f.deployment.name
+                    })
+                    .collect();
+                if pods.is_empty() {
+                    return Err(format!("Deployment {} has no echo pods", f.deployment));
+                }
+                for nn in &f.slices {
+                    let slice = ObjectRef {
+                        kind: "EndpointSlice".into(),
+                        namespace: nn.namespace.clone(),
+                        name: nn.name.clone(),
+                    };
+                    manifests::fill_endpoint_slice(find_object(config, &slice)?, &pods);
+                }
+                self.write_case(config)
+            }
+        }
+    }
+}
+
+fn is_object(object: &Value, r: &ObjectRef) -> bool {
+    manifests::kind(object) == r.kind
+        && manifests::namespace(object) == r.namespace
+        && manifests::name(object) == r.name
+}
+
+fn find_object<'a>(config: &'a mut [Value], r: &ObjectRef) -> Result<&'a mut Value, String> {
+    config
+        .iter_mut()
+        .find(|o| is_object(o, r))
+        .ok_or_else(|| format!("no {r} among the case's objects"))
+}
+
+pub fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::RoutesAccepted(_) => "routesAccepted",
+        Step::RouteCondition(_) => "routeCondition",
+        Step::RouteParents(_) => "routeParents",
+        Step::RouteNoAcceptedParents(_) => "routeNoAcceptedParents",
+        Step::GatewayListeners(_) => "gatewayListeners",
+        Step::GatewayZeroRoutes(_) => "gatewayZeroRoutes",
+        Step::Http(_) => "http",
+        Step::WeightedDistribution(_) => "weightedDistribution",
+        Step::BackendHeaderNamesPod(_) => "backendHeaderNamesPod",
+        Step::Delete(_) => "delete",
+        Step::Patch(_) => "patch",
+        Step::LatestConditions(_) => "latestConditions",
+        Step::ObjectCondition(_) => "objectCondition",
+        Step::FillEndpointSlices(_) => "fillEndpointSlices",
+    }
+}

@@ -1,0 +1,351 @@
+//! `nantian-echo` as a process: the JSON over HTTP/1.1 and h2c, the conformance routes,
+//! the h2c-only listener, WebSocket echo and a clean exit on SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use nantian_e2e::echo::websocket::{Frame, Opcode, WebSocketClient};
+use nantian_e2e::echo::{BENCH_BODY, EchoProcess, EchoResponse, ListenerMode};
+use tokio::net::TcpStream;
+
+fn echo_binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_nantian-echo"))
+}
+
+fn start_echo() -> EchoProcess {
+    EchoProcess::spawn(
+        echo_binary(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--pod",
+            "echo-pod-1",
+            "--namespace",
+            "echo-ns",
+            "--service",
+            "echo-svc",
+            "--workers",
+            "1",
+        ],
+    )
+    .expect("start nantian-echo")
+}
+
+/// Sends requests over one HTTP/1.1 connection.
+async fn http1_requests(
+    addr: SocketAddr,
+    requests: Vec<Request<Full<Bytes>>>,
+) -> Vec<(Response<()>, Bytes)> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut out = Vec::new();
+    for request in requests {
+        let response = sender.send_request(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        out.push((Response::from_parts(parts, ()), body));
+    }
+    out
+}
+
+async fn http1(addr: SocketAddr, request: Request<Full<Bytes>>) -> (Response<()>, Bytes) {
+    http1_requests(addr, vec![request]).await.remove(0)
+}
+
+/// Sends one request over an h2c (prior knowledge) connection.
+async fn h2c(addr: SocketAddr, request: Request<Full<Bytes>>) -> (Response<()>, Bytes) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (Response::from_parts(parts, ()), body)
+}
+
+fn get(uri: &str) -> http::request::Builder {
+    Request::get(uri)
+}
+
+fn empty() -> Full<Bytes> {
+    Full::default()
+}
+
+fn parse(body: &Bytes) -> EchoResponse {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|err| panic!("not echo JSON ({err}): {}", String::from_utf8_lossy(body)))
+}
+
+#[tokio::test]
+async fn http1_request_is_echoed_as_conformance_json() {
+    let echo = start_echo();
+    let addr = echo.addr();
+    let request = get("/some/path?x=1&y=2")
+        .header("host", "example.com")
+        .header("x-forwarded-for", "10.0.0.1")
+        .header("x-multi", "a")
+        .header("x-multi", "b")
+        .header("X-Echo-Set-Header", "X-Foo: value1,x-bar:two")
+        .body(empty())
+        .unwrap();
+    let (response, body) = http1(addr, request).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.headers()["x-foo"], "value1");
+    assert_eq!(response.headers()["x-bar"], "two");
+
+    let echoed = parse(&body);
+    assert_eq!(echoed.path, "/some/path?x=1&y=2");
+    assert_eq!(echoed.host, "example.com");
+    assert_eq!(echoed.method, "GET");
+    assert_eq!(echoed.proto, "HTTP/1.1");
+    assert_eq!(echoed.http_port, addr.port().to_string());
+    assert_eq!(echoed.pod, "echo-pod-1");
+    assert_eq!(echoed.namespace, "echo-ns");
+    assert_eq!(echoed.service, "echo-svc");
+    assert_eq!(echoed.ingress, "");
+    // Go's canonical keys, every value in order, and no Host among the headers.
+    assert_eq!(echoed.headers["X-Forwarded-For"], ["10.0.0.1"]);
+    assert_eq!(echoed.headers["X-Multi"], ["a", "b"]);
+    assert!(!echoed.headers.contains_key("Host"));
+    assert_eq!(
+        echoed.header("x-echo-set-header"),
+        Some("X-Foo: value1,x-bar:two")
+    );
+}
+
+#[tokio::test]
+async fn h2c_request_reports_http2_and_authority() {
+    let echo = start_echo();
+    let request = get("http://h2.example:8080/h2?q=v")
+        .header("x-h2", "yes")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(empty())
+        .unwrap();
+    let (response, body) = h2c(echo.addr(), request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let echoed = parse(&body);
+    assert_eq!(echoed.proto, "HTTP/2.0");
+    assert_eq!(echoed.host, "h2.example:8080");
+    assert_eq!(echoed.path, "/h2?q=v");
+    assert_eq!(echoed.header("X-H2"), Some("yes"));
+    assert_eq!(echoed.headers["Cookie"], ["a=1; b=2"]);
+}
+
+#[tokio::test]
+async fn bodies_are_drained_and_the_connection_is_reused() {
+    let echo = start_echo();
+    let post = |path: &str| {
+        Request::post(path)
+            .header("host", "reuse")
+            .body(Full::new(Bytes::from(vec![b'x'; 100_000])))
+            .unwrap()
+    };
+    let responses = http1_requests(echo.addr(), vec![post("/one"), post("/two")]).await;
+    let paths: Vec<String> = responses.iter().map(|(_, body)| parse(body).path).collect();
+    assert_eq!(paths, ["/one", "/two"]);
+    assert_eq!(parse(&responses[0].1).method, "POST");
+    assert_eq!(
+        parse(&responses[0].1).header("content-length"),
+        Some("100000")
+    );
+}
+
+#[tokio::test]
+async fn conformance_routes_health_status_delay_and_bench() {
+    let echo = start_echo();
+    let addr = echo.addr();
+    let status = |uri: &'static str| async move {
+        let (response, body) =
+            http1(addr, get(uri).header("host", "h").body(empty()).unwrap()).await;
+        (response.status(), body)
+    };
+
+    assert_eq!(status("/health").await, (StatusCode::OK, Bytes::from("OK")));
+    assert_eq!(
+        status("/status/503").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(status("/status/404").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(status("/status/503?x=1").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(status("/status/nope").await.0, StatusCode::BAD_REQUEST);
+    // "//" is collapsed for routing only.
+    assert_eq!(status("//health").await.0, StatusCode::OK);
+    // A plain request to the upstream WebSocket path is a failed handshake.
+    assert_eq!(status("/ws").await.0, StatusCode::BAD_REQUEST);
+
+    let (code, body) = status("/timeout?delay=10ms").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(parse(&body).path, "/timeout?delay=10ms");
+    let (code, body) = status("/timeout?delay=soon").await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
+    let message: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(message["message"], "time: invalid duration \"soon\"");
+
+    let (code, body) = status("/bench").await;
+    assert_eq!((code, body.as_ref()), (StatusCode::OK, BENCH_BODY));
+    let (response, body) = h2c(addr, get("http://b/bench").body(empty()).unwrap()).await;
+    assert_eq!(
+        (response.status(), body.as_ref()),
+        (StatusCode::OK, BENCH_BODY)
+    );
+}
+
+#[tokio::test]
+async fn h2c_only_listener_refuses_http1() {
+    let echo = EchoProcess::spawn(
+        echo_binary(),
+        &["--listen", "127.0.0.1:0", "--h2c-listen", "127.0.0.1:0"],
+    )
+    .unwrap();
+    assert_eq!(echo.listeners.len(), 2);
+    assert_eq!(echo.listeners[0].mode, ListenerMode::Mixed);
+    assert_eq!(echo.listeners[1].mode, ListenerMode::H2cOnly);
+    let h2c_addr = echo.listeners[1].addr;
+
+    let (response, body) = http1(
+        h2c_addr,
+        get("/x").header("host", "h").body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(body, "Expected h2c request");
+
+    let (response, body) = h2c(h2c_addr, get("http://h/status/503").body(empty()).unwrap()).await;
+    // Like upstream's h2c port, every path echoes (no /status routing there).
+    assert_eq!(response.status(), StatusCode::OK);
+    let echoed = parse(&body);
+    assert_eq!(echoed.proto, "HTTP/2.0");
+    assert_eq!(echoed.http_port, h2c_addr.port().to_string());
+}
+
+#[tokio::test]
+async fn context_comes_from_the_environment_too() {
+    let mut command = std::process::Command::new(echo_binary());
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .env("POD_NAME", "env-pod")
+        .env("NAMESPACE", "env-ns")
+        .env("SERVICE_NAME", "env-svc");
+    let echo = EchoProcess::spawn_command(command, 1).unwrap();
+    let (_, body) = http1(
+        echo.addr(),
+        get("/").header("host", "h").body(empty()).unwrap(),
+    )
+    .await;
+    let echoed = parse(&body);
+    assert_eq!(
+        (echoed.pod.as_str(), echoed.namespace.as_str()),
+        ("env-pod", "env-ns")
+    );
+    assert_eq!(echoed.service, "env-svc");
+}
+
+#[tokio::test]
+async fn websocket_messages_come_back_with_their_type() {
+    let echo = start_echo();
+    let stream = TcpStream::connect(echo.addr()).await.unwrap();
+    let mut client = WebSocketClient::handshake(stream, "ws.example", "/any/path")
+        .await
+        .unwrap();
+    assert!(
+        client.response_head.starts_with("HTTP/1.1 101"),
+        "{}",
+        client.response_head
+    );
+
+    client
+        .send(&Frame::new(Opcode::Text, "hello"))
+        .await
+        .unwrap();
+    let frame = client.recv().await.unwrap().unwrap();
+    assert_eq!(
+        (frame.opcode, frame.payload.as_slice()),
+        (Opcode::Text, b"hello".as_slice())
+    );
+    assert!(!frame.masked, "servers must not mask");
+
+    let binary: Vec<u8> = (0..70_000u32).map(|i| (i % 256) as u8).collect();
+    client
+        .send(&Frame::new(Opcode::Binary, binary.clone()))
+        .await
+        .unwrap();
+    let frame = client.recv().await.unwrap().unwrap();
+    assert_eq!(frame.opcode, Opcode::Binary);
+    assert_eq!(frame.payload, binary);
+
+    // A fragmented message comes back fragmented the same way.
+    let mut first = Frame::new(Opcode::Text, "frag");
+    first.fin = false;
+    client.send(&first).await.unwrap();
+    client
+        .send(&Frame::new(Opcode::Continuation, "ment"))
+        .await
+        .unwrap();
+    let echoed_first = client.recv().await.unwrap().unwrap();
+    let echoed_last = client.recv().await.unwrap().unwrap();
+    assert_eq!(
+        (echoed_first.fin, echoed_first.opcode),
+        (false, Opcode::Text)
+    );
+    assert_eq!(
+        (echoed_last.fin, echoed_last.opcode),
+        (true, Opcode::Continuation)
+    );
+    assert_eq!(
+        [echoed_first.payload, echoed_last.payload].concat(),
+        b"fragment"
+    );
+
+    client.send(&Frame::new(Opcode::Ping, "p")).await.unwrap();
+    let pong = client.recv().await.unwrap().unwrap();
+    assert_eq!(
+        (pong.opcode, pong.payload.as_slice()),
+        (Opcode::Pong, b"p".as_slice())
+    );
+
+    client.send(&Frame::close(1000)).await.unwrap();
+    let close = client.recv().await.unwrap().unwrap();
+    assert_eq!(close.close_code(), Some(1000));
+    assert!(
+        client.recv().await.unwrap().is_none(),
+        "server closes after the close frame"
+    );
+}
+
+#[tokio::test]
+async fn websocket_handshake_with_wrong_version_is_refused() {
+    let echo = start_echo();
+    let request = get("/ws")
+        .header("host", "h")
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-version", "8")
+        .body(empty())
+        .unwrap();
+    let (response, _) = http1(echo.addr(), request).await;
+    assert_eq!(response.status(), StatusCode::UPGRADE_REQUIRED);
+    assert_eq!(response.headers()["sec-websocket-version"], "13");
+}
+
+#[test]
+fn sigterm_exits_cleanly() {
+    let echo = start_echo();
+    let status = echo.terminate().unwrap();
+    assert!(status.success(), "exit status {status}");
+}
