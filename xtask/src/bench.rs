@@ -1,0 +1,312 @@
+//! `cargo xtask bench`: nantian-host side by side with nginx and HAProxy, in one run, on
+//! loopback, one worker each, keep-alive everywhere, the same route and the same added
+//! header, all in front of the same echo backend (`bench/README.md` has the method).
+//!
+//! Environment knobs: `NANTIAN_BENCH_SECONDS` (10), `NANTIAN_BENCH_WARMUP_SECONDS` (2),
+//! `NANTIAN_BENCH_CONNECTIONS` (32), `NANTIAN_BENCH_PIN` (1: proxy on CPU 1, load and
+//! backend on CPU 0), `NANTIAN_BENCH_TARGETS` (comma list of direct, nginx, haproxy,
+//! nantian, nantian-wasm; a subset does not touch bench/README.md) and
+//! `NANTIAN_BENCH_KEEP` (keep the run directory with configs and logs).
+
+mod http;
+mod nantian;
+mod procfs;
+mod report;
+mod targets;
+mod tools;
+mod wrk;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::workspace::Workspace;
+use procfs::Process;
+use report::{Measurement, Outcome, Row};
+use targets::{BENCH_BODY, BENCH_PATH, Env, Kind};
+
+/// The shared echo backend (the quickstart's demo address).
+const BACKEND_ADDR: &str = "127.0.20.1:3000";
+/// Its pod name, checked in the echo JSON so the checks know who answered.
+const BACKEND_POD: &str = "bench-echo";
+
+/// Other processes busier than this share of one CPU during a run get a note in the table:
+/// that row's numbers are disturbed.
+const FOREIGN_LOAD_NOTE: f64 = 0.05;
+
+struct Settings {
+    load: wrk::Load,
+    warmup: Duration,
+    pin: bool,
+    kinds: Vec<Kind>,
+    keep_run_dir: bool,
+}
+
+impl Settings {
+    fn from_env() -> Result<Self> {
+        let number = |name: &str, default: u64| -> Result<u64> {
+            match std::env::var(name) {
+                Ok(value) => value.parse().with_context(|| format!("{name}={value:?}")),
+                Err(_) => Ok(default),
+            }
+        };
+        let kinds = match std::env::var("NANTIAN_BENCH_TARGETS") {
+            Ok(list) => list
+                .split(',')
+                .map(|key| {
+                    Kind::ALL
+                        .into_iter()
+                        .find(|kind| kind.key() == key.trim())
+                        .with_context(|| format!("unknown bench target {key:?}"))
+                })
+                .collect::<Result<_>>()?,
+            Err(_) => Kind::ALL.to_vec(),
+        };
+        Ok(Self {
+            load: wrk::Load {
+                threads: 1,
+                connections: u32::try_from(number("NANTIAN_BENCH_CONNECTIONS", 32)?)?,
+                duration: Duration::from_secs(number("NANTIAN_BENCH_SECONDS", 10)?.clamp(1, 120)),
+            },
+            warmup: Duration::from_secs(number("NANTIAN_BENCH_WARMUP_SECONDS", 2)?.clamp(1, 60)),
+            pin: number("NANTIAN_BENCH_PIN", 1)? != 0,
+            kinds,
+            keep_run_dir: number("NANTIAN_BENCH_KEEP", 0)? != 0,
+        })
+    }
+}
+
+pub fn run(ws: &Workspace) -> Result<()> {
+    let settings = Settings::from_env()?;
+    let tools = tools::ensure()?;
+    let echo = ws.bin("nantian-echo");
+    if !echo.is_file() {
+        bail!("{} is not built (cargo xtask build)", echo.display());
+    }
+    let run_dir = std::env::temp_dir().join(format!("nantian-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&run_dir)?;
+
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (load_cpu, proxy_cpu) = if settings.pin && cpus >= 2 && tools.taskset.is_some() {
+        (Some(0), Some(1))
+    } else {
+        (None, None)
+    };
+
+    let backend: SocketAddr = BACKEND_ADDR.parse()?;
+    targets::ensure_free(backend)?;
+    let mut echo_command = Command::new(&echo);
+    echo_command.args([
+        "--listen",
+        BACKEND_ADDR,
+        "--workers",
+        "1",
+        "--pod",
+        BACKEND_POD,
+        "--namespace",
+        "bench",
+    ]);
+    let mut backend_process = Process::spawn("echo", &mut echo_command, load_cpu, &run_dir)?;
+    http::wait_for(
+        backend,
+        BENCH_PATH,
+        Duration::from_secs(10),
+        |answer| answer.status == 200 && answer.body == BENCH_BODY,
+        || backend_process.check_running(),
+    )
+    .context("starting the echo backend")?;
+
+    let env = Env {
+        ws,
+        tools: &tools,
+        run_dir: &run_dir,
+        backend,
+        backend_pid: backend_process.pid(),
+        proxy_cpu,
+    };
+    let mut rows = Vec::new();
+    for &kind in &settings.kinds {
+        eprintln!("bench: {} …", kind.label());
+        let outcome = match measure(kind, &env, &settings, load_cpu) {
+            Ok(measurement) => Outcome::Measured(measurement),
+            Err(err) => {
+                let reason = format!("{err:#}");
+                eprintln!("bench: SKIPPED {}: {reason}", kind.label());
+                Outcome::Skipped(reason)
+            }
+        };
+        rows.push(Row { kind, outcome });
+    }
+    drop(backend_process);
+
+    let preamble = preamble(&settings, &tools, load_cpu.is_some());
+    let section = report::render(&rows, &preamble);
+    println!("\n{section}");
+    if settings.kinds == Kind::ALL {
+        let readme = ws.root.join("bench").join("README.md");
+        report::update_readme(&readme, &section)?;
+        eprintln!("bench: results written to {}", readme.display());
+    } else {
+        eprintln!("bench: a subset of targets ran; bench/README.md left as it was");
+    }
+    finish(run_dir, settings.keep_run_dir, &rows);
+    Ok(())
+}
+
+/// Starts `kind`, checks it answers and adds (or not) the header, then measures it.
+fn measure(
+    kind: Kind,
+    env: &Env<'_>,
+    settings: &Settings,
+    load_cpu: Option<usize>,
+) -> Result<Measurement> {
+    let mut target = targets::start(kind, env)?;
+    verify(kind, target.addr)?;
+
+    let idle_rss = procfs::rss_kib(&target.measured);
+    let url = format!("http://{}{BENCH_PATH}", target.addr);
+    let warmup = wrk::Load {
+        duration: settings.warmup,
+        ..settings.load
+    };
+    wrk::run(&env.tools.wrk, &url, warmup, load_cpu).context("warm-up")?;
+
+    // Everything of ours that runs during the load: the target, the backend and wrk
+    // (reaped when it exits). The rest of the machine's busy time is someone else's.
+    let mut ours = target.measured.clone();
+    ours.extend(procfs::tree(env.backend_pid));
+    ours.sort_unstable();
+    ours.dedup();
+    let busy_before = procfs::system_busy_ticks();
+    let ours_before = procfs::cpu_ticks(&ours) + procfs::reaped_children_ticks();
+    let ticks_before = procfs::cpu_ticks(&target.measured);
+    let started = Instant::now();
+    let summary = wrk::run(&env.tools.wrk, &url, settings.load, load_cpu)?;
+    let elapsed = started.elapsed();
+    let ticks = procfs::cpu_ticks(&target.measured).saturating_sub(ticks_before);
+    let ours_ticks =
+        (procfs::cpu_ticks(&ours) + procfs::reaped_children_ticks()).saturating_sub(ours_before);
+    let foreign_ticks = procfs::system_busy_ticks()
+        .saturating_sub(busy_before)
+        .saturating_sub(ours_ticks);
+    let load_rss = procfs::rss_kib(&target.measured);
+    target.check_running()?;
+    if summary.requests == 0 {
+        bail!("wrk completed no request");
+    }
+
+    let mut notes = Vec::new();
+    if summary.non_2xx > 0 {
+        notes.push(format!("{} non-2xx", summary.non_2xx));
+    }
+    if summary.socket_errors > 0 {
+        notes.push(format!("{} socket errors", summary.socket_errors));
+    }
+    let hz = procfs::clock_ticks_per_second() as f64;
+    let foreign_share = foreign_ticks as f64 / hz / elapsed.as_secs_f64().max(1e-3);
+    if foreign_share >= FOREIGN_LOAD_NOTE {
+        notes.push(format!(
+            "other processes used {:.0}% of a CPU meanwhile",
+            foreign_share * 100.0
+        ));
+    }
+    let cpu_seconds = ticks as f64 / hz;
+    Ok(Measurement {
+        requests_per_sec: summary.requests_per_sec,
+        p50_us: summary.p50_us,
+        p99_us: summary.p99_us,
+        cpu_us_per_req: cpu_seconds * 1e6 / summary.requests as f64,
+        idle_rss_mib: idle_rss as f64 / 1024.0,
+        load_rss_mib: load_rss as f64 / 1024.0,
+        notes,
+    })
+}
+
+/// Keeps the comparison honest: the request must reach our backend through the target, and
+/// the backend must see `x-bench: 1` exactly when the target is configured to add it.
+fn verify(kind: Kind, addr: SocketAddr) -> Result<()> {
+    let answer = http::get(addr, "/bench-verify").context("verification request")?;
+    if answer.status != 200 {
+        bail!(
+            "verification request got HTTP {}: {}",
+            answer.status,
+            answer.body.trim()
+        );
+    }
+    if !answer.body.contains(&format!("\"pod\":\"{BACKEND_POD}\"")) {
+        bail!(
+            "verification answer is not from the bench echo backend: {}",
+            answer.body
+        );
+    }
+    let has_header = answer.body.contains("\"X-Bench\":[\"1\"]");
+    match (kind.adds_header(), has_header) {
+        (true, false) => bail!("the backend did not see x-bench: 1: {}", answer.body),
+        (false, true) => bail!(
+            "the backend saw an x-bench header nobody should add: {}",
+            answer.body
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn preamble(settings: &Settings, tools: &tools::Tools, pinned: bool) -> Vec<String> {
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let load = settings.load;
+    vec![
+        format!(
+            "Last run: {date} on {cpu_model} ({cpus} CPUs), Linux {}.",
+            kernel.trim()
+        ),
+        String::new(),
+        format!(
+            "Load: `wrk -t{} -c{} -d{}s --latency` after a {}s warm-up, `GET /bench` (19-byte body); {}.",
+            load.threads,
+            load.connections,
+            load.duration.as_secs(),
+            settings.warmup.as_secs(),
+            if pinned {
+                "the proxy pinned to CPU 1, wrk and the echo backend to CPU 0"
+            } else {
+                "no CPU pinning"
+            }
+        ),
+        String::new(),
+        format!(
+            "Versions: {}; {}; {}.",
+            tools::version(&tools.nginx, "-v"),
+            tools::version(&tools.haproxy, "-v"),
+            tools::version(&tools.wrk, "-v")
+        ),
+    ]
+}
+
+/// Removes the run directory unless asked to keep it or something was skipped (its logs
+/// say why).
+fn finish(run_dir: PathBuf, keep: bool, rows: &[Row]) {
+    let skipped = rows
+        .iter()
+        .any(|row| matches!(row.outcome, Outcome::Skipped(_)));
+    if keep || skipped {
+        eprintln!("bench: configs and logs kept in {}", run_dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+}

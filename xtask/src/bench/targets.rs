@@ -1,0 +1,297 @@
+//! The five things measured, each started on its own loopback address in front of the
+//! same echo backend: the backend itself, nginx, HAProxy, and nantian-host (under the real
+//! standalone controller, see `nantian.rs`) without and with the header-modifier Wasm
+//! filter.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use super::procfs::{self, Process};
+use super::tools::Tools;
+use super::{http, nantian};
+use crate::workspace::Workspace;
+
+/// Answered with a small fixed body by nantian-echo (its `BENCH_PATH`).
+pub const BENCH_PATH: &str = "/bench";
+pub const BENCH_BODY: &str = "nantian-echo bench\n";
+
+pub const NGINX_ADDR: &str = "127.0.30.2:8080";
+pub const HAPROXY_ADDR: &str = "127.0.30.3:8080";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Direct,
+    Nginx,
+    Haproxy,
+    Nantian,
+    NantianWasm,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Direct,
+        Kind::Nginx,
+        Kind::Haproxy,
+        Kind::Nantian,
+        Kind::NantianWasm,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct (nantian-echo)",
+            Kind::Nginx => "nginx",
+            Kind::Haproxy => "HAProxy",
+            Kind::Nantian => "nantian-host",
+            Kind::NantianWasm => "nantian-host + Wasm header filter",
+        }
+    }
+
+    /// The short name of `NANTIAN_BENCH_TARGETS`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::Nginx => "nginx",
+            Kind::Haproxy => "haproxy",
+            Kind::Nantian => "nantian",
+            Kind::NantianWasm => "nantian-wasm",
+        }
+    }
+
+    /// Whether the backend must see `x-bench: 1` (and must not, otherwise).
+    pub fn adds_header(self) -> bool {
+        matches!(self, Kind::Nginx | Kind::Haproxy | Kind::NantianWasm)
+    }
+}
+
+/// What every target needs.
+pub struct Env<'a> {
+    pub ws: &'a Workspace,
+    pub tools: &'a Tools,
+    pub run_dir: &'a Path,
+    pub backend: SocketAddr,
+    /// The backend's process (the measured process of the direct row).
+    pub backend_pid: u32,
+    /// The CPU the proxy is pinned to, if pinning.
+    pub proxy_cpu: Option<usize>,
+}
+
+/// A started target, ready for traffic. Dropping it stops its processes.
+pub struct Running {
+    pub addr: SocketAddr,
+    /// The processes whose CPU time and memory are the target's.
+    pub measured: Vec<u32>,
+    pub(super) processes: Vec<Process>,
+}
+
+impl Running {
+    /// Fails if one of the target's processes died.
+    pub fn check_running(&mut self) -> Result<()> {
+        self.processes
+            .iter_mut()
+            .try_for_each(Process::check_running)
+    }
+}
+
+pub fn start(kind: Kind, env: &Env<'_>) -> Result<Running> {
+    match kind {
+        Kind::Direct => Ok(Running {
+            addr: env.backend,
+            measured: procfs::tree(env.backend_pid),
+            processes: Vec::new(),
+        }),
+        Kind::Nginx => start_nginx(env),
+        Kind::Haproxy => start_haproxy(env),
+        Kind::Nantian => nantian::start(env, false),
+        Kind::NantianWasm => nantian::start(env, true),
+    }
+}
+
+/// Refuses to start a target on an address something else already serves: the checks
+/// would otherwise talk to the wrong server.
+pub fn ensure_free(addr: SocketAddr) -> Result<()> {
+    if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        bail!("{addr} is already in use; stop whatever listens there (an earlier bench?)");
+    }
+    Ok(())
+}
+
+pub(super) fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    values
+        .iter()
+        .fold(template.to_owned(), |text, (key, value)| {
+            text.replace(&format!("{{{{{key}}}}}"), value)
+        })
+}
+
+pub(super) fn read_template(env: &Env<'_>, name: &str) -> Result<String> {
+    let path = env.ws.root.join("bench").join(name);
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+pub(super) fn target_dir(env: &Env<'_>, name: &str) -> Result<PathBuf> {
+    let dir = env.run_dir.join(name);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Waits until `GET /bench` through the target returns the backend's bench body.
+pub(super) fn wait_ready(
+    addr: SocketAddr,
+    limit: Duration,
+    processes: &mut [Process],
+) -> Result<()> {
+    http::wait_for(
+        addr,
+        BENCH_PATH,
+        limit,
+        |answer| answer.status == 200 && answer.body == BENCH_BODY,
+        || processes.iter_mut().try_for_each(Process::check_running),
+    )
+    .map(|_| ())
+}
+
+fn start_nginx(env: &Env<'_>) -> Result<Running> {
+    let addr: SocketAddr = NGINX_ADDR.parse()?;
+    ensure_free(addr)?;
+    let dir = target_dir(env, "nginx")?;
+    let config = fill(
+        &read_template(env, "nginx.conf.template")?,
+        &[
+            ("RUN_DIR", &dir.display().to_string()),
+            ("LISTEN", NGINX_ADDR),
+            ("BACKEND", &env.backend.to_string()),
+            ("TEMP_PATHS", &nginx_temp_paths(&env.tools.nginx, &dir)?),
+        ],
+    );
+    let config_path = dir.join("nginx.conf");
+    std::fs::write(&config_path, config)?;
+    let mut command = Command::new(&env.tools.nginx);
+    command
+        .arg("-p")
+        .arg(&dir)
+        .arg("-e")
+        .arg(dir.join("nginx-startup.log"))
+        .arg("-c")
+        .arg(&config_path);
+    let mut processes = vec![Process::spawn(
+        "nginx",
+        &mut command,
+        env.proxy_cpu,
+        env.run_dir,
+    )?];
+    wait_ready(addr, Duration::from_secs(10), &mut processes)?;
+    Ok(Running {
+        addr,
+        measured: procfs::tree(processes[0].pid()),
+        processes,
+    })
+}
+
+/// `*_temp_path` directives inside the run directory for every module this nginx has,
+/// so it never writes to the distribution's `/var/lib/nginx`.
+fn nginx_temp_paths(nginx: &Path, dir: &Path) -> Result<String> {
+    let output = Command::new(nginx).arg("-V").output().context("nginx -V")?;
+    let configure = String::from_utf8_lossy(&[output.stdout, output.stderr].concat()).into_owned();
+    let mut lines = Vec::new();
+    for (directive, module) in [
+        ("client_body_temp_path", None),
+        ("proxy_temp_path", Some("http_proxy")),
+        ("fastcgi_temp_path", Some("http_fastcgi")),
+        ("uwsgi_temp_path", Some("http_uwsgi")),
+        ("scgi_temp_path", Some("http_scgi")),
+    ] {
+        let compiled_out =
+            module.is_some_and(|m| configure.contains(&format!("--without-{m}_module")));
+        if !compiled_out {
+            let path = dir.join(directive.trim_end_matches("_path"));
+            lines.push(format!("    {directive} {};", path.display()));
+        }
+    }
+    Ok(lines.join("\n"))
+}
+
+fn start_haproxy(env: &Env<'_>) -> Result<Running> {
+    let addr: SocketAddr = HAPROXY_ADDR.parse()?;
+    ensure_free(addr)?;
+    let dir = target_dir(env, "haproxy")?;
+    let config = fill(
+        &read_template(env, "haproxy.cfg.template")?,
+        &[
+            ("LISTEN", HAPROXY_ADDR),
+            ("BACKEND", &env.backend.to_string()),
+        ],
+    );
+    let config_path = dir.join("haproxy.cfg");
+    std::fs::write(&config_path, config)?;
+    let mut command = Command::new(&env.tools.haproxy);
+    command.arg("-db").arg("-f").arg(&config_path);
+    let mut processes = vec![Process::spawn(
+        "haproxy",
+        &mut command,
+        env.proxy_cpu,
+        env.run_dir,
+    )?];
+    wait_ready(addr, Duration::from_secs(10), &mut processes)?;
+    Ok(Running {
+        addr,
+        measured: procfs::tree(processes[0].pid()),
+        processes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_are_filled_everywhere() {
+        assert_eq!(
+            fill("a {{X}} b {{X}} {{Y}}", &[("X", "1"), ("Y", "2")]),
+            "a 1 b 1 2"
+        );
+    }
+
+    #[test]
+    fn repository_templates_have_no_unknown_placeholders() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .join("bench");
+        let cases: [(&str, &[&str]); 3] = [
+            (
+                "nginx.conf.template",
+                &["RUN_DIR", "LISTEN", "BACKEND", "TEMP_PATHS"],
+            ),
+            ("haproxy.cfg.template", &["LISTEN", "BACKEND"]),
+            (
+                "nantian.yaml.template",
+                &[
+                    "GATEWAY_ADDRESS",
+                    "GATEWAY_PORT",
+                    "BACKEND_ADDRESS",
+                    "BACKEND_PORT",
+                    "ROUTE_FILTERS",
+                ],
+            ),
+        ];
+        for (file, keys) in cases {
+            let text = std::fs::read_to_string(root.join(file)).unwrap();
+            let values: Vec<(&str, &str)> = keys.iter().map(|k| (*k, "v")).collect();
+            let filled = fill(&text, &values);
+            assert!(
+                !filled.contains("{{"),
+                "{file} keeps a placeholder: {filled}"
+            );
+            for key in keys {
+                assert!(
+                    text.contains(&format!("{{{{{key}}}}}")),
+                    "{file} lacks {key}"
+                );
+            }
+        }
+    }
+}

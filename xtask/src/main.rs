@@ -1,0 +1,145 @@
+//! `cargo xtask <command>`: the project's build, run, test and bench driver.
+//!
+//! - `build`: wasm32-wasip2 filter components, then every binary in release mode.
+//! - `quickstart`: build, then run the gateway standalone on `examples/quickstart/` with a
+//!   demo backend, and print requests to try.
+//! - `test`: build, then every test of the workspace (unit, golden, filter, end to end).
+//! - `lint`: `cargo fmt --check` and clippy with warnings denied.
+//! - `bench`: the side-by-side benchmark against nginx and HAProxy (`bench/README.md`).
+
+mod bench;
+mod quickstart;
+mod workspace;
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use workspace::Workspace;
+
+/// Built-in filter crates → the file name the controller loads.
+const BUILTIN_FILTERS: &[(&str, &str)] =
+    &[("nantian-filter-header-modifier", "header-modifier.wasm")];
+/// Filters built only for tests.
+const TEST_FILTERS: &[&str] = &["nantian-filter-fault"];
+
+fn main() -> Result<()> {
+    let ws = Workspace::locate();
+    let cmd = std::env::args().nth(1).unwrap_or_default();
+    match cmd.as_str() {
+        "build" => build(&ws),
+        "build-filters" => build_filters(&ws),
+        "quickstart" => {
+            build(&ws)?;
+            quickstart::run(&ws)
+        }
+        "test" => test(&ws),
+        "lint" => lint(&ws),
+        "bench" => {
+            build(&ws)?;
+            bench::run(&ws)
+        }
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <build|build-filters|quickstart|test|lint|bench>\n\n\
+                 build        filter components (wasm32-wasip2) and release binaries\n\
+                 quickstart   build, then run the standalone gateway on examples/quickstart\n\
+                 test         build, then run every test\n\
+                 lint         rustfmt check and clippy -D warnings\n\
+                 bench        benchmark against nginx and HAProxy"
+            );
+            if cmd.is_empty() {
+                Ok(())
+            } else {
+                bail!("unknown command {cmd:?}")
+            }
+        }
+    }
+}
+
+pub fn cargo(ws: &Workspace) -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(&ws.root);
+    c.env("CARGO_TARGET_DIR", &ws.target_dir);
+    c
+}
+
+pub fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{:?} failed: {status}", cmd.get_program());
+    }
+    Ok(())
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    match out {
+        Ok(o)
+            if String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-wasip2") =>
+        {
+            Ok(())
+        }
+        Ok(_) => run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"])),
+        Err(_) => {
+            // No rustup: trust the toolchain to have the target, cargo will say if not.
+            Ok(())
+        }
+    }
+}
+
+fn build_filters(ws: &Workspace) -> Result<()> {
+    ensure_wasm_target()?;
+    let mut c = cargo(ws);
+    c.args(["build", "--profile", "filter", "--target", "wasm32-wasip2"]);
+    for (krate, _) in BUILTIN_FILTERS {
+        c.args(["-p", krate]);
+    }
+    for krate in TEST_FILTERS {
+        c.args(["-p", krate]);
+    }
+    run(&mut c)?;
+    let dest = ws.filter_dir();
+    std::fs::create_dir_all(&dest)?;
+    for (krate, file) in BUILTIN_FILTERS {
+        let built = ws
+            .wasm_out_dir()
+            .join(format!("{}.wasm", krate.replace('-', "_")));
+        std::fs::copy(&built, dest.join(file))
+            .with_context(|| format!("copy {}", built.display()))?;
+    }
+    Ok(())
+}
+
+fn build(ws: &Workspace) -> Result<()> {
+    build_filters(ws)?;
+    run(cargo(ws).args(["build", "--release", "--bins"]))
+}
+
+fn test(ws: &Workspace) -> Result<()> {
+    build(ws)?;
+    // One profile for everything: the release artifacts just built are the ones tested.
+    run(cargo(ws)
+        .args(["test", "--release", "--workspace", "--no-fail-fast"])
+        .env("NANTIAN_FILTER_DIR", ws.wasm_out_dir()))
+}
+
+fn lint(ws: &Workspace) -> Result<()> {
+    run(cargo(ws).args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo(ws).args([
+        "clippy",
+        "--release",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
