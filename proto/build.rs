@@ -2,7 +2,10 @@
 //! messages plus the tonic client/server for the delta-xDS stream.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["nantian/xds/v1/delta.proto", "nantian/config/v1/config.proto"];
+    let files = [
+        "nantian/xds/v1/delta.proto",
+        "nantian/config/v1/config.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

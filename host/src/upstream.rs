@@ -5,20 +5,24 @@
 //! endpoint changes keep warm connections. The endpoints themselves are part of each
 //! snapshot's immutable [`Upstream`]; picking one is an atomic increment, no lock.
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
+use hyper::client::conn::http2;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::histogram::Histogram;
+use tracing::debug;
 
 use crate::config::UpstreamProtocol;
 
@@ -32,33 +36,86 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The pooled client of one backend name.
 pub struct UpstreamClient {
     protocol: UpstreamProtocol,
-    client: Client<HttpConnector, ProxyBody>,
+    transport: Transport,
     /// Round-robin cursor; shared across snapshots so rotation continues after a change.
     next: AtomicUsize,
 }
 
+enum Transport {
+    /// hyper-util's keep-alive pool, keyed by endpoint.
+    Http1(Box<Client<HttpConnector, ProxyBody>>),
+    /// One multiplexed HTTP/2 connection per endpoint. Not hyper-util's pool: that one
+    /// takes `:authority` from the URI it connects to, and a proxy must send the client's
+    /// authority, not the endpoint's address.
+    H2c(H2cConnections),
+}
+
 impl UpstreamClient {
     pub fn new(protocol: UpstreamProtocol) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
-        if protocol == UpstreamProtocol::H2c {
-            // Prior knowledge: h2c backends speak HTTP/2 from the first byte.
-            builder.http2_only(true).timer(TokioTimer::new());
-        }
+        let transport = match protocol {
+            UpstreamProtocol::Http1 => {
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
+                connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+                let client = Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                    .build(connector);
+                Transport::Http1(Box::new(client))
+            }
+            UpstreamProtocol::H2c => Transport::H2c(H2cConnections::default()),
+        };
         UpstreamClient {
             protocol,
-            client: builder.build(connector),
+            transport,
             next: AtomicUsize::new(0),
         }
     }
 
     pub fn protocol(&self) -> UpstreamProtocol {
         self.protocol
+    }
+}
+
+/// Live HTTP/2 prior-knowledge connections by endpoint. The common path takes a read lock
+/// on this backend's map only to clone a handle; connecting happens outside any lock.
+#[derive(Default)]
+struct H2cConnections {
+    by_endpoint: RwLock<HashMap<Authority, http2::SendRequest<ProxyBody>>>,
+}
+
+impl H2cConnections {
+    async fn sender(
+        &self,
+        endpoint: &Authority,
+    ) -> Result<http2::SendRequest<ProxyBody>, BoxError> {
+        if let Some(sender) = self.by_endpoint.read().unwrap().get(endpoint)
+            && !sender.is_closed()
+        {
+            return Ok(sender.clone());
+        }
+        let stream = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect(endpoint.as_str()),
+        )
+        .await
+        .map_err(|_| "connect timed out")??;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await?;
+        let name = endpoint.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(endpoint = %name, error = %e, "h2c upstream connection ended");
+            }
+        });
+        self.by_endpoint
+            .write()
+            .unwrap()
+            .insert(endpoint.clone(), sender.clone());
+        Ok(sender)
     }
 }
 
@@ -77,12 +134,12 @@ pub enum UpstreamError {
     #[error("cannot connect to {endpoint}: {source}")]
     Connect {
         endpoint: Authority,
-        source: hyper_util::client::legacy::Error,
+        source: BoxError,
     },
     #[error("request to {endpoint} failed: {source}")]
     Request {
         endpoint: Authority,
-        source: hyper_util::client::legacy::Error,
+        source: BoxError,
     },
 }
 
@@ -127,40 +184,98 @@ impl Upstream {
 
     /// Sends a request whose headers are already prepared for forwarding (see
     /// `forwarding`); only the URI and version are set here.
-    pub async fn send(
-        &self,
-        mut req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
         let endpoint = self
             .pick_endpoint()
             .ok_or_else(|| UpstreamError::NoEndpoints(self.name.clone()))?
             .clone();
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        *req.uri_mut() = Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(endpoint.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .expect("scheme, authority and path are valid");
-        *req.version_mut() = match self.client.protocol {
-            UpstreamProtocol::Http1 => Version::HTTP_11,
-            UpstreamProtocol::H2c => Version::HTTP_2,
-        };
         let started = Instant::now();
-        let result = self.client.client.request(req).await;
+        let result = match &self.client.transport {
+            Transport::Http1(client) => send_http1(client, &endpoint, req).await,
+            Transport::H2c(connections) => send_h2c(connections, &endpoint, req).await,
+        };
         self.duration.observe(started.elapsed().as_secs_f64());
-        result.map_err(|source| {
-            if source.is_connect() {
-                UpstreamError::Connect { endpoint, source }
-            } else {
-                UpstreamError::Request { endpoint, source }
-            }
-        })
+        result
     }
+}
+
+fn path_and_query(uri: &Uri) -> PathAndQuery {
+    uri.path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
+}
+
+/// HTTP/1.1: the URI names the endpoint (the pool key); `Host` carries the client's
+/// authority.
+async fn send_http1(
+    client: &Client<HttpConnector, ProxyBody>,
+    endpoint: &Authority,
+    mut req: Request<ProxyBody>,
+) -> Result<Response<Incoming>, UpstreamError> {
+    *req.uri_mut() = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(endpoint.clone())
+        .path_and_query(path_and_query(req.uri()))
+        .build()
+        .expect("scheme, authority and path are valid");
+    *req.version_mut() = Version::HTTP_11;
+    client.request(req).await.map_err(|source| {
+        let endpoint = endpoint.clone();
+        if source.is_connect() {
+            UpstreamError::Connect {
+                endpoint,
+                source: source.into(),
+            }
+        } else {
+            UpstreamError::Request {
+                endpoint,
+                source: source.into(),
+            }
+        }
+    })
+}
+
+/// HTTP/2: the client's authority (from `Host`) becomes `:authority`, and `Host` itself
+/// is dropped so the two can never disagree (RFC 9113 §8.3.1).
+async fn send_h2c(
+    connections: &H2cConnections,
+    endpoint: &Authority,
+    mut req: Request<ProxyBody>,
+) -> Result<Response<Incoming>, UpstreamError> {
+    let authority = req
+        .headers_mut()
+        .remove(HOST)
+        .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+        .unwrap_or_else(|| endpoint.clone());
+    *req.uri_mut() = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(authority)
+        .path_and_query(path_and_query(req.uri()))
+        .build()
+        .expect("scheme, authority and path are valid");
+    *req.version_mut() = Version::HTTP_2;
+    let mut sender =
+        connections
+            .sender(endpoint)
+            .await
+            .map_err(|source| UpstreamError::Connect {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+    sender
+        .ready()
+        .await
+        .map_err(|source| UpstreamError::Connect {
+            endpoint: endpoint.clone(),
+            source: source.into(),
+        })?;
+    sender
+        .send_request(req)
+        .await
+        .map_err(|source| UpstreamError::Request {
+            endpoint: endpoint.clone(),
+            source: source.into(),
+        })
 }
 
 #[cfg(test)]

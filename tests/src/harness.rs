@@ -87,6 +87,12 @@ impl Reply {
     }
 }
 
+impl Default for Env {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Env {
     pub fn new() -> Self {
         let subnet = NEXT_SUBNET.fetch_add(1, Ordering::SeqCst);

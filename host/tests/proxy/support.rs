@@ -104,6 +104,11 @@ async fn echo(
                 .to_string(),
         )
         .header("x-version", format!("{:?}", req.version()))
+        // HTTP/2 carries the virtual host as :authority (the URI's), not as a Host header.
+        .header(
+            "x-authority",
+            req.uri().authority().map_or("", |a| a.as_str()).to_string(),
+        )
         // Hop-by-hop: the gateway must not pass it on.
         .header("keep-alive", "timeout=5");
     let resp = if req.method() == http::Method::POST {
