@@ -141,9 +141,10 @@ pub trait MetaExt {
         self.meta().namespace.as_deref().unwrap_or("default")
     }
 
-    /// `metadata.generation`, 0 when absent (objects written by hand).
+    /// `metadata.generation`. An API server starts every object at 1; standalone mode
+    /// plays its part for objects written by hand without one.
     fn generation(&self) -> i64 {
-        self.meta().generation.unwrap_or(0)
+        self.meta().generation.unwrap_or(1)
     }
 
     /// `metadata.creationTimestamp` in Unix seconds, 0 when absent.

@@ -156,6 +156,35 @@ impl Env {
         .await;
     }
 
+    /// The common shape of a test: an echo backend and Service for each `(namespace, name)`
+    /// (its pod is called `<name>-pod`), Gateway `app/gw` on `gateway_ip(1)` with
+    /// `listeners`, and `routes` (YAML) in a file of their own; started and ready.
+    /// Returns the env and the first listener's address.
+    pub async fn serve(
+        backends: &[(&str, &str)],
+        listeners: &[(&str, u16, Option<&str>)],
+        routes: &str,
+    ) -> (Env, String) {
+        let mut env = Env::new();
+        let gw = env.gateway_ip(1);
+        let mut base = format!(
+            "{}{}",
+            yaml::GATEWAY_CLASS,
+            yaml::gateway("app", "gw", &gw, listeners)
+        );
+        for (i, (ns, name)) in backends.iter().enumerate() {
+            let n = i as u8 + 1;
+            env.start_echo(n, &format!("{name}-pod"), ns).await;
+            base.push_str(&yaml::service(ns, name, &[env.backend_ip(n)]));
+        }
+        env.write("base.yaml", &base);
+        env.write("routes.yaml", routes);
+        env.start_controller();
+        env.wait_ready().await;
+        let addr = format!("{gw}:{}", listeners[0].1);
+        (env, addr)
+    }
+
     /// Starts the controller on the config dir; its hosts join its process group.
     pub fn start_controller(&mut self) {
         let child = Command::new(bin("nantian-controller"))

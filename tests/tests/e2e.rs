@@ -10,20 +10,9 @@ use nantian_e2e::harness::{Env, get, send, send_h2c, wait_for, yaml};
 
 /// One Gateway, two backends in `app`, routes exercising matching precedence.
 async fn matching_env() -> (Env, String) {
-    let mut env = Env::new();
-    env.start_echo(1, "v1-pod", "app").await;
-    env.start_echo(2, "v2-pod", "app").await;
-    let gw = env.gateway_ip(1);
-    let config = format!(
-        "{}{}{}{}",
-        yaml::GATEWAY_CLASS,
-        yaml::gateway("app", "gw", &gw, &[("http", 8080, None)]),
-        yaml::service("app", "v1", &[env.backend_ip(1)]),
-        yaml::service("app", "v2", &[env.backend_ip(2)]),
-    );
-    env.write("base.yaml", &config);
-    env.write(
-        "routes.yaml",
+    Env::serve(
+        &[("app", "v1"), ("app", "v2")],
+        &[("http", 8080, None)],
         r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -54,11 +43,8 @@ spec:
   rules:
   - backendRefs: [{name: v2, port: 80}]
 "#,
-    );
-    env.start_controller();
-    env.wait_ready().await;
-    let addr = format!("{gw}:8080");
-    (env, addr)
+    )
+    .await
 }
 
 async fn pod_for(req: http::Request<Bytes>) -> String {
@@ -116,17 +102,10 @@ async fn hostnames_exact_beats_wildcard_and_unknown_host_is_404() {
 
 #[tokio::test]
 async fn listener_hostname_intersects_route_hostnames() {
-    let mut env = Env::new();
-    env.start_echo(1, "v1-pod", "app").await;
-    let gw = env.gateway_ip(1);
-    env.write(
-        "all.yaml",
-        &format!(
-            "{}{}{}{}",
-            yaml::GATEWAY_CLASS,
-            yaml::gateway("app", "gw", &gw, &[("wild", 8080, Some("*.example.com"))]),
-            yaml::service("app", "v1", &[env.backend_ip(1)]),
-            r#"---
+    let (env, addr) = Env::serve(
+        &[("app", "v1")],
+        &[("wild", 8080, Some("*.example.com"))],
+        r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: r, namespace: app}
@@ -135,12 +114,9 @@ spec:
   hostnames: [foo.example.com, bar.other.org]
   rules:
   - backendRefs: [{name: v1, port: 80}]
-"#
-        ),
-    );
-    env.start_controller();
-    env.wait_ready().await;
-    let addr = format!("{gw}:8080");
+"#,
+    )
+    .await;
     assert_eq!(pod_for(get(&addr, "foo.example.com", "/")).await, "v1-pod");
     // bar.other.org is outside the listener's hostname: not served.
     assert_eq!(
@@ -160,21 +136,10 @@ spec:
 
 #[tokio::test]
 async fn weights_split_traffic_and_weight_zero_gets_none() {
-    let mut env = Env::new();
-    env.start_echo(1, "v1-pod", "app").await;
-    env.start_echo(2, "v2-pod", "app").await;
-    env.start_echo(3, "v3-pod", "app").await;
-    let gw = env.gateway_ip(1);
-    env.write(
-        "all.yaml",
-        &format!(
-            "{}{}{}{}{}{}",
-            yaml::GATEWAY_CLASS,
-            yaml::gateway("app", "gw", &gw, &[("http", 8080, None)]),
-            yaml::service("app", "v1", &[env.backend_ip(1)]),
-            yaml::service("app", "v2", &[env.backend_ip(2)]),
-            yaml::service("app", "v3", &[env.backend_ip(3)]),
-            r#"---
+    let (_env, addr) = Env::serve(
+        &[("app", "v1"), ("app", "v2"), ("app", "v3")],
+        &[("http", 8080, None)],
+        r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: r, namespace: app}
@@ -185,12 +150,9 @@ spec:
     - {name: v1, port: 80, weight: 70}
     - {name: v2, port: 80, weight: 30}
     - {name: v3, port: 80, weight: 0}
-"#
-        ),
-    );
-    env.start_controller();
-    env.wait_ready().await;
-    let addr = format!("{gw}:8080");
+"#,
+    )
+    .await;
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     const N: u32 = 1000;
     for _ in 0..N {
@@ -211,17 +173,10 @@ spec:
 
 #[tokio::test]
 async fn header_modifier_wasm_filter_rewrites_request_and_response_headers() {
-    let mut env = Env::new();
-    env.start_echo(1, "v1-pod", "app").await;
-    let gw = env.gateway_ip(1);
-    env.write(
-        "all.yaml",
-        &format!(
-            "{}{}{}{}",
-            yaml::GATEWAY_CLASS,
-            yaml::gateway("app", "gw", &gw, &[("http", 8080, None)]),
-            yaml::service("app", "v1", &[env.backend_ip(1)]),
-            r#"---
+    let (_env, addr) = Env::serve(
+        &[("app", "v1")],
+        &[("http", 8080, None)],
+        r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: r, namespace: app}
@@ -238,12 +193,9 @@ spec:
       responseHeaderModifier:
         add: [{name: X-Resp, value: from-wasm}]
     backendRefs: [{name: v1, port: 80}]
-"#
-        ),
-    );
-    env.start_controller();
-    env.wait_ready().await;
-    let addr = format!("{gw}:8080");
+"#,
+    )
+    .await;
     let mut req = get(&addr, "any", "/filtered");
     req.headers_mut()
         .insert("x-set", "original".parse().unwrap());
@@ -262,17 +214,10 @@ spec:
 
 #[tokio::test]
 async fn cross_namespace_backend_needs_a_reference_grant() {
-    let mut env = Env::new();
-    env.start_echo(1, "other-pod", "other").await;
-    let gw = env.gateway_ip(1);
-    env.write(
-        "all.yaml",
-        &format!(
-            "{}{}{}{}",
-            yaml::GATEWAY_CLASS,
-            yaml::gateway("app", "gw", &gw, &[("http", 8080, None)]),
-            yaml::service("other", "svc", &[env.backend_ip(1)]),
-            r#"---
+    let (env, addr) = Env::serve(
+        &[("other", "svc")],
+        &[("http", 8080, None)],
+        r#"
 apiVersion: v1
 kind: Namespace
 metadata: {name: app}
@@ -284,12 +229,9 @@ spec:
   parentRefs: [{name: gw}]
   rules:
   - backendRefs: [{name: svc, namespace: other, port: 80}]
-"#
-        ),
-    );
-    env.start_controller();
-    env.wait_ready().await;
-    let addr = format!("{gw}:8080");
+"#,
+    )
+    .await;
     // No grant: the ref is invalid, the route answers 500 and says why.
     assert_eq!(send(get(&addr, "any", "/")).await.unwrap().status, 500);
     let status = env.object_status("HTTPRoute", "app", "r").await;
@@ -316,7 +258,7 @@ spec:
         "route served after the ReferenceGrant",
     )
     .await;
-    assert_eq!(pod_for(get(&addr, "any", "/")).await, "other-pod");
+    assert_eq!(pod_for(get(&addr, "any", "/")).await, "svc-pod");
 }
 
 #[tokio::test]
