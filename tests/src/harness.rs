@@ -141,19 +141,42 @@ impl Env {
 
     /// Starts an echo backend on `backend_ip(n):3000`, answering as `pod` in `namespace`.
     pub async fn start_echo(&mut self, n: u8, pod: &str, namespace: &str) {
-        let addr = format!("{}:3000", self.backend_ip(n));
-        let child = Command::new(bin("nantian-echo"))
-            .args(["--listen", &addr, "--pod", pod, "--namespace", namespace])
+        let listen = format!("{}:3000", self.backend_ip(n));
+        self.spawn_echo(&[("--listen", listen)], pod, namespace)
+            .await;
+    }
+
+    /// Starts an echo backend laid out like a pod of upstream's echo-basic: HTTP/1.1 (and
+    /// h2c) on `backend_ip(n):3000`, h2c only on `backend_ip(n):3001`.
+    pub async fn start_echo_pod(&mut self, n: u8, pod: &str, namespace: &str) {
+        let ip = self.backend_ip(n);
+        let listeners = [
+            ("--listen", format!("{ip}:3000")),
+            ("--h2c-listen", format!("{ip}:3001")),
+        ];
+        self.spawn_echo(&listeners, pod, namespace).await;
+    }
+
+    /// Runs `nantian-echo` with `listeners` (flag, address) and waits until each accepts.
+    async fn spawn_echo(&mut self, listeners: &[(&str, String)], pod: &str, namespace: &str) {
+        let mut command = Command::new(bin("nantian-echo"));
+        for (flag, addr) in listeners {
+            command.args([*flag, addr.as_str()]);
+        }
+        let child = command
+            .args(["--pod", pod, "--namespace", namespace])
             .stdout(Stdio::null())
             .process_group(0)
             .spawn()
             .expect("start nantian-echo");
         self.echoes.push(child);
-        wait_for(
-            || async { tokio::net::TcpStream::connect(&addr).await.is_ok() },
-            "echo backend",
-        )
-        .await;
+        for (_, addr) in listeners {
+            wait_for(
+                || async { tokio::net::TcpStream::connect(addr).await.is_ok() },
+                "echo backend",
+            )
+            .await;
+        }
     }
 
     /// The common shape of a test: an echo backend and Service for each `(namespace, name)`

@@ -26,6 +26,8 @@ mod runner;
 mod status;
 #[path = "conformance/steps.rs"]
 mod steps;
+#[path = "conformance/websocket.rs"]
+mod websocket;
 #[path = "conformance/weight.rs"]
 mod weight;
 
@@ -228,6 +230,7 @@ fn named_objects(case: &model::Case) -> Vec<(String, model::NsName)> {
             Step::Http(s) => out.push(("Gateway", s.gateway.clone())),
             Step::WeightedDistribution(s) => out.push(("Gateway", s.gateway.clone())),
             Step::BackendHeaderNamesPod(s) => out.push(("Gateway", s.gateway.clone())),
+            Step::WebSocket(s) => out.push(("Gateway", s.gateway.clone())),
             Step::FillEndpointSlices(f) => {
                 out.extend(f.slices.iter().map(|s| ("EndpointSlice", s.clone())));
             }

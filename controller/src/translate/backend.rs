@@ -90,11 +90,16 @@ pub(super) fn resolve(
 }
 
 /// "http" (HTTP/1.1) unless the port's appProtocol asks for cleartext HTTP/2; any other
-/// appProtocol (TLS, WebSocket, ...) is not implemented yet and comes back as Err.
+/// appProtocol comes back as Err.
+///
+/// `kubernetes.io/ws` (WebSocket over cleartext) is HTTP/1.1: the handshake is an HTTP/1.1
+/// `Upgrade` request, which the host forwards and then tunnels, so it needs no protocol of
+/// its own. `kubernetes.io/wss` needs TLS to the backend, which Nantian does not speak.
 fn protocol(port: &ServicePort) -> Result<&'static str, String> {
     match port.app_protocol.as_deref() {
         None | Some("") => Ok("http"),
         Some(p) if p.eq_ignore_ascii_case("http") || p == "kubernetes.io/http" => Ok("http"),
+        Some("kubernetes.io/ws") => Ok("http"),
         Some(p) if p.eq_ignore_ascii_case("h2c") || p == "kubernetes.io/h2c" => Ok("h2c"),
         Some(other) => Err(other.to_string()),
     }

@@ -11,6 +11,8 @@ use crate::status::{Condition, GatewayClassStatus, Problem, SupportedFeature, ki
 pub const SUPPORTED_FEATURES: &[&str] = &[
     "Gateway",
     "HTTPRoute",
+    "HTTPRouteBackendProtocolH2C",
+    "HTTPRouteBackendProtocolWebSocket",
     "HTTPRouteBackendRequestHeaderModification",
     "HTTPRouteMethodMatching",
     "HTTPRouteQueryParamMatching",

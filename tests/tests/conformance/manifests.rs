@@ -19,9 +19,10 @@ use serde_json::{Value, json};
 pub const GATEWAY_CLASS: &str = "nantian-conformance";
 /// Nantian's controller name, as the standalone controller serves it.
 pub const CONTROLLER_NAME: &str = "gateway.nantian.dev/controller";
-/// The port `harness::Env::start_echo` listens on; upstream's echo-basic serves plain HTTP
-/// on 3000 too, so Services' `targetPort: 3000` ports are the ones we can back.
-pub const ECHO_PORT: i64 = 3000;
+/// The ports `harness::Env::start_echo_pod` listens on, those of upstream's echo-basic:
+/// HTTP/1.1 (WebSocket included) on 3000, HTTP/2 with prior knowledge (h2c) on 3001. A
+/// Service port targeting either is one we can back.
+pub const ECHO_PORTS: [i64; 2] = [3000, 3001];
 
 /// Environment variables that make upstream's echo-basic speak something other than plain
 /// HTTP (TLS, gRPC, raw TCP); such Deployments get no echo process.
@@ -210,7 +211,7 @@ pub fn plan_pods(deployments: &[EchoDeployment], mut next_ip: impl FnMut() -> St
 }
 
 /// The EndpointSlice of each Service whose selector picks some of `pods`, with the ports
-/// that target the echo port. Services with nothing behind them get none.
+/// that target an echo port. Services with nothing behind them get none.
 pub fn endpoint_slices(objects: &[Value], pods: &[Pod]) -> Vec<Value> {
     objects
         .iter()
@@ -233,9 +234,12 @@ fn endpoint_slice(service: &Value, pods: &[Pod]) -> Option<Value> {
     let ports: Vec<Value> = service["spec"]["ports"]
         .as_array()?
         .iter()
-        .filter(|p| p["targetPort"].as_i64().or(p["port"].as_i64()) == Some(ECHO_PORT))
-        .map(|p| {
-            let mut port = json!({"port": ECHO_PORT, "protocol": "TCP"});
+        .filter_map(|p| {
+            let target = p["targetPort"].as_i64().or(p["port"].as_i64())?;
+            ECHO_PORTS.contains(&target).then_some((p, target))
+        })
+        .map(|(p, target)| {
+            let mut port = json!({"port": target, "protocol": "TCP"});
             for field in ["name", "appProtocol"] {
                 if let Some(v) = p[field].as_str() {
                     port[field] = json!(v);
@@ -328,6 +332,7 @@ spec:
   - {name: first-port, protocol: TCP, port: 8080, targetPort: 3000}
   - {name: second-port, protocol: TCP, appProtocol: kubernetes.io/h2c, port: 8081, targetPort: 3001}
   - {name: third-port, protocol: TCP, appProtocol: kubernetes.io/ws, port: 8082, targetPort: 3000}
+  - {name: tls-port, protocol: TCP, port: 443, targetPort: 8443}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -421,8 +426,23 @@ spec:
             .iter()
             .map(|p| p["name"].clone())
             .collect();
-        assert_eq!(ports, [json!("first-port"), json!("third-port")]);
-        assert_eq!(slice["ports"][1]["appProtocol"], "kubernetes.io/ws");
+        assert_eq!(
+            ports,
+            [
+                json!("first-port"),
+                json!("second-port"),
+                json!("third-port")
+            ]
+        );
+        let targets: Vec<_> = slice["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["port"].clone())
+            .collect();
+        assert_eq!(targets, [json!(3000), json!(3001), json!(3000)]);
+        assert_eq!(slice["ports"][1]["appProtocol"], "kubernetes.io/h2c");
+        assert_eq!(slice["ports"][2]["appProtocol"], "kubernetes.io/ws");
         assert_eq!(slice["endpoints"].as_array().unwrap().len(), 2);
         assert_eq!(
             slice["endpoints"][0]["targetRef"]["name"],

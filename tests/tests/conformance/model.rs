@@ -82,6 +82,31 @@ pub enum Step {
     /// Fills hand-written EndpointSlices of the case with the pods of a Deployment
     /// (upstream's `setupEndpointSlices` in the service-types test).
     FillEndpointSlices(FillEndpointSlices),
+    /// `http.AwaitConvergence` around `websocket.Dial` and message round trips (the
+    /// backend-protocol WebSocket test).
+    #[serde(rename = "websocket")]
+    WebSocket(WebSocketStep),
+}
+
+/// A WebSocket handshake to `path` on a Gateway listener, then each message sent in turn
+/// and the same payload expected back, on a fresh connection per attempt.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebSocketStep {
+    pub gateway: NsName,
+    #[serde(default)]
+    pub listener: Option<String>,
+    pub path: String,
+    pub messages: Vec<WebSocketMessage>,
+}
+
+/// One message of a [`WebSocketStep`]: `websocket.Message.Send` of a string (a text frame)
+/// or of a byte slice (a binary frame).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum WebSocketMessage {
+    Text(String),
+    Binary(Vec<u8>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -288,6 +313,17 @@ pub struct Request {
     pub path: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Upstream's `Request.Protocol`; absent means HTTP/1.1.
+    #[serde(default)]
+    pub protocol: Option<RequestProtocol>,
+}
+
+/// The `roundtripper` protocols a case may ask for instead of HTTP/1.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum RequestProtocol {
+    /// `roundtripper.H2CPriorKnowledgeProtocol`: cleartext HTTP/2 without an upgrade.
+    #[serde(rename = "H2C_PRIOR_KNOWLEDGE")]
+    H2cPriorKnowledge,
 }
 
 /// `http.ExpectedRequest`. Unlike upstream, an omitted path means the request's path (every

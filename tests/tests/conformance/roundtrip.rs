@@ -9,13 +9,15 @@ use nantian_e2e::harness;
 use serde::Deserialize;
 
 use crate::compare::compare;
-use crate::model::Expectation;
+use crate::model::{Expectation, RequestProtocol};
 
 /// Upstream's `RequiredConsecutiveSuccesses`.
 pub const REQUIRED_CONSECUTIVE_SUCCESSES: u32 = 3;
 /// Pause after a failed attempt before the next (upstream waits 1 s; on loopback the
 /// system converges in milliseconds, so a shorter pause only makes passing runs faster).
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// Bounds one HTTP/2 round trip, as `harness::send` bounds an HTTP/1.1 one.
+const H2C_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where requests go: a Gateway address and the port of one of its listeners.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +34,11 @@ impl Target {
         } else {
             format!("{}:{}", self.ip, self.port)
         }
+    }
+
+    /// The listener's socket address, to connect to.
+    pub fn socket_addr(&self) -> String {
+        format!("{}:{}", self.ip, self.port)
     }
 }
 
@@ -89,7 +96,9 @@ pub fn method(exp: &Expectation) -> &str {
     }
 }
 
-/// The request upstream's `MakeRequest` builds, plus `extra` headers (weight entropy).
+/// The request upstream's `MakeRequest` builds, plus `extra` headers (weight entropy). Over
+/// HTTP/1.1 the host goes in the `Host` header; over HTTP/2 it is the URI's authority (the
+/// `:authority` pseudo-header), as Go's HTTP/2 transport sends it.
 pub fn build_request(
     target: &Target,
     exp: &Expectation,
@@ -100,13 +109,19 @@ pub fn build_request(
     } else {
         exp.request.host.clone()
     };
-    let mut builder = http::Request::builder()
-        .method(method(exp))
-        .uri(format!(
-            "http://{}:{}{}",
-            target.ip, target.port, exp.request.path
-        ))
-        .header(http::header::HOST, host);
+    let builder = http::Request::builder().method(method(exp));
+    let mut builder = match exp.request.protocol {
+        None => builder
+            .uri(format!(
+                "http://{}{}",
+                target.socket_addr(),
+                exp.request.path
+            ))
+            .header(http::header::HOST, host),
+        Some(RequestProtocol::H2cPriorKnowledge) => {
+            builder.uri(format!("http://{host}{}", exp.request.path))
+        }
+    };
     for (name, value) in exp
         .request
         .headers
@@ -134,9 +149,16 @@ pub async fn round_trip(
     extra: &[(String, String)],
 ) -> Result<Captured, String> {
     let req = build_request(target, exp, extra)?;
-    let reply = harness::send(req)
+    let reply = match exp.request.protocol {
+        None => harness::send(req).await,
+        Some(RequestProtocol::H2cPriorKnowledge) => tokio::time::timeout(
+            H2C_REQUEST_TIMEOUT,
+            harness::send_h2c(&target.socket_addr(), req),
+        )
         .await
-        .map_err(|e| format!("request failed: {e}"))?;
+        .unwrap_or_else(|_| Err("timed out".to_string())),
+    }
+    .map_err(|e| format!("request failed: {e}"))?;
     let echo = if reply
         .headers
         .get(http::header::CONTENT_TYPE)
@@ -176,16 +198,26 @@ pub async fn expect_eventually(
     exp: &Expectation,
     max_time: Duration,
 ) -> Result<(), String> {
+    await_convergence(max_time, async || {
+        let captured = round_trip(target, exp, &[]).await?;
+        compare(exp, &captured)
+    })
+    .await
+}
+
+/// `http.AwaitConvergence`: runs `attempt` until it succeeds
+/// [`REQUIRED_CONSECUTIVE_SUCCESSES`] times in a row (no pause after a success), or fails
+/// with its last complaint once `max_time` has passed.
+pub async fn await_convergence(
+    max_time: Duration,
+    mut attempt: impl AsyncFnMut() -> Result<(), String>,
+) -> Result<(), String> {
     let start = Instant::now();
     let mut successes = 0;
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let outcome = match round_trip(target, exp, &[]).await {
-            Ok(captured) => compare(exp, &captured),
-            Err(e) => Err(e),
-        };
-        match outcome {
+        match attempt().await {
             Ok(()) => {
                 successes += 1;
                 if successes >= REQUIRED_CONSECUTIVE_SUCCESSES {
@@ -284,6 +316,18 @@ mod tests {
         let plain = build_request(&target(), &exp("request: {path: /}"), &[]).unwrap();
         assert_eq!(plain.headers()["host"], "127.0.100.1");
         assert_eq!(plain.headers()["x-echo-set-header"], "");
+    }
+
+    #[test]
+    fn h2c_requests_carry_the_host_as_authority() {
+        let e = exp("request: {path: /, protocol: H2C_PRIOR_KNOWLEDGE}");
+        let req = build_request(&target(), &e, &[]).unwrap();
+        assert_eq!(req.uri(), "http://127.0.100.1/");
+        assert!(req.headers().get("host").is_none());
+        let named = exp("request: {host: example.com, path: /a, protocol: H2C_PRIOR_KNOWLEDGE}");
+        let req = build_request(&target(), &named, &[]).unwrap();
+        assert_eq!(req.uri(), "http://example.com/a");
+        assert!(from_yaml::<Expectation>("request: {path: /, protocol: H2}").is_err());
     }
 
     #[test]

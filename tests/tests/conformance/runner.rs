@@ -144,7 +144,9 @@ impl Replay {
 
     async fn start_echoes(&mut self, first_slot: u8, pods: &[Pod]) {
         for (slot, pod) in (first_slot..).zip(pods) {
-            self.env.start_echo(slot, &pod.name, &pod.namespace).await;
+            self.env
+                .start_echo_pod(slot, &pod.name, &pod.namespace)
+                .await;
         }
     }
 

@@ -4,9 +4,10 @@ use serde_json::Value;
 
 use crate::manifests::{self, Pod};
 use crate::model::{ObjectRef, Step};
-use crate::roundtrip::{expect_eventually, round_trip};
+use crate::roundtrip::{await_convergence, expect_eventually, round_trip};
 use crate::runner::Replay;
 use crate::status;
+use crate::websocket;
 use crate::weight;
 
 impl Replay {
@@ -145,6 +146,13 @@ impl Replay {
                 }
                 self.write_case(config)
             }
+            Step::WebSocket(s) => {
+                let target = self.target(&s.gateway, s.listener.as_deref()).await?;
+                await_convergence(self.max_time, async || {
+                    websocket::round_trip(&target, &s.path, &s.messages).await
+                })
+                .await
+            }
         }
     }
 }
@@ -178,5 +186,6 @@ pub fn step_name(step: &Step) -> &'static str {
         Step::LatestConditions(_) => "latestConditions",
         Step::ObjectCondition(_) => "objectCondition",
         Step::FillEndpointSlices(_) => "fillEndpointSlices",
+        Step::WebSocket(_) => "websocket",
     }
 }
