@@ -25,6 +25,7 @@ pub mod router;
 pub mod server;
 pub mod snapshot;
 pub mod upstream;
+mod upstream_h1;
 pub mod xds_client;
 
 pub use gateway::Gateway;

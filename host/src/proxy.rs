@@ -129,7 +129,7 @@ fn respond_locally(
 /// Cleans the upstream response, runs the response filters (if any), and wires up the
 /// WebSocket tunnel when the upstream switched protocols.
 fn upstream_response(
-    mut resp: Response<Incoming>,
+    mut resp: Response<ProxyBody>,
     client_upgrade: Option<OnUpgrade>,
     shared: Option<&Arc<Mutex<SharedRun>>>,
 ) -> Response<ProxyBody> {
@@ -146,7 +146,7 @@ fn upstream_response(
     strip_hop_by_hop(resp.headers_mut(), switching);
     let (mut head, body) = resp.into_parts();
     let Some(shared) = shared else {
-        return Response::from_parts(head, box_body(body));
+        return Response::from_parts(head, body);
     };
     let mut guard = lock(shared);
     let SharedRun {
@@ -159,7 +159,7 @@ fn upstream_response(
         return replacement;
     }
     if !run.has_response_body_phase() || body.is_end_stream() || switching {
-        return Response::from_parts(head, box_body(body));
+        return Response::from_parts(head, body);
     }
     head.headers.remove(CONTENT_LENGTH);
     *response = Some(copy_response_head(&head));

@@ -15,16 +15,15 @@ use bytes::Bytes;
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
+use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper::body::Incoming;
 use hyper::client::conn::http2;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::histogram::Histogram;
 use tracing::debug;
 
 use crate::config::UpstreamProtocol;
+use crate::upstream_h1::Http1Pool;
 
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 /// The one body type that flows through the proxy in both directions.
@@ -42,8 +41,8 @@ pub struct UpstreamClient {
 }
 
 enum Transport {
-    /// hyper-util's keep-alive pool, keyed by endpoint.
-    Http1(Box<Client<HttpConnector, ProxyBody>>),
+    /// Keep-alive connections, pooled per endpoint.
+    Http1(Http1Pool),
     /// One multiplexed HTTP/2 connection per endpoint. Not hyper-util's pool: that one
     /// takes `:authority` from the URI it connects to, and a proxy must send the client's
     /// authority, not the endpoint's address.
@@ -54,14 +53,7 @@ impl UpstreamClient {
     pub fn new(protocol: UpstreamProtocol) -> Self {
         let transport = match protocol {
             UpstreamProtocol::Http1 => {
-                let mut connector = HttpConnector::new();
-                connector.set_nodelay(true);
-                connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-                let client = Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-                    .build(connector);
-                Transport::Http1(Box::new(client))
+                Transport::Http1(Http1Pool::new(CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT))
             }
             UpstreamProtocol::H2c => Transport::H2c(H2cConnections::default()),
         };
@@ -184,14 +176,17 @@ impl Upstream {
 
     /// Sends a request whose headers are already prepared for forwarding (see
     /// `forwarding`); only the URI and version are set here.
-    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(
+        &self,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
         let endpoint = self
             .pick_endpoint()
             .ok_or_else(|| UpstreamError::NoEndpoints(self.name.clone()))?
             .clone();
         let started = Instant::now();
         let result = match &self.client.transport {
-            Transport::Http1(client) => send_http1(client, &endpoint, req).await,
+            Transport::Http1(pool) => pool.send(&endpoint, req).await,
             Transport::H2c(connections) => send_h2c(connections, &endpoint, req).await,
         };
         self.duration.observe(started.elapsed().as_secs_f64());
@@ -205,43 +200,13 @@ fn path_and_query(uri: &Uri) -> PathAndQuery {
         .unwrap_or_else(|| PathAndQuery::from_static("/"))
 }
 
-/// HTTP/1.1: the URI names the endpoint (the pool key); `Host` carries the client's
-/// authority.
-async fn send_http1(
-    client: &Client<HttpConnector, ProxyBody>,
-    endpoint: &Authority,
-    mut req: Request<ProxyBody>,
-) -> Result<Response<Incoming>, UpstreamError> {
-    *req.uri_mut() = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(endpoint.clone())
-        .path_and_query(path_and_query(req.uri()))
-        .build()
-        .expect("scheme, authority and path are valid");
-    *req.version_mut() = Version::HTTP_11;
-    client.request(req).await.map_err(|source| {
-        let endpoint = endpoint.clone();
-        if source.is_connect() {
-            UpstreamError::Connect {
-                endpoint,
-                source: source.into(),
-            }
-        } else {
-            UpstreamError::Request {
-                endpoint,
-                source: source.into(),
-            }
-        }
-    })
-}
-
 /// HTTP/2: the client's authority (from `Host`) becomes `:authority`, and `Host` itself
 /// is dropped so the two can never disagree (RFC 9113 §8.3.1).
 async fn send_h2c(
     connections: &H2cConnections,
     endpoint: &Authority,
     mut req: Request<ProxyBody>,
-) -> Result<Response<Incoming>, UpstreamError> {
+) -> Result<Response<ProxyBody>, UpstreamError> {
     let authority = req
         .headers_mut()
         .remove(HOST)
@@ -269,13 +234,14 @@ async fn send_h2c(
             endpoint: endpoint.clone(),
             source: source.into(),
         })?;
-    sender
+    let resp = sender
         .send_request(req)
         .await
         .map_err(|source| UpstreamError::Request {
             endpoint: endpoint.clone(),
             source: source.into(),
-        })
+        })?;
+    Ok(resp.map(|body| body.map_err(Into::into).boxed_unsync()))
 }
 
 #[cfg(test)]

@@ -11,8 +11,14 @@ pub struct Workspace {
 
 impl Workspace {
     /// The workspace containing this xtask, with `$CARGO_TARGET_DIR` (else `<root>/target`).
+    ///
+    /// `cargo run` sets `CARGO_MANIFEST_DIR` for the process; prefer it to the path compiled
+    /// in, because clones sharing one target dir share one `release/xtask` binary too.
     pub fn locate() -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        let root = Path::new(&manifest_dir)
             .parent()
             .expect("xtask lives one level below the workspace root")
             .to_path_buf();

@@ -8,6 +8,7 @@ use crossbeam_queue::ArrayQueue;
 use crate::active::ActiveFilter;
 use crate::bindings::nantian::filter::types;
 use crate::engine::EngineInner;
+use crate::epoch::TickerHold;
 use crate::error::{FilterError, WasmError};
 use crate::instance::FilterInstance;
 use crate::module::FilterModule;
@@ -69,6 +70,8 @@ pub struct FilterBinding {
     /// Idle instances of a stateless filter, ready for the next request.
     idle: ArrayQueue<FilterInstance>,
     engine: Arc<EngineInner>,
+    /// Guest code runs only inside bindings: the epoch ticks while one is alive.
+    _ticking: TickerHold,
 }
 
 /// Idle instances kept per binding: enough for every worker thread to find one.
@@ -104,6 +107,8 @@ impl FilterBinding {
             counters: engine.counters.clone(),
         });
         let deadline_ticks = engine.deadline_ticks(timeout);
+        // Before `init` runs: its deadline needs the epoch to move.
+        let ticking = engine.ticker.hold();
         let max_memory = usize::try_from(max_memory).unwrap_or(usize::MAX);
         let (instance, init) =
             FilterInstance::create(&module.pre, &context, max_memory, deadline_ticks).map_err(
@@ -122,6 +127,7 @@ impl FilterBinding {
             max_memory,
             idle: ArrayQueue::new(idle_capacity()),
             engine: engine.clone(),
+            _ticking: ticking,
         };
         binding.release(instance);
         Ok(binding)

@@ -1,0 +1,455 @@
+//! HTTP/1.1 keep-alive connections to upstream endpoints.
+//!
+//! A per-backend pool of hyper client connections, keyed by endpoint. It does what the
+//! proxy needs and no more: a checkout is a lock, a hash and a `Vec::pop`; a connection
+//! goes back when its response body has been read to the end, from inside that body (no
+//! task per request to wait for it); a request that a reused connection dropped before
+//! sending a byte is retried on another one, as the backend may have closed it while it
+//! sat idle.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::HOST;
+use http::uri::{Authority, Uri};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tracing::debug;
+
+use crate::upstream::{BoxError, ProxyBody, UpstreamError};
+
+/// Idle connections kept per endpoint; more are closed when they come back.
+const MAX_IDLE_PER_ENDPOINT: usize = 1024;
+
+pub struct Http1Pool {
+    shared: Arc<PoolShared>,
+}
+
+struct PoolShared {
+    idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    /// Whether the task closing connections idle for longer than `idle_timeout` runs.
+    sweeping: std::sync::atomic::AtomicBool,
+}
+
+struct Idle {
+    sender: SendRequest<ProxyBody>,
+    since: Instant,
+}
+
+/// A connection taken for one request.
+struct Checkout {
+    sender: SendRequest<ProxyBody>,
+    reused: bool,
+}
+
+impl PoolShared {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Authority, Vec<Idle>>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The most recently used idle connection that can take a request now.
+    fn take_idle(&self, endpoint: &Authority) -> Option<SendRequest<ProxyBody>> {
+        let mut idle = self.lock();
+        let list = idle.get_mut(endpoint)?;
+        let mut busy = Vec::new();
+        let mut found = None;
+        while let Some(entry) = list.pop() {
+            if entry.sender.is_closed() || entry.since.elapsed() > self.idle_timeout {
+                continue;
+            }
+            if entry.sender.is_ready() {
+                found = Some(entry.sender);
+                break;
+            }
+            // Still finishing its previous exchange: keep it for a later checkout.
+            busy.push(entry);
+        }
+        list.extend(busy.into_iter().rev());
+        found
+    }
+
+    fn put_back(&self, endpoint: Authority, sender: SendRequest<ProxyBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.lock();
+        let list = idle.entry(endpoint).or_default();
+        if list.len() < MAX_IDLE_PER_ENDPOINT {
+            list.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Closes connections idle for longer than the idle timeout.
+    fn sweep(&self) {
+        let mut idle = self.lock();
+        for list in idle.values_mut() {
+            list.retain(|entry| {
+                !entry.sender.is_closed() && entry.since.elapsed() <= self.idle_timeout
+            });
+        }
+        idle.retain(|_, list| !list.is_empty());
+    }
+}
+
+impl Http1Pool {
+    pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Self {
+        Http1Pool {
+            shared: Arc::new(PoolShared {
+                idle: Mutex::new(HashMap::new()),
+                connect_timeout,
+                idle_timeout,
+                sweeping: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Sends a request whose headers are prepared for forwarding to `endpoint`.
+    pub async fn send(
+        &self,
+        endpoint: &Authority,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
+        to_origin_form(&mut req, endpoint);
+        loop {
+            let Checkout { mut sender, reused } = self.checkout(endpoint).await?;
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok(self.track(endpoint, sender, resp)),
+                Err(mut e) => match e.take_message() {
+                    // Nothing was sent on a connection that had been idle: try another.
+                    Some(unsent) if reused => {
+                        debug!(%endpoint, "idle upstream connection was closed, retrying: {}", e.error());
+                        req = unsent;
+                    }
+                    _ => {
+                        return Err(UpstreamError::Request {
+                            endpoint: endpoint.clone(),
+                            source: e.into_error().into(),
+                        });
+                    }
+                },
+            }
+        }
+    }
+
+    async fn checkout(&self, endpoint: &Authority) -> Result<Checkout, UpstreamError> {
+        if let Some(sender) = self.shared.take_idle(endpoint) {
+            return Ok(Checkout {
+                sender,
+                reused: true,
+            });
+        }
+        let connect_error = |source: BoxError| UpstreamError::Connect {
+            endpoint: endpoint.clone(),
+            source,
+        };
+        let mut sender = self.connect(endpoint).await.map_err(connect_error)?;
+        sender.ready().await.map_err(|e| connect_error(e.into()))?;
+        Ok(Checkout {
+            sender,
+            reused: false,
+        })
+    }
+
+    async fn connect(&self, endpoint: &Authority) -> Result<SendRequest<ProxyBody>, BoxError> {
+        let stream = tokio::time::timeout(
+            self.shared.connect_timeout,
+            tokio::net::TcpStream::connect(endpoint.as_str()),
+        )
+        .await
+        .map_err(|_| "connect timed out")??;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await?;
+        let name = endpoint.clone();
+        tokio::spawn(async move {
+            // With upgrades: a proxied WebSocket handshake takes the connection over.
+            if let Err(e) = connection.with_upgrades().await {
+                debug!(endpoint = %name, "upstream connection ended: {e}");
+            }
+        });
+        self.start_sweeping();
+        Ok(sender)
+    }
+
+    /// Starts (once) the task that closes connections left idle too long. It holds the
+    /// pool weakly and ends with it.
+    fn start_sweeping(&self) {
+        use std::sync::atomic::Ordering;
+        if self.shared.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak: Weak<PoolShared> = Arc::downgrade(&self.shared);
+        let period = self.shared.idle_timeout.max(Duration::from_millis(100)) / 2;
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(shared) = weak.upgrade() else { return };
+                shared.sweep();
+            }
+        });
+    }
+
+    /// The response, with its connection going back to the pool once the body is done.
+    fn track(
+        &self,
+        endpoint: &Authority,
+        sender: SendRequest<ProxyBody>,
+        resp: Response<Incoming>,
+    ) -> Response<ProxyBody> {
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let (head, body) = resp.into_parts();
+        // A protocol switch takes the connection away from HTTP.
+        let slot = (!switching).then(|| ReturnSlot {
+            pool: self.shared.clone(),
+            endpoint: endpoint.clone(),
+            sender,
+        });
+        let mut body = PooledBody { inner: body, slot };
+        if body.inner.is_end_stream() {
+            body.give_back();
+        }
+        Response::from_parts(head, http_body_util::BodyExt::boxed_unsync(body))
+    }
+}
+
+/// HTTP/1.1 with an origin-form target (authority-form for CONNECT), and `Host` from the
+/// endpoint when the request has none (an HTTP/1.0 client may send none).
+fn to_origin_form(req: &mut Request<ProxyBody>, endpoint: &Authority) {
+    *req.version_mut() = Version::HTTP_11;
+    if !req.headers().contains_key(HOST) {
+        let host = match endpoint.port_u16() {
+            Some(80) | None => endpoint.host(),
+            Some(_) => endpoint.as_str(),
+        };
+        if let Ok(value) = HeaderValue::from_str(host) {
+            req.headers_mut().insert(HOST, value);
+        }
+    }
+    *req.uri_mut() = if req.method() == Method::CONNECT {
+        Uri::from(endpoint.clone())
+    } else {
+        match req.uri().path_and_query() {
+            Some(path) if path.as_str() != "/" => Uri::from(path.clone()),
+            _ => Uri::default(),
+        }
+    };
+}
+
+struct ReturnSlot {
+    pool: Arc<PoolShared>,
+    endpoint: Authority,
+    sender: SendRequest<ProxyBody>,
+}
+
+/// An upstream response body that returns its connection to the pool when it ends. A
+/// body dropped before its end takes the connection with it (hyper closes it).
+struct PooledBody {
+    inner: Incoming,
+    slot: Option<ReturnSlot>,
+}
+
+impl PooledBody {
+    fn give_back(&mut self) {
+        if let Some(ReturnSlot {
+            pool,
+            endpoint,
+            sender,
+        }) = self.slot.take()
+        {
+            pool.put_back(endpoint, sender);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.give_back(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.give_back(),
+            // An error leaves the connection unusable: let it go.
+            Poll::Ready(Some(Err(_))) => this.slot = None,
+            _ => {}
+        }
+        polled.map(|frame| frame.map(|result| result.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::{BodyExt, Full};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A backend answering every request on a connection with `200` and the request head
+    /// it saw; with `close_after_first`, it closes each connection after one answer
+    /// without saying so (as a backend whose keep-alive timeout just ran out does).
+    async fn backend(close_after_first: bool) -> (Authority, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let mut chunk = [0u8; 4096];
+                        let Ok(n) = socket.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head: Vec<u8> = buf.drain(..end + 4).collect();
+                        let answer =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", head.len());
+                        let _ = socket.write_all(answer.as_bytes()).await;
+                        let _ = socket.write_all(&head).await;
+                        if close_after_first {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr.to_string().parse().unwrap(), connections)
+    }
+
+    fn pool() -> Http1Pool {
+        Http1Pool::new(Duration::from_secs(5), Duration::from_secs(90))
+    }
+
+    fn request(path: &str, host: Option<&str>) -> Request<ProxyBody> {
+        let mut builder = Request::builder().uri(path);
+        if let Some(host) = host {
+            builder = builder.header(HOST, host);
+        }
+        builder
+            .body(
+                Full::new(Bytes::new())
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .unwrap()
+    }
+
+    async fn head_seen(resp: Response<ProxyBody>) -> String {
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_once_its_response_was_read() {
+        let (endpoint, connections) = backend(false).await;
+        let pool = pool();
+        for _ in 0..3 {
+            let resp = pool
+                .send(&endpoint, request("/x?y=1", Some("a.example")))
+                .await
+                .unwrap();
+            let head = head_seen(resp).await;
+            assert!(head.starts_with("GET /x?y=1 HTTP/1.1\r\n"), "{head}");
+            assert!(
+                head.to_ascii_lowercase().contains("host: a.example\r\n"),
+                "{head}"
+            );
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_response_still_being_read_keeps_its_connection() {
+        let (endpoint, connections) = backend(false).await;
+        let pool = pool();
+        let first = pool.send(&endpoint, request("/", Some("a"))).await.unwrap();
+        let second = pool.send(&endpoint, request("/", Some("a"))).await.unwrap();
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+        head_seen(first).await;
+        head_seen(second).await;
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_backend_closed_while_idle_is_replaced() {
+        let (endpoint, connections) = backend(true).await;
+        let pool = pool();
+        let first = pool.send(&endpoint, request("/", Some("a"))).await.unwrap();
+        head_seen(first).await;
+        // Let the close reach the pooled connection (or not: either way, no error).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let second = pool.send(&endpoint, request("/", Some("a"))).await.unwrap();
+        head_seen(second).await;
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn host_defaults_to_the_endpoint_without_port_80() {
+        let (endpoint, _) = backend(false).await;
+        let head = head_seen(pool().send(&endpoint, request("/", None)).await.unwrap()).await;
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("host: {endpoint}\r\n")),
+            "{head}"
+        );
+        let mut req = request("/", None);
+        to_origin_form(&mut req, &"10.0.0.1:80".parse().unwrap());
+        assert_eq!(req.headers()[HOST], "10.0.0.1");
+        assert_eq!(req.uri(), "/");
+        assert_eq!(req.version(), Version::HTTP_11);
+    }
+
+    #[tokio::test]
+    async fn refused_connections_are_connect_errors() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let endpoint: Authority = format!("127.0.0.1:{port}").parse().unwrap();
+        let err = pool()
+            .send(&endpoint, request("/", Some("a")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UpstreamError::Connect { .. }), "{err}");
+    }
+}
