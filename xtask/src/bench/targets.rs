@@ -177,18 +177,7 @@ fn start_nginx(env: &Env<'_>) -> Result<Running> {
         .arg(dir.join("nginx-startup.log"))
         .arg("-c")
         .arg(&config_path);
-    let mut processes = vec![Process::spawn(
-        "nginx",
-        &mut command,
-        env.proxy_cpu,
-        env.run_dir,
-    )?];
-    wait_ready(addr, Duration::from_secs(10), &mut processes)?;
-    Ok(Running {
-        addr,
-        measured: procfs::tree(processes[0].pid()),
-        processes,
-    })
+    run_proxy(env, "nginx", &mut command, addr)
 }
 
 /// `*_temp_path` directives inside the run directory for every module this nginx has,
@@ -229,12 +218,18 @@ fn start_haproxy(env: &Env<'_>) -> Result<Running> {
     std::fs::write(&config_path, config)?;
     let mut command = Command::new(&env.tools.haproxy);
     command.arg("-db").arg("-f").arg(&config_path);
-    let mut processes = vec![Process::spawn(
-        "haproxy",
-        &mut command,
-        env.proxy_cpu,
-        env.run_dir,
-    )?];
+    run_proxy(env, "haproxy", &mut command, addr)
+}
+
+/// Starts a third-party proxy pinned to the proxy CPU, waits until it answers, and
+/// measures its whole process tree (nginx's master and worker).
+fn run_proxy(
+    env: &Env<'_>,
+    name: &str,
+    command: &mut Command,
+    addr: SocketAddr,
+) -> Result<Running> {
+    let mut processes = vec![Process::spawn(name, command, env.proxy_cpu, env.run_dir)?];
     wait_ready(addr, Duration::from_secs(10), &mut processes)?;
     Ok(Running {
         addr,
