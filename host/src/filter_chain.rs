@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, Full};
 use nantian_wasm::{
     ActiveFilter, BodyAction, FilterBinding, FilterError, HeadersAction, LocalResponse, Phases,
 };
+use smallvec::SmallVec;
 use tracing::warn;
 
 use crate::config::{RedirectSpec, Scheme};
@@ -60,10 +61,11 @@ struct Running {
     disabled: bool,
 }
 
-/// The filters of one request that have started, in request order.
+/// The filters of one request that have started, in request order. Inline up to two:
+/// most routes have one or two filters, and this is built per request.
 #[derive(Default)]
 pub struct FilterRun {
-    running: Vec<Running>,
+    running: SmallVec<[Running; 2]>,
 }
 
 impl FilterRun {

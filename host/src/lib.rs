@@ -17,6 +17,7 @@ pub mod filter_chain;
 pub mod forwarding;
 pub mod gateway;
 pub mod hostname;
+mod idle;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;

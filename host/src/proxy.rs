@@ -73,9 +73,13 @@ pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<Pr
     if !run.needs_more_phases() {
         // Nothing left for the filters: give their instances back before waiting upstream.
         drop(run);
-        let result = upstream
-            .send(Request::from_parts(parts, box_body(body)))
-            .await;
+        // A request without a body (most GETs) forwards an empty one: no box, no polling.
+        let body = if body.is_end_stream() {
+            ProxyBody::default()
+        } else {
+            box_body(body)
+        };
+        let result = upstream.send(Request::from_parts(parts, body)).await;
         return match result {
             Ok(resp) => upstream_response(resp, client_upgrade, None),
             Err(e) => upstream_error(&e),

@@ -3,7 +3,8 @@
 //!
 //! Each request loads the current snapshot once, picks a listener and route on it, and is
 //! handed to `proxy`. Requests that match nothing are answered here (404, or 400 when the
-//! Host is missing or ambiguous).
+//! Host is missing or ambiguous). Idle connections, and connections that never finish a
+//! request head, are closed by a coarse per-connection watchdog (`idle`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use tracing::{debug, warn};
 
 use crate::filter_chain::status_response;
 use crate::hostname::normalize_request_host;
+use crate::idle::{Activity, IDLE_TICK, ServedBody, Verdict, Watchdog};
 use crate::metrics::Metrics;
 use crate::proxy::{ProxyRequest, forward};
 use crate::router::{Lookup, RequestView};
@@ -40,10 +42,8 @@ type ConnBuilder = auto::Builder<TokioExecutor>;
 
 fn conn_builder() -> ConnBuilder {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+    // No per-request header timer: the connection watchdog in `idle` covers slow heads.
+    builder.http1().header_read_timeout(None);
     builder.http2().timer(TokioTimer::new());
     builder
 }
@@ -93,18 +93,41 @@ impl Connection {
     ) {
         let peer = self.peer;
         let conn = Arc::new(self);
+        let activity = Arc::new(Activity::default());
+        let counted = activity.clone();
         let service = hyper::service::service_fn(move |req| {
             let conn = conn.clone();
-            async move { Ok::<_, Infallible>(conn.handle(req).await) }
+            let in_flight = counted.start();
+            async move {
+                let response = conn.handle(req).await;
+                Ok::<_, Infallible>(response.map(|body| ServedBody::new(body, in_flight)))
+            }
         });
         let serving = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let mut serving = std::pin::pin!(serving);
-        let result = tokio::select! {
-            result = serving.as_mut() => result,
-            _ = stop.changed() => {
-                // The socket was removed from config: finish what's in flight, then close.
-                serving.as_mut().graceful_shutdown();
-                serving.await
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + IDLE_TICK, IDLE_TICK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watchdog = Watchdog::default();
+        let result = loop {
+            tokio::select! {
+                result = serving.as_mut() => break result,
+                _ = stop.changed() => {
+                    // The socket was removed from config: finish what's in flight, then close.
+                    serving.as_mut().graceful_shutdown();
+                    break serving.await;
+                }
+                _ = ticks.tick() => match watchdog.tick(&activity) {
+                    Verdict::Keep => {}
+                    Verdict::Shutdown => {
+                        debug!(%peer, "closing an idle connection");
+                        serving.as_mut().graceful_shutdown();
+                    }
+                    Verdict::Drop => {
+                        debug!(%peer, "dropping a connection that stayed idle after shutdown");
+                        break Ok(());
+                    }
+                },
             }
         };
         if let Err(e) = result {

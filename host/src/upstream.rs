@@ -23,7 +23,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use tracing::debug;
 
 use crate::config::UpstreamProtocol;
-use crate::upstream_h1::Http1Pool;
+use crate::upstream_h1::{EndpointIdle, Http1Pool};
 
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 /// The one body type that flows through the proxy in both directions.
@@ -115,8 +115,14 @@ impl H2cConnections {
 pub struct Upstream {
     pub name: Arc<str>,
     client: Arc<UpstreamClient>,
-    endpoints: Box<[Authority]>,
+    endpoints: Box<[Endpoint]>,
     duration: Histogram,
+}
+
+/// One endpoint of a snapshot's backend; for HTTP/1.1 with its idle connections at hand.
+struct Endpoint {
+    authority: Authority,
+    http1: Option<Arc<EndpointIdle>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,10 +160,20 @@ impl Upstream {
         endpoints: Vec<Authority>,
         duration: Histogram,
     ) -> Self {
+        let endpoints = endpoints
+            .into_iter()
+            .map(|authority| Endpoint {
+                http1: match &client.transport {
+                    Transport::Http1(pool) => Some(pool.endpoint(&authority)),
+                    Transport::H2c(_) => None,
+                },
+                authority,
+            })
+            .collect();
         Upstream {
             name,
             client,
-            endpoints: endpoints.into_boxed_slice(),
+            endpoints,
             duration,
         }
     }
@@ -167,6 +183,10 @@ impl Upstream {
     }
 
     pub fn pick_endpoint(&self) -> Option<&Authority> {
+        self.pick().map(|endpoint| &endpoint.authority)
+    }
+
+    fn pick(&self) -> Option<&Endpoint> {
         if self.endpoints.is_empty() {
             return None;
         }
@@ -181,13 +201,17 @@ impl Upstream {
         req: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
         let endpoint = self
-            .pick_endpoint()
-            .ok_or_else(|| UpstreamError::NoEndpoints(self.name.clone()))?
-            .clone();
+            .pick()
+            .ok_or_else(|| UpstreamError::NoEndpoints(self.name.clone()))?;
         let started = Instant::now();
-        let result = match &self.client.transport {
-            Transport::Http1(pool) => pool.send(&endpoint, req).await,
-            Transport::H2c(connections) => send_h2c(connections, &endpoint, req).await,
+        let result = match (&self.client.transport, &endpoint.http1) {
+            (Transport::Http1(pool), Some(idle)) => pool.send(idle, req).await,
+            (Transport::H2c(connections), _) => {
+                send_h2c(connections, &endpoint.authority, req).await
+            }
+            (Transport::Http1(pool), None) => {
+                pool.send(&pool.endpoint(&endpoint.authority), req).await
+            }
         };
         self.duration.observe(started.elapsed().as_secs_f64());
         result

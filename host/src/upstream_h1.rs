@@ -1,7 +1,8 @@
 //! HTTP/1.1 keep-alive connections to upstream endpoints.
 //!
 //! A per-backend pool of hyper client connections, keyed by endpoint. It does what the
-//! proxy needs and no more: a checkout is a lock, a hash and a `Vec::pop`; a connection
+//! proxy needs and no more: a checkout is an uncontended lock and a `Vec::pop` on the
+//! endpoint's own idle list (snapshots hold it, so no lookup); a connection
 //! goes back when its response body has been read to the end, from inside that body (no
 //! task per request to wait for it); a request that a reused connection dropped before
 //! sending a byte is retried on another one, as the backend may have closed it while it
@@ -33,11 +34,19 @@ pub struct Http1Pool {
 }
 
 struct PoolShared {
-    idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+    /// Every endpoint a snapshot has used, so its idle connections outlive snapshots. The
+    /// request path never looks here: snapshots hold their endpoints' [`EndpointIdle`].
+    endpoints: Mutex<HashMap<Authority, Arc<EndpointIdle>>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     /// Whether the task closing connections idle for longer than `idle_timeout` runs.
     sweeping: std::sync::atomic::AtomicBool,
+}
+
+/// The idle connections to one endpoint.
+pub struct EndpointIdle {
+    authority: Authority,
+    idle: Mutex<Vec<Idle>>,
 }
 
 struct Idle {
@@ -51,19 +60,20 @@ struct Checkout {
     reused: bool,
 }
 
-impl PoolShared {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Authority, Vec<Idle>>> {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
-    /// The most recently used idle connection that can take a request now.
-    fn take_idle(&self, endpoint: &Authority) -> Option<SendRequest<ProxyBody>> {
-        let mut idle = self.lock();
-        let list = idle.get_mut(endpoint)?;
+impl EndpointIdle {
+    /// The most recently used idle connection that can take a request now. Connections
+    /// idle for too long are left to the sweeper: reusing one a little late is harmless,
+    /// and it keeps the clock off the request path.
+    fn take(&self) -> Option<SendRequest<ProxyBody>> {
+        let mut list = lock(&self.idle);
         let mut busy = Vec::new();
         let mut found = None;
         while let Some(entry) = list.pop() {
-            if entry.sender.is_closed() || entry.since.elapsed() > self.idle_timeout {
+            if entry.sender.is_closed() {
                 continue;
             }
             if entry.sender.is_ready() {
@@ -77,12 +87,11 @@ impl PoolShared {
         found
     }
 
-    fn put_back(&self, endpoint: Authority, sender: SendRequest<ProxyBody>) {
+    fn put_back(&self, sender: SendRequest<ProxyBody>) {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.lock();
-        let list = idle.entry(endpoint).or_default();
+        let mut list = lock(&self.idle);
         if list.len() < MAX_IDLE_PER_ENDPOINT {
             list.push(Idle {
                 sender,
@@ -90,16 +99,20 @@ impl PoolShared {
             });
         }
     }
+}
 
-    /// Closes connections idle for longer than the idle timeout.
+impl PoolShared {
+    /// Closes connections idle for longer than the idle timeout, and forgets endpoints
+    /// no snapshot uses any more once they have no connections left.
     fn sweep(&self) {
-        let mut idle = self.lock();
-        for list in idle.values_mut() {
+        let mut endpoints = lock(&self.endpoints);
+        endpoints.retain(|_, endpoint| {
+            let mut list = lock(&endpoint.idle);
             list.retain(|entry| {
                 !entry.sender.is_closed() && entry.since.elapsed() <= self.idle_timeout
             });
-        }
-        idle.retain(|_, list| !list.is_empty());
+            !list.is_empty() || Arc::strong_count(endpoint) > 1
+        });
     }
 }
 
@@ -107,7 +120,7 @@ impl Http1Pool {
     pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Self {
         Http1Pool {
             shared: Arc::new(PoolShared {
-                idle: Mutex::new(HashMap::new()),
+                endpoints: Mutex::new(HashMap::new()),
                 connect_timeout,
                 idle_timeout,
                 sweeping: std::sync::atomic::AtomicBool::new(false),
@@ -115,26 +128,39 @@ impl Http1Pool {
         }
     }
 
+    /// The idle list of `authority`, shared by every snapshot that sends there.
+    pub fn endpoint(&self, authority: &Authority) -> Arc<EndpointIdle> {
+        lock(&self.shared.endpoints)
+            .entry(authority.clone())
+            .or_insert_with(|| {
+                Arc::new(EndpointIdle {
+                    authority: authority.clone(),
+                    idle: Mutex::new(Vec::new()),
+                })
+            })
+            .clone()
+    }
+
     /// Sends a request whose headers are prepared for forwarding to `endpoint`.
     pub async fn send(
         &self,
-        endpoint: &Authority,
+        endpoint: &Arc<EndpointIdle>,
         mut req: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
-        to_origin_form(&mut req, endpoint);
+        to_origin_form(&mut req, &endpoint.authority);
         loop {
             let Checkout { mut sender, reused } = self.checkout(endpoint).await?;
             match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.track(endpoint, sender, resp)),
+                Ok(resp) => return Ok(track(endpoint, sender, resp)),
                 Err(mut e) => match e.take_message() {
                     // Nothing was sent on a connection that had been idle: try another.
                     Some(unsent) if reused => {
-                        debug!(%endpoint, "idle upstream connection was closed, retrying: {}", e.error());
+                        debug!(endpoint = %endpoint.authority, "idle upstream connection was closed, retrying: {}", e.error());
                         req = unsent;
                     }
                     _ => {
                         return Err(UpstreamError::Request {
-                            endpoint: endpoint.clone(),
+                            endpoint: endpoint.authority.clone(),
                             source: e.into_error().into(),
                         });
                     }
@@ -143,18 +169,21 @@ impl Http1Pool {
         }
     }
 
-    async fn checkout(&self, endpoint: &Authority) -> Result<Checkout, UpstreamError> {
-        if let Some(sender) = self.shared.take_idle(endpoint) {
+    async fn checkout(&self, endpoint: &EndpointIdle) -> Result<Checkout, UpstreamError> {
+        if let Some(sender) = endpoint.take() {
             return Ok(Checkout {
                 sender,
                 reused: true,
             });
         }
         let connect_error = |source: BoxError| UpstreamError::Connect {
-            endpoint: endpoint.clone(),
+            endpoint: endpoint.authority.clone(),
             source,
         };
-        let mut sender = self.connect(endpoint).await.map_err(connect_error)?;
+        let mut sender = self
+            .connect(&endpoint.authority)
+            .await
+            .map_err(connect_error)?;
         sender.ready().await.map_err(|e| connect_error(e.into()))?;
         Ok(Checkout {
             sender,
@@ -203,28 +232,26 @@ impl Http1Pool {
             }
         });
     }
+}
 
-    /// The response, with its connection going back to the pool once the body is done.
-    fn track(
-        &self,
-        endpoint: &Authority,
-        sender: SendRequest<ProxyBody>,
-        resp: Response<Incoming>,
-    ) -> Response<ProxyBody> {
-        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-        let (head, body) = resp.into_parts();
-        // A protocol switch takes the connection away from HTTP.
-        let slot = (!switching).then(|| ReturnSlot {
-            pool: self.shared.clone(),
-            endpoint: endpoint.clone(),
-            sender,
-        });
-        let mut body = PooledBody { inner: body, slot };
-        if body.inner.is_end_stream() {
-            body.give_back();
-        }
-        Response::from_parts(head, http_body_util::BodyExt::boxed_unsync(body))
+/// The response, with its connection going back to the pool once the body is done.
+fn track(
+    endpoint: &Arc<EndpointIdle>,
+    sender: SendRequest<ProxyBody>,
+    resp: Response<Incoming>,
+) -> Response<ProxyBody> {
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let (head, body) = resp.into_parts();
+    // A protocol switch takes the connection away from HTTP.
+    let slot = (!switching).then(|| ReturnSlot {
+        endpoint: endpoint.clone(),
+        sender,
+    });
+    let mut body = PooledBody { inner: body, slot };
+    if body.inner.is_end_stream() {
+        body.give_back();
     }
+    Response::from_parts(head, http_body_util::BodyExt::boxed_unsync(body))
 }
 
 /// HTTP/1.1 with an origin-form target (authority-form for CONNECT), and `Host` from the
@@ -251,8 +278,7 @@ fn to_origin_form(req: &mut Request<ProxyBody>, endpoint: &Authority) {
 }
 
 struct ReturnSlot {
-    pool: Arc<PoolShared>,
-    endpoint: Authority,
+    endpoint: Arc<EndpointIdle>,
     sender: SendRequest<ProxyBody>,
 }
 
@@ -265,13 +291,8 @@ struct PooledBody {
 
 impl PooledBody {
     fn give_back(&mut self) {
-        if let Some(ReturnSlot {
-            pool,
-            endpoint,
-            sender,
-        }) = self.slot.take()
-        {
-            pool.put_back(endpoint, sender);
+        if let Some(ReturnSlot { endpoint, sender }) = self.slot.take() {
+            endpoint.put_back(sender);
         }
     }
 }
@@ -385,7 +406,10 @@ mod tests {
         let pool = pool();
         for _ in 0..3 {
             let resp = pool
-                .send(&endpoint, request("/x?y=1", Some("a.example")))
+                .send(
+                    &pool.endpoint(&endpoint),
+                    request("/x?y=1", Some("a.example")),
+                )
                 .await
                 .unwrap();
             let head = head_seen(resp).await;
@@ -402,8 +426,14 @@ mod tests {
     async fn a_response_still_being_read_keeps_its_connection() {
         let (endpoint, connections) = backend(false).await;
         let pool = pool();
-        let first = pool.send(&endpoint, request("/", Some("a"))).await.unwrap();
-        let second = pool.send(&endpoint, request("/", Some("a"))).await.unwrap();
+        let first = pool
+            .send(&pool.endpoint(&endpoint), request("/", Some("a")))
+            .await
+            .unwrap();
+        let second = pool
+            .send(&pool.endpoint(&endpoint), request("/", Some("a")))
+            .await
+            .unwrap();
         assert_eq!(connections.load(Ordering::SeqCst), 2);
         head_seen(first).await;
         head_seen(second).await;
@@ -413,11 +443,17 @@ mod tests {
     async fn a_connection_the_backend_closed_while_idle_is_replaced() {
         let (endpoint, connections) = backend(true).await;
         let pool = pool();
-        let first = pool.send(&endpoint, request("/", Some("a"))).await.unwrap();
+        let first = pool
+            .send(&pool.endpoint(&endpoint), request("/", Some("a")))
+            .await
+            .unwrap();
         head_seen(first).await;
         // Let the close reach the pooled connection (or not: either way, no error).
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let second = pool.send(&endpoint, request("/", Some("a"))).await.unwrap();
+        let second = pool
+            .send(&pool.endpoint(&endpoint), request("/", Some("a")))
+            .await
+            .unwrap();
         head_seen(second).await;
         assert_eq!(connections.load(Ordering::SeqCst), 2);
     }
@@ -425,7 +461,11 @@ mod tests {
     #[tokio::test]
     async fn host_defaults_to_the_endpoint_without_port_80() {
         let (endpoint, _) = backend(false).await;
-        let head = head_seen(pool().send(&endpoint, request("/", None)).await.unwrap()).await;
+        let pool = pool();
+        let sent = pool
+            .send(&pool.endpoint(&endpoint), request("/", None))
+            .await;
+        let head = head_seen(sent.unwrap()).await;
         assert!(
             head.to_ascii_lowercase()
                 .contains(&format!("host: {endpoint}\r\n")),
@@ -446,8 +486,9 @@ mod tests {
             .unwrap()
             .port();
         let endpoint: Authority = format!("127.0.0.1:{port}").parse().unwrap();
-        let err = pool()
-            .send(&endpoint, request("/", Some("a")))
+        let pool = pool();
+        let err = pool
+            .send(&pool.endpoint(&endpoint), request("/", Some("a")))
             .await
             .unwrap_err();
         assert!(matches!(err, UpstreamError::Connect { .. }), "{err}");

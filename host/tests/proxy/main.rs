@@ -4,5 +4,6 @@
 
 mod config_swap;
 mod filters;
+mod idle;
 mod routing;
 mod support;

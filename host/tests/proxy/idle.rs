@@ -1,0 +1,77 @@
+//! The connection watchdog: idle keep-alive connections and request heads that never
+//! finish are closed; a connection with a request in flight is not. Tokio's clock is
+//! paused, so the 10 s ticks pass as soon as everything waits.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+async fn gateway_with_echo() -> (std::sync::Arc<nantian_host::Gateway>, Echo, u16) {
+    let echo = start_echo("a").await;
+    let port = free_port();
+    let gw = gateway();
+    Snapshot::default()
+        .with(listener("http", port, ""))
+        .with(backend("a", "http", &[echo.addr]))
+        .with(rule("echo", "/", vec![backend_ref("a", 1)]))
+        .apply(&gw, "1")
+        .await
+        .expect("valid config");
+    (gw, echo, port)
+}
+
+/// Reads until the gateway closes the connection; returns what it sent.
+async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut seen = Vec::new();
+    let _ = stream.read_to_end(&mut seen).await;
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unfinished_request_head_is_closed() {
+    let (_gw, _echo, port) = gateway_with_echo().await;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    read_to_close(&mut stream).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(30) && waited <= Duration::from_secs(60),
+        "closed after {waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let (_gw, _echo, port) = gateway_with_echo().await;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream
+        .write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_in_flight_keeps_its_connection() {
+    let (_gw, echo, port) = gateway_with_echo().await;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream
+        .write_all(b"GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    echo.arrived.notified().await;
+    // Far longer than the idle limit, with the backend still holding the answer.
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    echo.release.notify_one();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+}
