@@ -2,7 +2,12 @@
 //! loopback, one worker each, keep-alive everywhere, the same route and the same added
 //! header, all in front of the same echo backend (`bench/README.md` has the method).
 //!
-//! Environment knobs: `NANTIAN_BENCH_SECONDS` (10), `NANTIAN_BENCH_WARMUP_SECONDS` (2),
+//! All targets run at once and are measured in alternating rounds (each target once per
+//! round), so a disturbance on this shared machine hits every row alike instead of one;
+//! the table shows each target's median round.
+//!
+//! Environment knobs: `NANTIAN_BENCH_SECONDS` (5, per round), `NANTIAN_BENCH_ROUNDS` (3),
+//! `NANTIAN_BENCH_WARMUP_SECONDS` (2),
 //! `NANTIAN_BENCH_CONNECTIONS` (32), `NANTIAN_BENCH_PIN` (1: proxy on CPU 1, load and
 //! backend on CPU 0), `NANTIAN_BENCH_TARGETS` (comma list of direct, nginx, haproxy,
 //! nantian, nantian-wasm; a subset does not touch bench/README.md) and
@@ -39,6 +44,7 @@ const FOREIGN_LOAD_NOTE: f64 = 0.05;
 
 struct Settings {
     load: wrk::Load,
+    rounds: usize,
     warmup: Duration,
     pin: bool,
     kinds: Vec<Kind>,
@@ -69,8 +75,9 @@ impl Settings {
             load: wrk::Load {
                 threads: 1,
                 connections: u32::try_from(number("NANTIAN_BENCH_CONNECTIONS", 32)?)?,
-                duration: Duration::from_secs(number("NANTIAN_BENCH_SECONDS", 10)?.clamp(1, 120)),
+                duration: Duration::from_secs(number("NANTIAN_BENCH_SECONDS", 5)?.clamp(1, 120)),
             },
+            rounds: usize::try_from(number("NANTIAN_BENCH_ROUNDS", 3)?.clamp(1, 20))?,
             warmup: Duration::from_secs(number("NANTIAN_BENCH_WARMUP_SECONDS", 2)?.clamp(1, 60)),
             pin: number("NANTIAN_BENCH_PIN", 1)? != 0,
             kinds,
@@ -127,19 +134,47 @@ pub fn run(ws: &Workspace) -> Result<()> {
         backend_pid: backend_process.pid(),
         proxy_cpu,
     };
+    let mut started = Vec::new();
     let mut rows = Vec::new();
     for &kind in &settings.kinds {
-        eprintln!("bench: {} …", kind.label());
-        let outcome = match measure(kind, &env, &settings, load_cpu) {
-            Ok(measurement) => Outcome::Measured(measurement),
+        eprintln!("bench: starting {} …", kind.label());
+        match start_checked(kind, &env, &settings, load_cpu) {
+            Ok(target) => started.push(target),
             Err(err) => {
                 let reason = format!("{err:#}");
+                eprintln!("bench: SKIPPED {}: {reason}", kind.label());
+                rows.push(Row {
+                    kind,
+                    outcome: Outcome::Skipped(reason),
+                });
+            }
+        }
+    }
+    for round in 1..=settings.rounds {
+        for target in started.iter_mut().filter(|t| t.failed.is_none()) {
+            eprintln!(
+                "bench: round {round}/{}: {} …",
+                settings.rounds,
+                target.kind.label()
+            );
+            match measure_round(target, &env, &settings, load_cpu) {
+                Ok(result) => target.rounds.push(result),
+                Err(err) => target.failed = Some(format!("{err:#}")),
+            }
+        }
+    }
+    for target in started {
+        let kind = target.kind;
+        let outcome = match target.finish() {
+            Ok(measurement) => Outcome::Measured(measurement),
+            Err(reason) => {
                 eprintln!("bench: SKIPPED {}: {reason}", kind.label());
                 Outcome::Skipped(reason)
             }
         };
         rows.push(Row { kind, outcome });
     }
+    rows.sort_by_key(|row| settings.kinds.iter().position(|k| *k == row.kind));
     drop(backend_process);
 
     let preamble = preamble(&settings, &tools, load_cpu.is_some());
@@ -156,24 +191,60 @@ pub fn run(ws: &Workspace) -> Result<()> {
     Ok(())
 }
 
-/// Starts `kind`, checks it answers and adds (or not) the header, then measures it.
-fn measure(
+/// A target that is up, checked and warm, with its rounds so far.
+struct Started {
+    kind: Kind,
+    target: targets::Running,
+    idle_rss_kib: u64,
+    rounds: Vec<RoundResult>,
+    /// Why it stopped being measured (a process died, wrk failed).
+    failed: Option<String>,
+}
+
+/// One measured round of one target.
+struct RoundResult {
+    requests_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu_us_per_req: f64,
+    notes: Vec<String>,
+}
+
+/// Starts `kind`, checks it answers and adds (or not) the header, and warms it up.
+fn start_checked(
     kind: Kind,
     env: &Env<'_>,
     settings: &Settings,
     load_cpu: Option<usize>,
-) -> Result<Measurement> {
-    let mut target = targets::start(kind, env)?;
+) -> Result<Started> {
+    let target = targets::start(kind, env)?;
     verify(kind, target.addr)?;
-
-    let idle_rss = procfs::rss_kib(&target.measured);
-    let url = format!("http://{}{BENCH_PATH}", target.addr);
+    let idle_rss_kib = procfs::rss_kib(&target.measured);
     let warmup = wrk::Load {
         duration: settings.warmup,
         ..settings.load
     };
-    wrk::run(&env.tools.wrk, &url, warmup, load_cpu).context("warm-up")?;
+    wrk::run(&env.tools.wrk, &url(&target), warmup, load_cpu).context("warm-up")?;
+    Ok(Started {
+        kind,
+        target,
+        idle_rss_kib,
+        rounds: Vec::new(),
+        failed: None,
+    })
+}
 
+fn url(target: &targets::Running) -> String {
+    format!("http://{}{BENCH_PATH}", target.addr)
+}
+
+fn measure_round(
+    started: &mut Started,
+    env: &Env<'_>,
+    settings: &Settings,
+    load_cpu: Option<usize>,
+) -> Result<RoundResult> {
+    let target = &mut started.target;
     // Everything of ours that runs during the load: the target, the backend and wrk
     // (reaped when it exits). The rest of the machine's busy time is someone else's.
     let mut ours = target.measured.clone();
@@ -183,16 +254,15 @@ fn measure(
     let busy_before = procfs::system_busy_ticks();
     let ours_before = procfs::cpu_ticks(&ours) + procfs::reaped_children_ticks();
     let ticks_before = procfs::cpu_ticks(&target.measured);
-    let started = Instant::now();
-    let summary = wrk::run(&env.tools.wrk, &url, settings.load, load_cpu)?;
-    let elapsed = started.elapsed();
+    let started_at = Instant::now();
+    let summary = wrk::run(&env.tools.wrk, &url(target), settings.load, load_cpu)?;
+    let elapsed = started_at.elapsed();
     let ticks = procfs::cpu_ticks(&target.measured).saturating_sub(ticks_before);
     let ours_ticks =
         (procfs::cpu_ticks(&ours) + procfs::reaped_children_ticks()).saturating_sub(ours_before);
     let foreign_ticks = procfs::system_busy_ticks()
         .saturating_sub(busy_before)
         .saturating_sub(ours_ticks);
-    let load_rss = procfs::rss_kib(&target.measured);
     target.check_running()?;
     if summary.requests == 0 {
         bail!("wrk completed no request");
@@ -214,15 +284,51 @@ fn measure(
         ));
     }
     let cpu_seconds = ticks as f64 / hz;
-    Ok(Measurement {
+    Ok(RoundResult {
         requests_per_sec: summary.requests_per_sec,
         p50_us: summary.p50_us,
         p99_us: summary.p99_us,
         cpu_us_per_req: cpu_seconds * 1e6 / summary.requests as f64,
-        idle_rss_mib: idle_rss as f64 / 1024.0,
-        load_rss_mib: load_rss as f64 / 1024.0,
         notes,
     })
+}
+
+impl Started {
+    /// The median of each figure over the rounds; every round's CPU figure in the notes.
+    fn finish(self) -> Result<Measurement, String> {
+        if let Some(reason) = self.failed {
+            return Err(reason);
+        }
+        let load_rss_kib = procfs::rss_kib(&self.target.measured);
+        let median = |figure: fn(&RoundResult) -> f64| {
+            let mut values: Vec<f64> = self.rounds.iter().map(figure).collect();
+            values.sort_by(f64::total_cmp);
+            values.get(values.len() / 2).copied().unwrap_or(0.0)
+        };
+        let mut notes: Vec<String> = Vec::new();
+        for note in self.rounds.iter().flat_map(|r| r.notes.iter()) {
+            if !notes.contains(note) {
+                notes.push(note.clone());
+            }
+        }
+        if self.rounds.len() > 1 {
+            let per_round: Vec<String> = self
+                .rounds
+                .iter()
+                .map(|r| format!("{:.1}", r.cpu_us_per_req))
+                .collect();
+            notes.insert(0, format!("rounds: {} µs", per_round.join(" / ")));
+        }
+        Ok(Measurement {
+            requests_per_sec: median(|r| r.requests_per_sec),
+            p50_us: median(|r| r.p50_us),
+            p99_us: median(|r| r.p99_us),
+            cpu_us_per_req: median(|r| r.cpu_us_per_req),
+            idle_rss_mib: self.idle_rss_kib as f64 / 1024.0,
+            load_rss_mib: load_rss_kib as f64 / 1024.0,
+            notes,
+        })
+    }
 }
 
 /// Keeps the comparison honest: the request must reach our backend through the target, and
@@ -277,10 +383,11 @@ fn preamble(settings: &Settings, tools: &tools::Tools, pinned: bool) -> Vec<Stri
         ),
         String::new(),
         format!(
-            "Load: `wrk -t{} -c{} -d{}s --latency` after a {}s warm-up, `GET /bench` (19-byte body); {}.",
+            "Load: `wrk -t{} -c{} -d{}s --latency` per target per round, {} rounds alternating between the targets (the table shows each one's median round), after a {}s warm-up each; `GET /bench` (19-byte body); {}.",
             load.threads,
             load.connections,
             load.duration.as_secs(),
+            settings.rounds,
             settings.warmup.as_secs(),
             if pinned {
                 "the proxy pinned to CPU 1, wrk and the echo backend to CPU 0"

@@ -12,8 +12,10 @@ use super::http;
 use super::procfs::{self, Process};
 use super::targets::{Env, Running, ensure_free, fill, read_template, target_dir, wait_ready};
 
-/// The Gateway's `spec.addresses` value and listener port.
+/// The Gateway's `spec.addresses` value (without and with the filter: both rows run at
+/// once, so their rounds can alternate) and listener port.
 pub const GATEWAY_ADDRESS: &str = "127.0.30.1";
+pub const GATEWAY_ADDRESS_WITH_FILTER: &str = "127.0.30.4";
 pub const GATEWAY_PORT: u16 = 8080;
 
 const HEADER_FILTER: &str = "      filters:
@@ -31,7 +33,12 @@ pub fn start(env: &Env<'_>, with_filter: bool) -> Result<Running> {
             bail!("{} is not built (cargo xtask build)", binary.display());
         }
     }
-    let addr = SocketAddr::new(GATEWAY_ADDRESS.parse()?, GATEWAY_PORT);
+    let gateway_address = if with_filter {
+        GATEWAY_ADDRESS_WITH_FILTER
+    } else {
+        GATEWAY_ADDRESS
+    };
+    let addr = SocketAddr::new(gateway_address.parse()?, GATEWAY_PORT);
     ensure_free(addr)?;
     let name = if with_filter {
         "nantian-wasm"
@@ -56,7 +63,7 @@ pub fn start(env: &Env<'_>, with_filter: bool) -> Result<Running> {
     let config = fill(
         &read_template(env, "nantian.yaml.template")?,
         &[
-            ("GATEWAY_ADDRESS", GATEWAY_ADDRESS),
+            ("GATEWAY_ADDRESS", gateway_address),
             ("GATEWAY_PORT", &GATEWAY_PORT.to_string()),
             ("BACKEND_ADDRESS", &env.backend.ip().to_string()),
             ("BACKEND_PORT", &env.backend.port().to_string()),
