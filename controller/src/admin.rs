@@ -44,7 +44,11 @@ async fn status(State(s): State<AdminState>) -> impl IntoResponse {
         .as_ref()
         .map(|t| serde_json::to_value(&t.statuses).unwrap_or_default())
         .unwrap_or_else(|| json!([]));
-    Json(json!({ "items": items, "errors": board.errors }))
+    Json(json!({
+        "items": items,
+        "errors": board.errors,
+        "translations": board.translations,
+    }))
 }
 
 async fn hosts(State(s): State<AdminState>) -> impl IntoResponse {

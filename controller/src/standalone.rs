@@ -32,6 +32,8 @@ pub const BUILTIN_FILTERS: &[(&str, &str)] = &[("header-modifier", "header-modif
 pub struct StatusBoard {
     pub translation: Option<Translation>,
     pub errors: Vec<LoadError>,
+    /// How many times the directory was translated: once at start, then once per change.
+    pub translations: u64,
 }
 
 pub type SharedStatus = Arc<RwLock<StatusBoard>>;
@@ -144,7 +146,9 @@ impl Standalone {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
+                // Reading the directory to translate it reports access events: reacting
+                // to those would re-translate in a loop.
+                if event.is_ok_and(|e| !e.kind.is_access()) {
                     let _ = tx.send(());
                 }
             })?;
@@ -201,6 +205,7 @@ impl Standalone {
         let mut board = self.status.write().unwrap();
         board.translation = Some(translation);
         board.errors = errors;
+        board.translations += 1;
     }
 }
 

@@ -413,3 +413,21 @@ async fn invalid_yaml_is_reported_and_the_rest_keeps_working() {
     .await;
     assert_eq!(pod_for(get(&addr, "example.com", "/api")).await, "v2-pod");
 }
+
+#[tokio::test]
+async fn an_unchanged_directory_is_translated_once_per_change() {
+    let (env, addr) = matching_env().await;
+    assert_eq!(pod_for(get(&addr, "example.com", "/api")).await, "v2-pod");
+    let count = |s: serde_json::Value| s["translations"].as_u64().expect("translations");
+    let settled = count(env.status().await);
+    // Reading the files must not count as a change: the count stays put while idle…
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(count(env.status().await), settled);
+    // …and moves when a file does.
+    env.write("touch.yaml", "# a comment only\n");
+    wait_for(
+        || async { count(env.status().await) > settled },
+        "a translation after the write",
+    )
+    .await;
+}
