@@ -6,7 +6,7 @@
 //! host's state unchanged on both sides (the host keeps its last good config), and is
 //! recorded so the admin API can report it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -44,6 +44,9 @@ pub struct SnapshotCache {
 #[derive(Default)]
 struct CacheInner {
     gateways: HashMap<GatewayKey, watch::Sender<Arc<GatewaySnapshot>>>,
+    /// Gateways no longer in the config whose hosts are still connected (and being
+    /// stopped). Readiness does not wait for them.
+    retired: HashSet<GatewayKey>,
     hosts: BTreeMap<String, HostState>,
 }
 
@@ -55,6 +58,7 @@ impl SnapshotCache {
         let mut seen = Vec::with_capacity(snapshots.len());
         for snapshot in snapshots {
             let key = snapshot.gateway.clone();
+            inner.retired.remove(&key);
             seen.push(key.clone());
             let snapshot = Arc::new(snapshot);
             match inner.gateways.get(&key) {
@@ -72,19 +76,28 @@ impl SnapshotCache {
                 }
             }
         }
-        inner.gateways.retain(|key, tx| {
+        let CacheInner {
+            gateways, retired, ..
+        } = &mut *inner;
+        gateways.retain(|key, tx| {
             seen.contains(key) || {
                 let _ = tx.send(Arc::new(GatewaySnapshot::empty(key.clone())));
+                retired.insert(key.clone());
                 tx.receiver_count() > 0
             }
         });
+        retired.retain(|key| gateways.contains_key(key));
     }
 
-    /// True once every published Gateway has a connected host that ACKed its newest
+    /// True once every Gateway in the config has a connected host that ACKed its newest
     /// snapshot.
     pub fn all_acked(&self) -> bool {
         let inner = self.inner.lock().unwrap();
-        inner.gateways.iter().all(|(key, tx)| {
+        let current = inner
+            .gateways
+            .iter()
+            .filter(|(key, _)| !inner.retired.contains(*key));
+        current.into_iter().all(|(key, tx)| {
             let version = tx.borrow().version.clone();
             inner.hosts.values().any(|h| {
                 h.connected
@@ -345,6 +358,25 @@ mod tests {
         cache.update_host("h1", |h| h.acked_version = Some(version));
         assert!(cache.all_acked());
         cache.publish(vec![snapshot(&[("a", "2")])]);
+        assert!(!cache.all_acked());
+    }
+
+    #[test]
+    fn readiness_does_not_wait_for_a_removed_gateway_whose_host_is_stopping() {
+        let cache = SnapshotCache::default();
+        let key = GatewayKey::new("ns", "gw");
+        cache.publish(vec![snapshot(&[("a", "1")])]);
+        cache.register_host("h1", &key);
+        // The host is still connected (subscribed) when its Gateway leaves the config,
+        // and never ACKs the empty snapshot it is sent before it is stopped.
+        let stopping = cache.subscribe(&key);
+        cache.publish(vec![]);
+        assert!(cache.all_acked(), "nothing left to wait for");
+        drop(stopping);
+        cache.publish(vec![]);
+        assert!(cache.inner.lock().unwrap().retired.is_empty());
+        // The same Gateway coming back is waited for again.
+        cache.publish(vec![snapshot(&[("a", "1")])]);
         assert!(!cache.all_acked());
     }
 }

@@ -225,8 +225,9 @@ impl Replay {
                 return Ok(());
             }
             if start.elapsed() >= self.max_time {
+                let hosts = self.env.controller_hosts().await;
                 return Err(format!(
-                    "controller /readyz is {status:?} after {:?}",
+                    "controller /readyz is {status:?} after {:?}; hosts: {hosts}",
                     self.max_time
                 ));
             }
