@@ -27,6 +27,7 @@ pub mod server;
 pub mod snapshot;
 pub mod upstream;
 mod upstream_h1;
+mod upstream_h1_direct;
 pub mod xds_client;
 
 pub use gateway::Gateway;

