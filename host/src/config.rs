@@ -57,6 +57,16 @@ pub struct RouteSpec {
     pub matches: Vec<MatchSpec>,
     pub filters: Vec<FilterSpec>,
     pub backends: Vec<BackendRefSpec>,
+    pub timeouts: Timeouts,
+}
+
+/// HTTPRoute rule timeouts; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From the request's arrival until the response is complete.
+    pub request: Option<Duration>,
+    /// One exchange with the backend, until its response is complete.
+    pub backend_request: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +107,7 @@ pub struct QueryMatch {
 #[derive(Debug, Clone)]
 pub enum FilterSpec {
     Redirect(Arc<RedirectSpec>),
+    Rewrite(Arc<RewriteSpec>),
     Wasm(WasmFilterSpec),
 }
 
@@ -113,6 +124,13 @@ pub struct RedirectSpec {
     pub port: Option<u16>,
     pub path: Option<PathModifier>,
     pub status: u16,
+}
+
+/// Gateway API URLRewrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewriteSpec {
+    pub hostname: Option<Box<str>>,
+    pub path: Option<PathModifier>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

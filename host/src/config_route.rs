@@ -9,7 +9,8 @@ use regex::Regex;
 
 use crate::config::{
     BackendRefSpec, ConfigError, FilterSpec, HeaderMatch, MatchSpec, PathMatch, PathModifier,
-    QueryMatch, RedirectSpec, RouteSpec, Scheme, ValueMatch, WasmFilterSpec, invalid,
+    QueryMatch, RedirectSpec, RewriteSpec, RouteSpec, Scheme, Timeouts, ValueMatch, WasmFilterSpec,
+    invalid,
 };
 use crate::hostname::Hostname;
 
@@ -50,7 +51,13 @@ impl TryFrom<&pb::Route> for RouteSpec {
                 })
             })
             .collect::<Result<_, ConfigError>>()?;
+        let millis = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
+        let timeouts = Timeouts {
+            request: millis(pb.request_timeout_millis),
+            backend_request: millis(pb.backend_request_timeout_millis),
+        };
         Ok(RouteSpec {
+            timeouts,
             name: pb.name.as_str().into(),
             namespace: pb.route_namespace.clone(),
             route_name: pb.route_name.clone(),
@@ -67,8 +74,10 @@ impl TryFrom<&pb::Route> for RouteSpec {
 
 /// Gateway API: ReplacePrefixMatch only makes sense when every match is a PathPrefix.
 fn check_prefix_rewrite(filters: &[FilterSpec], matches: &[MatchSpec]) -> Result<(), ConfigError> {
-    let uses_prefix_rewrite = filters.iter().any(|f| {
-        matches!(f, FilterSpec::Redirect(r) if matches!(r.path, Some(PathModifier::ReplacePrefixMatch(_))))
+    let uses_prefix_rewrite = filters.iter().any(|f| match f {
+        FilterSpec::Redirect(r) => matches!(r.path, Some(PathModifier::ReplacePrefixMatch(_))),
+        FilterSpec::Rewrite(r) => matches!(r.path, Some(PathModifier::ReplacePrefixMatch(_))),
+        FilterSpec::Wasm(_) => false,
     });
     if uses_prefix_rewrite
         && !matches
@@ -205,11 +214,57 @@ fn convert_filters(filters: &[pb::RouteFilter]) -> Result<Vec<FilterSpec>, Confi
                 FilterSpec::Redirect(Arc::new(RedirectSpec::try_from(r)?))
             }
             Some(pb::route_filter::Kind::Wasm(w)) => FilterSpec::Wasm(WasmFilterSpec::try_from(w)?),
+            Some(pb::route_filter::Kind::UrlRewrite(r)) => {
+                if out.iter().any(|s| matches!(s, FilterSpec::Rewrite(_))) {
+                    return Err(ConfigError::Conflict(
+                        "more than one URLRewrite filter".into(),
+                    ));
+                }
+                FilterSpec::Rewrite(Arc::new(RewriteSpec {
+                    hostname: exact_hostname("rewrite hostname", &r.hostname)?,
+                    path: path_modifier("rewrite path", r.path.as_ref())?,
+                }))
+            }
             None => return Err(invalid("filter", "", "has no kind")),
         };
         out.push(spec);
     }
     Ok(out)
+}
+
+/// An optional exact hostname (empty: none).
+fn exact_hostname(field: &'static str, h: &str) -> Result<Option<Box<str>>, ConfigError> {
+    match h {
+        "" => Ok(None),
+        h => match Hostname::parse(h)? {
+            Hostname::Exact(exact) => Ok(Some(exact)),
+            Hostname::Wildcard(_) => Err(invalid(field, h, "must not be a wildcard")),
+        },
+    }
+}
+
+fn path_modifier(
+    field: &'static str,
+    m: Option<&pb::PathModifier>,
+) -> Result<Option<PathModifier>, ConfigError> {
+    let Some(m) = m else { return Ok(None) };
+    Ok(Some(match m.r#type.as_str() {
+        "ReplaceFullPath" if m.value.starts_with('/') => {
+            PathModifier::ReplaceFullPath(m.value.as_str().into())
+        }
+        "ReplacePrefixMatch" if m.value.is_empty() || m.value.starts_with('/') => {
+            PathModifier::ReplacePrefixMatch(m.value.as_str().into())
+        }
+        "ReplaceFullPath" | "ReplacePrefixMatch" => {
+            return Err(invalid(field, &m.value, "must start with '/'"));
+        }
+        other => {
+            return Err(ConfigError::Unsupported {
+                field: "path modifier",
+                value: other.to_string(),
+            });
+        }
+    }))
 }
 
 impl TryFrom<&pb::RequestRedirect> for RedirectSpec {
@@ -227,41 +282,14 @@ impl TryFrom<&pb::RequestRedirect> for RedirectSpec {
                 });
             }
         };
-        let hostname = match pb.hostname.as_str() {
-            "" => None,
-            h => match Hostname::parse(h)? {
-                Hostname::Exact(exact) => Some(exact),
-                Hostname::Wildcard(_) => {
-                    return Err(invalid("redirect hostname", h, "must not be a wildcard"));
-                }
-            },
-        };
+        let hostname = exact_hostname("redirect hostname", &pb.hostname)?;
         let port = match pb.port {
             0 => None,
             p => Some(
                 u16::try_from(p).map_err(|_| invalid("redirect port", p, "must be 1..=65535"))?,
             ),
         };
-        let path = match &pb.path {
-            None => None,
-            Some(m) => Some(match m.r#type.as_str() {
-                "ReplaceFullPath" if m.value.starts_with('/') => {
-                    PathModifier::ReplaceFullPath(m.value.as_str().into())
-                }
-                "ReplacePrefixMatch" if m.value.is_empty() || m.value.starts_with('/') => {
-                    PathModifier::ReplacePrefixMatch(m.value.as_str().into())
-                }
-                "ReplaceFullPath" | "ReplacePrefixMatch" => {
-                    return Err(invalid("redirect path", &m.value, "must start with '/'"));
-                }
-                other => {
-                    return Err(ConfigError::Unsupported {
-                        field: "redirect path modifier",
-                        value: other.to_string(),
-                    });
-                }
-            }),
-        };
+        let path = path_modifier("redirect path", pb.path.as_ref())?;
         let status = match pb.status_code {
             0 => 302,
             s @ (301 | 302 | 303 | 307 | 308) => s as u16,

@@ -19,10 +19,10 @@ use nantian_wasm::{
 use smallvec::SmallVec;
 use tracing::warn;
 
-use crate::config::{RedirectSpec, Scheme};
+use crate::config::{PathModifier, RedirectSpec, RewriteSpec, Scheme};
 use crate::hostname::strip_port;
 use crate::metrics::{FilterMetrics, Phase};
-use crate::redirect::{RedirectRequest, location};
+use crate::redirect::{RedirectRequest, location, replace_prefix};
 use crate::upstream::{BoxError, ProxyBody};
 
 /// A Wasm filter bound with its configuration, ready to run.
@@ -39,6 +39,7 @@ pub struct WasmStep {
 pub enum ChainStep {
     Wasm(Arc<WasmStep>),
     Redirect(Arc<RedirectSpec>),
+    Rewrite(Arc<RewriteSpec>),
 }
 
 /// What a redirect needs beyond the request itself.
@@ -81,6 +82,10 @@ impl FilterRun {
             let wasm = match step {
                 ChainStep::Redirect(spec) => {
                     return Flow::Respond(redirect_response(spec, req, redirect));
+                }
+                ChainStep::Rewrite(spec) => {
+                    rewrite(spec, req, redirect.matched_prefix);
+                    continue;
                 }
                 ChainStep::Wasm(wasm) => wasm,
             };
@@ -276,6 +281,45 @@ fn local_response(local: LocalResponse) -> Response<ProxyBody> {
     resp
 }
 
+/// Applies a URLRewrite to the request about to be forwarded: the new hostname becomes
+/// the `Host` (and the URI's authority, which HTTP/2 forwarding uses); the path is
+/// replaced whole or by its matched prefix, keeping the query.
+fn rewrite(spec: &RewriteSpec, req: &mut request::Parts, matched_prefix: Option<&str>) {
+    if let Some(host) = &spec.hostname
+        && let Ok(value) = HeaderValue::from_str(host)
+    {
+        req.headers.insert(http::header::HOST, value);
+        if req.uri.authority().is_some() {
+            let mut parts = req.uri.clone().into_parts();
+            parts.authority = host.parse().ok();
+            if let Ok(uri) = http::Uri::from_parts(parts) {
+                req.uri = uri;
+            }
+        }
+    }
+    let path = match (&spec.path, matched_prefix) {
+        (None, _) => return,
+        (Some(PathModifier::ReplaceFullPath(full)), _) => full.to_string(),
+        (Some(PathModifier::ReplacePrefixMatch(replacement)), Some(prefix)) => {
+            replace_prefix(req.uri.path(), prefix, replacement)
+        }
+        // Validation ties ReplacePrefixMatch to PathPrefix matches.
+        (Some(PathModifier::ReplacePrefixMatch(_)), None) => return,
+    };
+    let path_and_query = match req.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let mut parts = req.uri.clone().into_parts();
+    match path_and_query.parse() {
+        Ok(pq) => parts.path_and_query = Some(pq),
+        Err(_) => return,
+    }
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        req.uri = uri;
+    }
+}
+
 fn redirect_response(
     spec: &RedirectSpec,
     req: &request::Parts,
@@ -316,4 +360,54 @@ fn redirect_response(
         }
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, host: &str) -> request::Parts {
+        let mut req = http::Request::builder().uri(uri);
+        if !host.is_empty() {
+            req = req.header(http::header::HOST, host);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    fn spec(hostname: Option<&str>, path: Option<PathModifier>) -> RewriteSpec {
+        RewriteSpec {
+            hostname: hostname.map(Into::into),
+            path,
+        }
+    }
+
+    #[test]
+    fn rewrites_replace_the_path_and_keep_the_query() {
+        let mut req = parts("/prefix/one/two?x=1", "gw");
+        let prefix = spec(None, Some(PathModifier::ReplacePrefixMatch("/one".into())));
+        rewrite(&prefix, &mut req, Some("/prefix/one"));
+        assert_eq!(req.uri, "/one/two?x=1");
+        let mut req = parts("/strip", "gw");
+        let strip = spec(None, Some(PathModifier::ReplacePrefixMatch("/".into())));
+        rewrite(&strip, &mut req, Some("/strip"));
+        assert_eq!(req.uri, "/");
+        let mut req = parts("/full/a?y=2", "gw");
+        let full = spec(None, Some(PathModifier::ReplaceFullPath("/b".into())));
+        rewrite(&full, &mut req, None);
+        assert_eq!(req.uri, "/b?y=2");
+        assert_eq!(req.headers[http::header::HOST], "gw");
+    }
+
+    #[test]
+    fn a_hostname_rewrite_replaces_host_and_the_uri_authority() {
+        let mut req = parts("/p", "gw.example:8080");
+        rewrite(&spec(Some("svc.internal"), None), &mut req, None);
+        assert_eq!(req.headers[http::header::HOST], "svc.internal");
+        assert_eq!(req.uri, "/p");
+        // HTTP/2: the authority is in the URI, and forwarding takes it from there.
+        let mut req = parts("http://gw.example/p?q", "");
+        rewrite(&spec(Some("svc.internal"), None), &mut req, None);
+        assert_eq!(req.uri, "http://svc.internal/p?q");
+        assert_eq!(req.headers[http::header::HOST], "svc.internal");
+    }
 }

@@ -25,6 +25,7 @@ pub mod redirect;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+mod timeout;
 pub mod upstream;
 mod upstream_h1;
 mod upstream_h1_direct;

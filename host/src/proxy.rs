@@ -12,6 +12,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
 use tracing::debug;
 
 use crate::config::{PathMatch, Scheme};
@@ -20,7 +21,8 @@ use crate::filter_chain::{FilterRun, Flow, RedirectContext, status_response};
 use crate::forwarding::{is_websocket_upgrade, prepare_request_headers, strip_hop_by_hop};
 use crate::router::Candidate;
 use crate::snapshot::Rule;
-use crate::upstream::{BoxError, ProxyBody, UpstreamError};
+use crate::timeout::{DeadlineBody, backend_deadline};
+use crate::upstream::{BoxError, ProxyBody, Upstream, UpstreamError};
 
 /// A request the router matched, with what it matched.
 pub struct ProxyRequest<'a> {
@@ -31,6 +33,8 @@ pub struct ProxyRequest<'a> {
 }
 
 pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<ProxyBody> {
+    // The request timeout counts from here: the request has arrived and been routed.
+    let request_deadline = p.rule.timeouts.request.map(|t| Instant::now() + t);
     let (mut parts, body) = req.into_parts();
     let redirect = RedirectContext {
         scheme: Scheme::Http,
@@ -79,10 +83,11 @@ pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<Pr
         } else {
             box_body(body)
         };
-        let result = upstream.send(Request::from_parts(parts, body)).await;
+        let deadline = backend_deadline(&p.rule.timeouts, request_deadline);
+        let result = send_within(upstream, Request::from_parts(parts, body), deadline).await;
         return match result {
             Ok(resp) => upstream_response(resp, client_upgrade, None),
-            Err(e) => upstream_error(&e),
+            Err(e) => e.response(),
         };
     }
 
@@ -97,7 +102,8 @@ pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<Pr
     } else {
         box_body(body)
     };
-    let result = upstream.send(Request::from_parts(parts, body)).await;
+    let deadline = backend_deadline(&p.rule.timeouts, request_deadline);
+    let result = send_within(upstream, Request::from_parts(parts, body), deadline).await;
     // A request-body filter that answered wins over whatever the upstream said.
     if let Some(local) = lock(&shared).local_response.take() {
         return local;
@@ -105,7 +111,7 @@ pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<Pr
     match result {
         Ok(resp) => upstream_response(resp, client_upgrade, Some(&shared)),
         Err(e) => {
-            let (mut head, body) = upstream_error(&e).into_parts();
+            let (mut head, body) = e.response().into_parts();
             let mut guard = lock(&shared);
             let SharedRun { run, request, .. } = &mut *guard;
             match run.response_headers(request, &mut head) {
@@ -189,6 +195,43 @@ fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
             debug!("websocket tunnel closed: {e}");
         }
     });
+}
+
+/// Why no upstream response came back.
+enum SendError {
+    Upstream(UpstreamError),
+    TimedOut,
+}
+
+impl SendError {
+    fn response(&self) -> Response<ProxyBody> {
+        match self {
+            SendError::Upstream(e) => upstream_error(e),
+            SendError::TimedOut => {
+                status_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout\n")
+            }
+        }
+    }
+}
+
+/// Sends to the upstream; with a deadline, the response head must arrive before it (else
+/// 504) and the body is cut off at it.
+async fn send_within(
+    upstream: &Upstream,
+    req: Request<ProxyBody>,
+    deadline: Option<Instant>,
+) -> Result<Response<ProxyBody>, SendError> {
+    let Some(deadline) = deadline else {
+        return upstream.send(req).await.map_err(SendError::Upstream);
+    };
+    match tokio::time::timeout_at(deadline, upstream.send(req)).await {
+        Ok(Ok(resp)) => Ok(resp.map(|body| DeadlineBody::wrap(body, deadline))),
+        Ok(Err(e)) => Err(SendError::Upstream(e)),
+        Err(_) => {
+            debug!(backend = %upstream.name, "upstream request timed out");
+            Err(SendError::TimedOut)
+        }
+    }
 }
 
 fn upstream_error(e: &UpstreamError) -> Response<ProxyBody> {

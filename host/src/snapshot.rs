@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 
-use crate::config::{ConfigDump, ConfigSet, FilterSpec, WasmFilterSpec};
+use crate::config::{ConfigDump, ConfigSet, FilterSpec, Timeouts, WasmFilterSpec};
 use crate::filter_chain::{ChainStep, WasmStep};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::router::{BindTable, build_tables};
@@ -28,6 +28,7 @@ pub struct Rule {
     pub metrics: RouteMetrics,
     pub filters: Box<[ChainStep]>,
     pub backends: Weighted<BackendChoice>,
+    pub timeouts: Timeouts,
 }
 
 pub struct BackendChoice {
@@ -60,6 +61,7 @@ impl Snapshot {
                 .iter()
                 .map(|f| match f {
                     FilterSpec::Redirect(spec) => ChainStep::Redirect(spec.clone()),
+                    FilterSpec::Rewrite(spec) => ChainStep::Rewrite(spec.clone()),
                     FilterSpec::Wasm(spec) => ChainStep::Wasm(resolved.steps[spec].clone()),
                 })
                 .collect()
@@ -71,6 +73,7 @@ impl Snapshot {
                 name: route.name.clone(),
                 metrics: metrics.route(route.name.clone()),
                 filters: chain(&route.filters),
+                timeouts: route.timeouts,
                 backends: Weighted::new(route.backends.iter().map(|b| {
                     let choice = BackendChoice {
                         upstream: b

@@ -1,7 +1,7 @@
 //! HTTPRoute filters → `config::RouteFilter`s.
 //!
-//! Header modifiers run as the built-in header-modifier Wasm component; redirects are
-//! native. Everything else is reported as unsupported (Err with a message naming it).
+//! Header modifiers run as the built-in header-modifier Wasm component; redirects and
+//! URL rewrites are native (they depend on the match that selected the rule). Everything else is reported as unsupported (Err with a message naming it).
 
 use std::collections::BTreeMap;
 
@@ -9,6 +9,7 @@ use gateway_api::httproutes::{
     HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters, HttpRouteRulesFiltersRequestRedirect,
     HttpRouteRulesFiltersRequestRedirectPathType as RedirectPathType,
     HttpRouteRulesFiltersRequestRedirectScheme as Scheme, HttpRouteRulesFiltersType as FilterType,
+    HttpRouteRulesFiltersUrlRewrite, HttpRouteRulesFiltersUrlRewritePathType as RewritePathType,
 };
 use nantian_proto::config;
 use nantian_proto::config::route_filter::Kind;
@@ -73,6 +74,7 @@ pub(super) fn rule_filters(
                 modules,
             ),
             FilterType::RequestRedirect => redirect(f.request_redirect.as_ref(), matches),
+            FilterType::UrlRewrite => url_rewrite(f.url_rewrite.as_ref(), matches),
             ref other => Err(format!("filter {} is not supported", type_name(other))),
         };
         match kind {
@@ -163,6 +165,46 @@ fn header_modifier<T: Serialize>(
     }))
 }
 
+/// A URLRewrite: the Host and path the request is forwarded with. ReplacePrefixMatch has
+/// the same constraint as for redirects.
+fn url_rewrite(
+    r: Option<&HttpRouteRulesFiltersUrlRewrite>,
+    matches: &[config::RouteMatch],
+) -> Result<Kind, String> {
+    let r = r.ok_or("filter URLRewrite has no urlRewrite settings")?;
+    let path = match &r.path {
+        None => None,
+        Some(p) => Some(match p.r#type {
+            RewritePathType::ReplaceFullPath => config::PathModifier {
+                r#type: "ReplaceFullPath".to_string(),
+                value: p.replace_full_path.clone().unwrap_or_default(),
+            },
+            RewritePathType::ReplacePrefixMatch => {
+                if !all_prefix_matches(matches) {
+                    return Err(
+                        "URLRewrite ReplacePrefixMatch needs every match of the rule to be a PathPrefix match"
+                            .to_string(),
+                    );
+                }
+                config::PathModifier {
+                    r#type: "ReplacePrefixMatch".to_string(),
+                    value: p.replace_prefix_match.clone().unwrap_or_default(),
+                }
+            }
+        }),
+    };
+    Ok(Kind::UrlRewrite(config::UrlRewrite {
+        hostname: r.hostname.clone().unwrap_or_default(),
+        path,
+    }))
+}
+
+fn all_prefix_matches(matches: &[config::RouteMatch]) -> bool {
+    matches
+        .iter()
+        .all(|m| m.path.as_ref().is_some_and(|p| p.r#type == "PathPrefix"))
+}
+
 const REDIRECT_CODES: &[i64] = &[301, 302, 303, 307, 308];
 
 fn redirect(
@@ -184,10 +226,7 @@ fn redirect(
                 value: p.replace_full_path.clone().unwrap_or_default(),
             },
             RedirectPathType::ReplacePrefixMatch => {
-                let all_prefix = matches
-                    .iter()
-                    .all(|m| m.path.as_ref().is_some_and(|p| p.r#type == "PathPrefix"));
-                if !all_prefix {
+                if !all_prefix_matches(matches) {
                     return Err(
                         "RequestRedirect ReplacePrefixMatch needs every match of the rule to be a PathPrefix match"
                             .to_string(),

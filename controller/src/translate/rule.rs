@@ -7,6 +7,7 @@ use gateway_api::httproutes::{
     HttpRoute, HttpRouteRules, HttpRouteRulesMatches,
     HttpRouteRulesMatchesHeadersType as HeaderType, HttpRouteRulesMatchesMethod as Method,
     HttpRouteRulesMatchesPathType as PathType, HttpRouteRulesMatchesQueryParamsType as QueryType,
+    HttpRouteRulesTimeouts,
 };
 use nantian_proto::config;
 
@@ -55,9 +56,14 @@ pub(super) fn translate_rules(
                 Vec::new()
             }
         };
-        if rule.timeouts.is_some() {
-            fail("timeouts are not supported".to_string());
-        }
+        let (request_timeout_millis, backend_request_timeout_millis) =
+            match timeouts(rule.timeouts.as_ref()) {
+                Ok(t) => t,
+                Err(message) => {
+                    fail(message);
+                    (0, 0)
+                }
+            };
         let filters = filter::rule_filters(
             opts,
             rule.filters.as_deref().unwrap_or_default(),
@@ -114,6 +120,8 @@ pub(super) fn translate_rules(
             matches,
             filters,
             backends: backend_refs,
+            request_timeout_millis,
+            backend_request_timeout_millis,
         });
     }
 
@@ -131,6 +139,58 @@ pub(super) fn translate_rules(
         unsupported,
         resolved_refs: combine(ref_problems),
     }
+}
+
+/// `timeouts.request` and `timeouts.backendRequest` in milliseconds, 0 for none (unset or
+/// "0s", which the spec says disables the timeout). A backendRequest longer than the
+/// request timeout is invalid (the CRD's CEL rule says so; standalone mode has no API
+/// server to enforce it).
+fn timeouts(t: Option<&HttpRouteRulesTimeouts>) -> Result<(u64, u64), String> {
+    let Some(t) = t else { return Ok((0, 0)) };
+    let parse = |field: &str, value: &Option<String>| match value {
+        None => Ok(0),
+        Some(v) => parse_duration_millis(v)
+            .ok_or_else(|| format!("timeouts.{field} {v:?} is not a Gateway API duration")),
+    };
+    let request = parse("request", &t.request)?;
+    let backend = parse("backendRequest", &t.backend_request)?;
+    if request > 0 && backend > request {
+        return Err(format!(
+            "timeouts.backendRequest ({backend} ms) must not be longer than timeouts.request ({request} ms)"
+        ));
+    }
+    Ok((request, backend))
+}
+
+/// A GEP-2257 duration (`^([0-9]{1,5}(h|m|s|ms)){1,4}$`, e.g. "1h30m", "500ms") in
+/// milliseconds.
+fn parse_duration_millis(text: &str) -> Option<u64> {
+    let mut rest = text;
+    let mut total = 0u64;
+    let mut parts = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 5 {
+            return None;
+        }
+        let number: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit_millis, unit_len) = if rest.starts_with("ms") {
+            (1, 2)
+        } else if rest.starts_with('h') {
+            (3_600_000, 1)
+        } else if rest.starts_with('m') {
+            (60_000, 1)
+        } else if rest.starts_with('s') {
+            (1_000, 1)
+        } else {
+            return None;
+        };
+        rest = &rest[unit_len..];
+        total += number * unit_millis;
+        parts += 1;
+    }
+    (1..=4).contains(&parts).then_some(total)
 }
 
 /// Matches with Gateway API defaults filled in: no matches means one PathPrefix "/"
@@ -233,5 +293,30 @@ fn method_name(m: &Method) -> &'static str {
         Method::Options => "OPTIONS",
         Method::Trace => "TRACE",
         Method::Patch => "PATCH",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_api_durations_parse_to_milliseconds() {
+        assert_eq!(parse_duration_millis("500ms"), Some(500));
+        assert_eq!(parse_duration_millis("0s"), Some(0));
+        assert_eq!(parse_duration_millis("1h30m"), Some(5_400_000));
+        assert_eq!(parse_duration_millis("1m1s1ms"), Some(61_001));
+        for bad in [
+            "",
+            "10",
+            "1.5s",
+            "100000s",
+            "1d",
+            "1s1s1s1s1s",
+            "10 seconds",
+            "-1s",
+        ] {
+            assert_eq!(parse_duration_millis(bad), None, "{bad:?}");
+        }
     }
 }
