@@ -108,6 +108,7 @@ pub struct QueryMatch {
 pub enum FilterSpec {
     Redirect(Arc<RedirectSpec>),
     Rewrite(Arc<RewriteSpec>),
+    Mirror(MirrorSpec),
     Wasm(WasmFilterSpec),
 }
 
@@ -124,6 +125,15 @@ pub struct RedirectSpec {
     pub port: Option<u16>,
     pub path: Option<PathModifier>,
     pub status: u16,
+}
+
+/// Gateway API RequestMirror: `numerator` of every `denominator` requests are copied to
+/// `backend`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorSpec {
+    pub backend: String,
+    pub numerator: u32,
+    pub denominator: u32,
 }
 
 /// Gateway API URLRewrite.

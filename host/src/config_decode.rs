@@ -120,10 +120,14 @@ fn check_references(set: &ConfigSet, rejections: &mut Rejections) {
         }
         for filters in filter_lists {
             for filter in filters {
-                if let FilterSpec::Wasm(w) = filter
-                    && !modules.contains_key(w.module.as_str())
-                {
-                    rejections.add(&route.name, unknown("filter module", &w.module));
+                match filter {
+                    FilterSpec::Wasm(w) if !modules.contains_key(w.module.as_str()) => {
+                        rejections.add(&route.name, unknown("filter module", &w.module));
+                    }
+                    FilterSpec::Mirror(m) if !backends.contains_key(m.backend.as_str()) => {
+                        rejections.add(&route.name, unknown("backend", &m.backend));
+                    }
+                    _ => {}
                 }
             }
         }

@@ -8,9 +8,9 @@ use nantian_proto::config as pb;
 use regex::Regex;
 
 use crate::config::{
-    BackendRefSpec, ConfigError, FilterSpec, HeaderMatch, MatchSpec, PathMatch, PathModifier,
-    QueryMatch, RedirectSpec, RewriteSpec, RouteSpec, Scheme, Timeouts, ValueMatch, WasmFilterSpec,
-    invalid,
+    BackendRefSpec, ConfigError, FilterSpec, HeaderMatch, MatchSpec, MirrorSpec, PathMatch,
+    PathModifier, QueryMatch, RedirectSpec, RewriteSpec, RouteSpec, Scheme, Timeouts, ValueMatch,
+    WasmFilterSpec, invalid,
 };
 use crate::hostname::Hostname;
 
@@ -77,7 +77,7 @@ fn check_prefix_rewrite(filters: &[FilterSpec], matches: &[MatchSpec]) -> Result
     let uses_prefix_rewrite = filters.iter().any(|f| match f {
         FilterSpec::Redirect(r) => matches!(r.path, Some(PathModifier::ReplacePrefixMatch(_))),
         FilterSpec::Rewrite(r) => matches!(r.path, Some(PathModifier::ReplacePrefixMatch(_))),
-        FilterSpec::Wasm(_) => false,
+        FilterSpec::Wasm(_) | FilterSpec::Mirror(_) => false,
     });
     if uses_prefix_rewrite
         && !matches
@@ -214,6 +214,20 @@ fn convert_filters(filters: &[pb::RouteFilter]) -> Result<Vec<FilterSpec>, Confi
                 FilterSpec::Redirect(Arc::new(RedirectSpec::try_from(r)?))
             }
             Some(pb::route_filter::Kind::Wasm(w)) => FilterSpec::Wasm(WasmFilterSpec::try_from(w)?),
+            Some(pb::route_filter::Kind::RequestMirror(m)) => {
+                if m.denominator == 0 || m.numerator > m.denominator {
+                    return Err(invalid(
+                        "mirror share",
+                        format!("{}/{}", m.numerator, m.denominator),
+                        "must be a fraction between 0 and 1",
+                    ));
+                }
+                FilterSpec::Mirror(MirrorSpec {
+                    backend: m.backend.clone(),
+                    numerator: m.numerator,
+                    denominator: m.denominator,
+                })
+            }
             Some(pb::route_filter::Kind::UrlRewrite(r)) => {
                 if out.iter().any(|s| matches!(s, FilterSpec::Rewrite(_))) {
                     return Err(ConfigError::Conflict(

@@ -22,6 +22,7 @@ use tracing::warn;
 use crate::config::{PathModifier, RedirectSpec, RewriteSpec, Scheme};
 use crate::hostname::strip_port;
 use crate::metrics::{FilterMetrics, Phase};
+use crate::mirror::MirrorStep;
 use crate::redirect::{RedirectRequest, location, replace_prefix};
 use crate::upstream::{BoxError, ProxyBody};
 
@@ -40,6 +41,7 @@ pub enum ChainStep {
     Wasm(Arc<WasmStep>),
     Redirect(Arc<RedirectSpec>),
     Rewrite(Arc<RewriteSpec>),
+    Mirror(Arc<MirrorStep>),
 }
 
 /// What a redirect needs beyond the request itself.
@@ -67,6 +69,8 @@ struct Running {
 #[derive(Default)]
 pub struct FilterRun {
     running: SmallVec<[Running; 2]>,
+    /// RequestMirror filters that picked this request.
+    pub mirrors: SmallVec<[Arc<MirrorStep>; 1]>,
 }
 
 impl FilterRun {
@@ -85,6 +89,12 @@ impl FilterRun {
                 }
                 ChainStep::Rewrite(spec) => {
                     rewrite(spec, req, redirect.matched_prefix);
+                    continue;
+                }
+                ChainStep::Mirror(mirror) => {
+                    if mirror.sample() {
+                        self.mirrors.push(mirror.clone());
+                    }
                     continue;
                 }
                 ChainStep::Wasm(wasm) => wasm,

@@ -20,6 +20,7 @@ pub mod hostname;
 mod idle;
 pub mod listener;
 pub mod metrics;
+pub mod mirror;
 pub mod proxy;
 pub mod redirect;
 pub mod router;

@@ -12,6 +12,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use smallvec::SmallVec;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -19,6 +20,7 @@ use crate::config::{PathMatch, Scheme};
 use crate::filter_body::{Direction, FilteredBody, SharedRun, lock};
 use crate::filter_chain::{FilterRun, Flow, RedirectContext, status_response};
 use crate::forwarding::{is_websocket_upgrade, prepare_request_headers, strip_hop_by_hop};
+use crate::mirror;
 use crate::router::Candidate;
 use crate::snapshot::Rule;
 use crate::timeout::{DeadlineBody, backend_deadline};
@@ -73,16 +75,25 @@ pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<Pr
         "http",
         websocket,
     );
+    // A protocol switch cannot be copied; every other request picked by a mirror is.
+    let mirrors = if client_upgrade.is_none() {
+        std::mem::take(&mut run.mirrors)
+    } else {
+        SmallVec::new()
+    };
 
     if !run.needs_more_phases() {
         // Nothing left for the filters: give their instances back before waiting upstream.
         drop(run);
         // A request without a body (most GETs) forwards an empty one: no box, no polling.
-        let body = if body.is_end_stream() {
+        let mut body = if body.is_end_stream() {
             ProxyBody::default()
         } else {
             box_body(body)
         };
+        if !mirrors.is_empty() {
+            body = mirror::start(&mirrors, &parts, body);
+        }
         let deadline = backend_deadline(&p.rule.timeouts, request_deadline);
         let result = send_within(upstream, Request::from_parts(parts, body), deadline).await;
         return match result {
@@ -97,11 +108,14 @@ pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<Pr
         parts.headers.remove(CONTENT_LENGTH);
     }
     let shared = SharedRun::new(run, copy_request_head(&parts));
-    let body = if filter_request_body {
+    let mut body = if filter_request_body {
         FilteredBody::new(body, shared.clone(), Direction::Request).boxed_unsync()
     } else {
         box_body(body)
     };
+    if !mirrors.is_empty() {
+        body = mirror::start(&mirrors, &parts, body);
+    }
     let deadline = backend_deadline(&p.rule.timeouts, request_deadline);
     let result = send_within(upstream, Request::from_parts(parts, body), deadline).await;
     // A request-body filter that answered wins over whatever the upstream said.

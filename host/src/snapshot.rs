@@ -11,6 +11,7 @@ use rand::Rng;
 use crate::config::{ConfigDump, ConfigSet, FilterSpec, Timeouts, WasmFilterSpec};
 use crate::filter_chain::{ChainStep, WasmStep};
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::mirror::MirrorStep;
 use crate::router::{BindTable, build_tables};
 use crate::upstream::Upstream;
 
@@ -62,6 +63,11 @@ impl Snapshot {
                 .map(|f| match f {
                     FilterSpec::Redirect(spec) => ChainStep::Redirect(spec.clone()),
                     FilterSpec::Rewrite(spec) => ChainStep::Rewrite(spec.clone()),
+                    FilterSpec::Mirror(spec) => ChainStep::Mirror(Arc::new(MirrorStep::new(
+                        resolved.upstreams[spec.backend.as_str()].clone(),
+                        spec.numerator,
+                        spec.denominator,
+                    ))),
                     FilterSpec::Wasm(spec) => ChainStep::Wasm(resolved.steps[spec].clone()),
                 })
                 .collect()

@@ -1,12 +1,14 @@
 //! HTTPRoute filters → `config::RouteFilter`s.
 //!
 //! Header modifiers run as the built-in header-modifier Wasm component; redirects and
-//! URL rewrites are native (they depend on the match that selected the rule). Everything else is reported as unsupported (Err with a message naming it).
+//! URL rewrites are native (they depend on the match that selected the rule), and so are
+//! request mirrors (they need the host's upstream pools). Everything else is reported as unsupported (Err with a message naming it).
 
 use std::collections::BTreeMap;
 
 use gateway_api::httproutes::{
-    HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters, HttpRouteRulesFiltersRequestRedirect,
+    HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters, HttpRouteRulesFiltersRequestMirror,
+    HttpRouteRulesFiltersRequestRedirect,
     HttpRouteRulesFiltersRequestRedirectPathType as RedirectPathType,
     HttpRouteRulesFiltersRequestRedirectScheme as Scheme, HttpRouteRulesFiltersType as FilterType,
     HttpRouteRulesFiltersUrlRewrite, HttpRouteRulesFiltersUrlRewritePathType as RewritePathType,
@@ -48,11 +50,14 @@ struct NameValue {
 /// A rule's filters, in the order written; Err lists every filter that can't be served.
 /// `matches` are the rule's (defaulted) matches: ReplacePrefixMatch redirects need every
 /// one to be a PathPrefix match.
+/// `mirror_backend` resolves a RequestMirror's backendRef to a snapshot backend name;
+/// `None` when it cannot be resolved (it records why), and the mirror is left out.
 pub(super) fn rule_filters(
     opts: &TranslateOptions,
     filters: &[HttpRouteRulesFilters],
     matches: &[config::RouteMatch],
     modules: &mut BTreeMap<String, config::FilterModule>,
+    mirror_backend: &mut dyn FnMut(&HttpRouteRulesFiltersRequestMirror) -> Option<String>,
 ) -> Result<Vec<config::RouteFilter>, Vec<String>> {
     let mut out = Vec::new();
     // Every unsupported filter is named, not just the first.
@@ -75,6 +80,13 @@ pub(super) fn rule_filters(
             ),
             FilterType::RequestRedirect => redirect(f.request_redirect.as_ref(), matches),
             FilterType::UrlRewrite => url_rewrite(f.url_rewrite.as_ref(), matches),
+            FilterType::RequestMirror => match f.request_mirror.as_ref() {
+                None => Err("filter RequestMirror has no requestMirror settings".to_string()),
+                Some(m) => match mirror_backend(m) {
+                    Some(backend) => mirror(m, backend),
+                    None => continue,
+                },
+            },
             ref other => Err(format!("filter {} is not supported", type_name(other))),
         };
         match kind {
@@ -105,7 +117,7 @@ pub(super) fn backend_filters(
         match f.r#type {
             FilterType::RequestHeaderModifier | FilterType::ResponseHeaderModifier => {
                 out.extend(
-                    rule_filters(opts, std::slice::from_ref(&f), &[], modules)
+                    rule_filters(opts, std::slice::from_ref(&f), &[], modules, &mut |_| None)
                         .map_err(|errors| errors.join("; "))?,
                 );
             }
@@ -162,6 +174,29 @@ fn header_modifier<T: Serialize>(
         fail_policy: "FailClosed".to_string(),
         timeout_millis: 0,
         max_memory_bytes: 0,
+    }))
+}
+
+/// A RequestMirror to `backend`: `percent`, else `fraction` (denominator 100 by
+/// default), else every request.
+fn mirror(m: &HttpRouteRulesFiltersRequestMirror, backend: String) -> Result<Kind, String> {
+    let (numerator, denominator) = match (&m.percent, &m.fraction) {
+        (Some(_), Some(_)) => {
+            return Err("RequestMirror sets both percent and fraction".to_string());
+        }
+        (Some(percent), None) => (*percent, 100),
+        (None, Some(f)) => (f.numerator, f.denominator.unwrap_or(100)),
+        (None, None) => (1, 1),
+    };
+    if denominator < 1 || numerator < 0 || numerator > denominator {
+        return Err(format!(
+            "RequestMirror share {numerator}/{denominator} is not a fraction between 0 and 1"
+        ));
+    }
+    Ok(Kind::RequestMirror(config::RequestMirror {
+        backend,
+        numerator: u32::try_from(numerator).unwrap_or(0),
+        denominator: u32::try_from(denominator).unwrap_or(1),
     }))
 }
 

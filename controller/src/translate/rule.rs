@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use gateway_api::httproutes::{
-    HttpRoute, HttpRouteRules, HttpRouteRulesMatches,
-    HttpRouteRulesMatchesHeadersType as HeaderType, HttpRouteRulesMatchesMethod as Method,
-    HttpRouteRulesMatchesPathType as PathType, HttpRouteRulesMatchesQueryParamsType as QueryType,
-    HttpRouteRulesTimeouts,
+    HttpRoute, HttpRouteRules, HttpRouteRulesBackendRefs, HttpRouteRulesFiltersRequestMirror,
+    HttpRouteRulesMatches, HttpRouteRulesMatchesHeadersType as HeaderType,
+    HttpRouteRulesMatchesMethod as Method, HttpRouteRulesMatchesPathType as PathType,
+    HttpRouteRulesMatchesQueryParamsType as QueryType, HttpRouteRulesTimeouts,
 };
 use nantian_proto::config;
 
@@ -64,11 +64,34 @@ pub(super) fn translate_rules(
                     (0, 0)
                 }
             };
+        let mut mirror_backend = |m: &HttpRouteRulesFiltersRequestMirror| {
+            let bref = HttpRouteRulesBackendRefs {
+                group: m.backend_ref.group.clone(),
+                kind: m.backend_ref.kind.clone(),
+                name: m.backend_ref.name.clone(),
+                namespace: m.backend_ref.namespace.clone(),
+                port: m.backend_ref.port,
+                ..Default::default()
+            };
+            match backend::resolve(res, route_ns, &bref) {
+                Ok(b) => {
+                    let name = b.name.clone();
+                    backends.insert(b.name.clone(), b);
+                    Some(name)
+                }
+                Err(problem) => {
+                    // The primary traffic still flows; only the mirror is left out.
+                    ref_problems.push(problem);
+                    None
+                }
+            }
+        };
         let filters = filter::rule_filters(
             opts,
             rule.filters.as_deref().unwrap_or_default(),
             &matches,
             &mut modules,
+            &mut mirror_backend,
         )
         .unwrap_or_else(|messages| {
             messages.into_iter().for_each(&mut fail);
