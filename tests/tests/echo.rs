@@ -1,13 +1,15 @@
 //! `nantian-echo` as a process: the JSON over HTTP/1.1 and h2c, the conformance routes,
-//! the h2c-only listener, WebSocket echo and a clean exit on SIGTERM.
+//! the h2c-only listener, WebSocket echo, the request log and a clean exit on SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use nantian_e2e::echo::request_log::request_log_line;
 use nantian_e2e::echo::websocket::{Frame, Opcode, WebSocketClient};
 use nantian_e2e::echo::{BENCH_BODY, EchoProcess, EchoResponse, ListenerMode};
 use tokio::net::TcpStream;
@@ -341,6 +343,65 @@ async fn websocket_handshake_with_wrong_version_is_refused() {
     let (response, _) = http1(echo.addr(), request).await;
     assert_eq!(response.status(), StatusCode::UPGRADE_REQUIRED);
     assert_eq!(response.headers()["sec-websocket-version"], "13");
+}
+
+#[tokio::test]
+async fn log_requests_prints_one_line_per_request() {
+    let echo = EchoProcess::spawn(
+        echo_binary(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--log-requests",
+        ],
+    )
+    .unwrap();
+    // The line names the client's address: connect by hand to know it.
+    let stream = TcpStream::connect(echo.addr()).await.unwrap();
+    let http1_client = stream.local_addr().unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    for path in ["/mirror?x=1", "/health"] {
+        let request = get(path).header("host", "h").body(empty()).unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let (response, _) = h2c(echo.addr(), get("http://h/over-h2").body(empty()).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Lines arrive while the process runs, not at exit.
+    let mut lines = Vec::new();
+    while let Some(line) = echo.next_output_line(Duration::from_secs(5)) {
+        lines.push(line);
+        if lines.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0], request_log_line("/mirror?x=1", http1_client));
+    assert_eq!(lines[1], request_log_line("/health", http1_client));
+    assert!(
+        lines[2].starts_with("Echoing back request made to /over-h2 to client (127.0.0.1:"),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(echo.next_output_line(Duration::from_millis(200)), None);
+}
+
+#[tokio::test]
+async fn requests_are_not_logged_by_default() {
+    let echo = start_echo();
+    let (response, _) = http1(
+        echo.addr(),
+        get("/quiet").header("host", "h").body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(echo.next_output_line(Duration::from_millis(300)), None);
 }
 
 #[test]
