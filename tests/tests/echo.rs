@@ -9,9 +9,10 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use nantian_e2e::echo::request_log::request_log_line;
+use nantian_e2e::echo::request_log::{parse_request_log_line, request_log_line};
 use nantian_e2e::echo::websocket::{Frame, Opcode, WebSocketClient};
 use nantian_e2e::echo::{BENCH_BODY, EchoProcess, EchoResponse, ListenerMode};
+use nantian_e2e::harness::{self, Env, LogMark};
 use tokio::net::TcpStream;
 
 fn echo_binary() -> &'static Path {
@@ -402,6 +403,52 @@ async fn requests_are_not_logged_by_default() {
     .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(echo.next_output_line(Duration::from_millis(300)), None);
+}
+
+/// The harness's echo pods (what the conformance replay runs) log every request to a
+/// file of their own, readable from a mark.
+#[tokio::test]
+async fn harness_echo_pods_log_requests_to_their_file() {
+    let (namespace, pod) = ("gateway-conformance-infra", "infra-backend-v2-nantian-0");
+    let mut env = Env::new();
+    env.start_echo_pod(0, pod, namespace).await;
+    let addr = format!("{}:3000", env.backend_ip(0));
+    let before = harness::send(harness::get(&addr, "h", "/before")).await;
+    assert_eq!(before.unwrap().status, 200);
+    // Wait for the first line: it is written as the request comes in, before the reply,
+    // but a read may still race it.
+    harness::wait_for(
+        || async {
+            env.echo_log_lines(namespace, pod, LogMark::START)
+                .unwrap()
+                .len()
+                >= 3
+        },
+        "the first request's line",
+    )
+    .await;
+    let mark = env.echo_log_mark(namespace, pod).unwrap();
+    assert_eq!(
+        env.echo_log_lines(namespace, pod, mark).unwrap(),
+        Vec::<String>::new()
+    );
+
+    let reply = harness::send(harness::get(&addr, "h", "/mirror?x=1")).await;
+    assert_eq!(reply.unwrap().status, 200);
+    harness::wait_for(
+        || async { !env.echo_log_lines(namespace, pod, mark).unwrap().is_empty() },
+        "the second request's line",
+    )
+    .await;
+    let after = env.echo_log_lines(namespace, pod, mark).unwrap();
+    assert_eq!(after.len(), 1, "{after:?}");
+    let logged = parse_request_log_line(&after[0]).unwrap();
+    assert_eq!(logged.target, "/mirror?x=1");
+    assert!(logged.peer.starts_with("127."), "{}", logged.peer);
+
+    let all = env.echo_log_lines(namespace, pod, LogMark::START).unwrap();
+    assert!(all[0].starts_with("listening on"), "{all:?}");
+    assert_eq!(all.len(), 4, "two listening lines, two requests: {all:?}");
 }
 
 #[test]
