@@ -37,11 +37,12 @@ impl Replay {
             }
             Step::Http(s) => {
                 let target = self.target(&s.gateway, s.listener.as_deref()).await?;
-                let max_time = self.max_time;
+                let replay = &*self;
                 let checks = s.expect.iter().enumerate().map(|(i, exp)| {
                     let target = &target;
                     async move {
-                        expect_eventually(target, exp, max_time)
+                        replay
+                            .expect_response_and_mirrors(target, exp)
                             .await
                             .map_err(|e| format!("[{}] {e}", exp.display_name(i)))
                     }
