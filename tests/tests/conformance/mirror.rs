@@ -14,7 +14,6 @@ use crate::compare::compare;
 use crate::manifests::Pod;
 use crate::model::{Expectation, MirroredBackend};
 use crate::roundtrip::{Target, expect_eventually, round_trip};
-use crate::runner::Replay;
 
 /// Upstream's `totalRequests`: the batch whose mirrored share is counted.
 const SAMPLE_REQUESTS: usize = 500;
@@ -34,89 +33,90 @@ const LOG_POLL: Duration = Duration::from_millis(100);
 /// previous batch's stragglers in the next one.
 const QUIET_POLLS: u32 = 5;
 
-impl Replay {
-    /// `MakeRequestAndExpectEventuallyConsistentResponse`, then the mirror checks of `exp`:
-    /// each backend without a `percent` must log the request after the expectation started
-    /// (`ExpectMirroredRequest`); those with one must get their share of a batch.
-    pub(crate) async fn expect_response_and_mirrors(
-        &self,
-        target: &Target,
-        exp: &Expectation,
-    ) -> Result<(), String> {
-        let mirrors = exp
-            .mirrored_to
-            .iter()
-            .map(|backend| MirrorLog::mark(&self.env, &self.pods, backend))
-            .collect::<Result<Vec<_>, _>>()?;
-        expect_eventually(target, exp, self.max_time).await?;
+/// `MakeRequestAndExpectEventuallyConsistentResponse`, then the mirror checks of `exp`,
+/// in the logs of `pods` (the replay's echo pods, started by `env`): each backend without a
+/// `percent` must log the request after the expectation started (`ExpectMirroredRequest`);
+/// those with one must get their share of a batch.
+pub async fn expect_response_and_mirrors(
+    env: &Env,
+    pods: &[Pod],
+    max_time: Duration,
+    target: &Target,
+    exp: &Expectation,
+) -> Result<(), String> {
+    let mirrors = exp
+        .mirrored_to
+        .iter()
+        .map(|backend| MirrorLog::mark(env, pods, backend))
+        .collect::<Result<Vec<_>, _>>()?;
+    expect_eventually(target, exp, max_time).await?;
 
-        let path = exp.request.path.as_str();
-        let (sampled, single): (Vec<_>, Vec<_>) =
-            mirrors.iter().partition(|m| m.backend.percent.is_some());
-        let found = single
-            .iter()
-            .map(|mirror| mirror.expect_logged(path, self.max_time));
-        let missing: Vec<String> = futures::future::join_all(found)
-            .await
-            .into_iter()
-            .filter_map(Result::err)
-            .collect();
-        if !missing.is_empty() {
-            return Err(missing.join("; "));
+    let path = exp.request.path.as_str();
+    let (sampled, single): (Vec<_>, Vec<_>) =
+        mirrors.iter().partition(|m| m.backend.percent.is_some());
+    let found = single
+        .iter()
+        .map(|mirror| mirror.expect_logged(path, max_time));
+    let missing: Vec<String> = futures::future::join_all(found)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    if !missing.is_empty() {
+        return Err(missing.join("; "));
+    }
+    if sampled.is_empty() {
+        return Ok(());
+    }
+    expect_mirrored_share(target, exp, &sampled, max_time).await
+}
+
+/// The percentage-mirror test: batches of [`SAMPLE_REQUESTS`] until one has every
+/// backend's share within tolerance, or [`DISTRIBUTION_ATTEMPTS`] have missed.
+async fn expect_mirrored_share(
+    target: &Target,
+    exp: &Expectation,
+    mirrors: &[&MirrorLog<'_>],
+    max_time: Duration,
+) -> Result<(), String> {
+    let path = exp.request.path.as_str();
+    // Until a batch starts, the newest traffic is the expectation's own.
+    let mut previous: Vec<MirrorLog<'_>> = mirrors.iter().map(|m| (*m).clone()).collect();
+    let mut last = String::new();
+    for attempt in 1..=DISTRIBUTION_ATTEMPTS {
+        for mirror in &previous {
+            mirror.settled_count(path, max_time).await?;
         }
-        if sampled.is_empty() {
+        let batch = previous
+            .iter()
+            .map(MirrorLog::remark)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut misses = Vec::new();
+        // A request answered wrongly spoils the batch, not the test: upstream retries
+        // each request until it gets the expected response.
+        if let Err(wrong) = send_batch(target, exp).await {
+            misses.push(wrong);
+        }
+        for mirror in &batch {
+            let count = mirror.settled_count(path, max_time).await?;
+            let percent = mirror.backend.percent.unwrap_or_default();
+            if let Err(miss) = check_share(count, percent) {
+                misses.push(format!("{}: {miss}", mirror.backend.deployment()));
+            }
+        }
+        if misses.is_empty() {
             return Ok(());
         }
-        self.expect_mirrored_share(target, exp, &sampled).await
-    }
-
-    /// The percentage-mirror test: batches of [`SAMPLE_REQUESTS`] until one has every
-    /// backend's share within tolerance, or [`DISTRIBUTION_ATTEMPTS`] have missed.
-    async fn expect_mirrored_share(
-        &self,
-        target: &Target,
-        exp: &Expectation,
-        mirrors: &[&MirrorLog<'_>],
-    ) -> Result<(), String> {
-        let path = exp.request.path.as_str();
-        // Until a batch starts, the newest traffic is the expectation's own.
-        let mut previous: Vec<MirrorLog<'_>> = mirrors.iter().map(|m| (*m).clone()).collect();
-        let mut last = String::new();
-        for attempt in 1..=DISTRIBUTION_ATTEMPTS {
-            for mirror in &previous {
-                mirror.settled_count(path, self.max_time).await?;
-            }
-            let batch = previous
-                .iter()
-                .map(MirrorLog::remark)
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut misses = Vec::new();
-            // A request answered wrongly spoils the batch, not the test: upstream retries
-            // each request until it gets the expected response.
-            if let Err(wrong) = send_batch(target, exp).await {
-                misses.push(wrong);
-            }
-            for mirror in &batch {
-                let count = mirror.settled_count(path, self.max_time).await?;
-                let percent = mirror.backend.percent.unwrap_or_default();
-                if let Err(miss) = check_share(count, percent) {
-                    misses.push(format!("{}: {miss}", mirror.backend.deployment()));
-                }
-            }
-            if misses.is_empty() {
-                return Ok(());
-            }
-            last = format!("attempt {attempt}: {}", misses.join("; "));
-            previous = batch;
-            if attempt < DISTRIBUTION_ATTEMPTS {
-                tokio::time::sleep(DISTRIBUTION_RETRY_PAUSE).await;
-            }
+        last = format!("attempt {attempt}: {}", misses.join("; "));
+        previous = batch;
+        if attempt < DISTRIBUTION_ATTEMPTS {
+            tokio::time::sleep(DISTRIBUTION_RETRY_PAUSE).await;
         }
-        Err(format!(
-            "mirrored share missed in {DISTRIBUTION_ATTEMPTS} batches of {SAMPLE_REQUESTS}, \
-             last {last}"
-        ))
     }
+    Err(format!(
+        "mirrored share missed in {DISTRIBUTION_ATTEMPTS} batches of {SAMPLE_REQUESTS}, \
+         last {last}"
+    ))
 }
 
 /// Sends [`SAMPLE_REQUESTS`] requests, [`CONCURRENT_REQUESTS`] at a time, each of which
@@ -292,174 +292,5 @@ impl Settle {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::io::Write;
-
-    use super::*;
-    use crate::model::from_yaml;
-
-    fn backend(yaml: &str) -> MirroredBackend {
-        from_yaml(yaml).unwrap()
-    }
-
-    fn pod(deployment: &str, n: u32) -> Pod {
-        Pod {
-            namespace: "gateway-conformance-infra".into(),
-            deployment: deployment.into(),
-            name: format!("{deployment}-nantian-{n}"),
-            labels: Default::default(),
-            ip: String::new(),
-        }
-    }
-
-    fn append(env: &Env, pod: &Pod, lines: &[&str]) {
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(env.echo_log_path(&pod.namespace, &pod.name))
-            .unwrap();
-        for line in lines {
-            writeln!(log, "{line}").unwrap();
-        }
-    }
-
-    const V2: &str = "{name: infra-backend-v2, namespace: gateway-conformance-infra}";
-
-    #[test]
-    fn only_lines_for_exactly_the_path_count() {
-        let line =
-            |target: &str| format!("Echoing back request made to {target} to client (127.0.0.1:5)");
-        assert!(is_request_to(&line("/mirror"), "/mirror"));
-        assert!(!is_request_to(
-            &line("/mirror-and-modify-headers"),
-            "/mirror"
-        ));
-        assert!(!is_request_to(&line("/x/mirror"), "/mirror"));
-        assert!(!is_request_to(&line("/mirror?a=1"), "/mirror"));
-        assert!(is_request_to(&line("/mirror?a=1"), "/mirror?a=1"));
-        assert!(!is_request_to("listening on 127.0.0.1:3000", "/mirror"));
-    }
-
-    #[test]
-    fn share_tolerance_is_relative() {
-        // 20 % of 500 is 100, give or take 5 %.
-        for ok in [95, 100, 105] {
-            check_share(ok, 20).unwrap();
-        }
-        for miss in [94, 106, 0] {
-            let err = check_share(miss, 20).unwrap_err();
-            assert!(err.contains("expected 20 %"), "{err}");
-        }
-        // 35 %: 175 ± 8.75.
-        check_share(167, 35).unwrap();
-        check_share(183, 35).unwrap();
-        check_share(166, 35).unwrap_err();
-        check_share(184, 35).unwrap_err();
-        // Nothing mirrored is only right for 0 %; everything within 5 % of 100 %.
-        check_share(0, 0).unwrap();
-        check_share(1, 0).unwrap_err();
-        check_share(475, 100).unwrap();
-        check_share(474, 100).unwrap_err();
-    }
-
-    #[test]
-    fn mirror_pods_are_the_deployments_replicas() {
-        let pods = [
-            pod("infra-backend-v1", 0),
-            pod("infra-backend-v2", 0),
-            pod("infra-backend-v2", 1),
-        ];
-        let names: Vec<&str> = mirror_pods(&pods, &backend(V2))
-            .unwrap()
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect();
-        assert_eq!(
-            names,
-            ["infra-backend-v2-nantian-0", "infra-backend-v2-nantian-1"]
-        );
-        let other_ns = backend("{name: infra-backend-v2, namespace: elsewhere}");
-        assert!(
-            mirror_pods(&pods, &other_ns)
-                .unwrap_err()
-                .contains("no echo pods")
-        );
-        assert!(from_yaml::<MirroredBackend>("{name: a, namespace: b, weight: 1}").is_err());
-    }
-
-    #[test]
-    fn settle_waits_for_quiet_polls() {
-        let mut settle = Settle::default();
-        assert!(!settle.observe(3));
-        for _ in 1..QUIET_POLLS {
-            assert!(!settle.observe(3));
-        }
-        assert!(!settle.observe(4), "a new line starts the wait over");
-        for _ in 1..QUIET_POLLS {
-            assert!(!settle.observe(4));
-        }
-        assert!(settle.observe(4));
-    }
-
-    #[tokio::test]
-    async fn counts_lines_after_the_mark_across_pods() {
-        let env = Env::new();
-        let pods = [
-            pod("infra-backend-v2", 0),
-            pod("infra-backend-v2", 1),
-            pod("infra-backend-v3", 0),
-        ];
-        let request =
-            |target: &str| format!("Echoing back request made to {target} to client (127.0.0.1:9)");
-        for p in &pods {
-            append(
-                &env,
-                p,
-                &["listening on 127.0.0.1:3000", &request("/mirror")],
-            );
-        }
-        let over =
-            backend("{name: infra-backend-v2, namespace: gateway-conformance-infra, percent: 101}");
-        assert!(
-            MirrorLog::mark(&env, &pods, &over)
-                .err()
-                .unwrap()
-                .contains("over 100")
-        );
-        let v2 = backend(V2);
-        let mirror = MirrorLog::mark(&env, &pods, &v2).unwrap();
-        assert_eq!(mirror.count("/mirror").unwrap(), 0, "lines before the mark");
-        let short = Duration::from_millis(300);
-        assert!(
-            mirror
-                .expect_logged("/mirror", short)
-                .await
-                .unwrap_err()
-                .contains("no mirrored request to /mirror")
-        );
-
-        append(&env, &pods[0], &[&request("/mirror"), &request("/other")]);
-        append(&env, &pods[1], &[&request("/mirror")]);
-        append(&env, &pods[2], &[&request("/mirror")]);
-        mirror.expect_logged("/mirror", short).await.unwrap();
-        assert_eq!(
-            mirror
-                .settled_count("/mirror", Duration::from_secs(5))
-                .await
-                .unwrap(),
-            2
-        );
-        assert_eq!(mirror.count("/other").unwrap(), 1);
-
-        let later = mirror.remark().unwrap();
-        assert_eq!(later.count("/mirror").unwrap(), 0);
-        append(&env, &pods[1], &[&request("/mirror")]);
-        assert_eq!(
-            (
-                later.count("/mirror").unwrap(),
-                mirror.count("/mirror").unwrap()
-            ),
-            (1, 3)
-        );
-    }
-}
+#[path = "mirror_tests.rs"]
+mod tests;

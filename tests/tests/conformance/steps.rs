@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use crate::manifests::{self, Pod};
+use crate::mirror;
 use crate::model::{ObjectRef, Step};
 use crate::roundtrip::{await_convergence, expect_eventually, round_trip};
 use crate::runner::Replay;
@@ -41,10 +42,15 @@ impl Replay {
                 let checks = s.expect.iter().enumerate().map(|(i, exp)| {
                     let target = &target;
                     async move {
-                        replay
-                            .expect_response_and_mirrors(target, exp)
-                            .await
-                            .map_err(|e| format!("[{}] {e}", exp.display_name(i)))
+                        mirror::expect_response_and_mirrors(
+                            &replay.env,
+                            &replay.pods,
+                            replay.max_time,
+                            target,
+                            exp,
+                        )
+                        .await
+                        .map_err(|e| format!("[{}] {e}", exp.display_name(i)))
                     }
                 });
                 let failures: Vec<String> = futures::future::join_all(checks)
