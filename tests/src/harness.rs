@@ -5,10 +5,14 @@
 //! .100–.199, the controller at .250. Tests in one binary therefore run in parallel without
 //! sharing a port. Everything an Env started is in one process group, killed on drop.
 
+mod echo_log;
+
 use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
@@ -18,6 +22,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
+
+pub use echo_log::LogMark;
 
 /// Subnets 127.0.100.0/24 upwards belong to e2e envs.
 static NEXT_SUBNET: AtomicU8 = AtomicU8::new(100);
@@ -39,8 +45,14 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// The echo backends' request logs, under the Env's directory. A subdirectory, because the
+/// controller watches the directory itself (not recursively) and re-translates on any
+/// change there: a log written beside the config would mean a translation per request.
+const ECHO_LOG_DIR: &str = "echo-logs";
+
 pub struct Env {
     pub subnet: u8,
+    /// The controller's config directory; the echo logs are in its `echo-logs/`.
     pub dir: tempfile::TempDir,
     controller: Option<Child>,
     echoes: Vec<Child>,
@@ -97,9 +109,12 @@ impl Env {
     pub fn new() -> Self {
         let subnet = NEXT_SUBNET.fetch_add(1, Ordering::SeqCst);
         assert!(subnet < 250, "too many e2e envs in one binary");
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Made now, before any controller watches the directory.
+        std::fs::create_dir(dir.path().join(ECHO_LOG_DIR)).expect("echo log dir");
         Self {
             subnet,
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir,
             controller: None,
             echoes: Vec::new(),
             orphans: Vec::new(),
@@ -158,14 +173,20 @@ impl Env {
     }
 
     /// Runs `nantian-echo` with `listeners` (flag, address) and waits until each accepts.
+    /// Its request log goes to [`Env::echo_log_path`] (appended to, if the pod ran before).
     async fn spawn_echo(&mut self, listeners: &[(&str, String)], pod: &str, namespace: &str) {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.echo_log_path(namespace, pod))
+            .expect("open the echo log");
         let mut command = Command::new(bin("nantian-echo"));
         for (flag, addr) in listeners {
             command.args([*flag, addr.as_str()]);
         }
         let child = command
-            .args(["--pod", pod, "--namespace", namespace])
-            .stdout(Stdio::null())
+            .args(["--pod", pod, "--namespace", namespace, "--log-requests"])
+            .stdout(log)
             .process_group(0)
             .spawn()
             .expect("start nantian-echo");
@@ -177,6 +198,32 @@ impl Env {
             )
             .await;
         }
+    }
+
+    /// The stdout of echo pod `namespace/pod`: its `listening on` lines, then one
+    /// `Echoing back request made to <target> to client (<peer>)` line per request.
+    pub fn echo_log_path(&self, namespace: &str, pod: &str) -> PathBuf {
+        // Names are DNS labels, which have no `_`: the file name is unambiguous.
+        self.dir
+            .path()
+            .join(ECHO_LOG_DIR)
+            .join(format!("{namespace}_{pod}.log"))
+    }
+
+    /// The end of pod `namespace/pod`'s log now; see [`Env::echo_log_lines`].
+    pub fn echo_log_mark(&self, namespace: &str, pod: &str) -> io::Result<LogMark> {
+        echo_log::end_of_log(&self.echo_log_path(namespace, pod))
+    }
+
+    /// The complete lines pod `namespace/pod` logged after `since` (all of them after
+    /// [`LogMark::START`]).
+    pub fn echo_log_lines(
+        &self,
+        namespace: &str,
+        pod: &str,
+        since: LogMark,
+    ) -> io::Result<Vec<String>> {
+        echo_log::lines_after(&self.echo_log_path(namespace, pod), since)
     }
 
     /// The common shape of a test: an echo backend and Service for each `(namespace, name)`

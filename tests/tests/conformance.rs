@@ -16,6 +16,8 @@
 mod compare;
 #[path = "conformance/manifests.rs"]
 mod manifests;
+#[path = "conformance/mirror.rs"]
+mod mirror;
 #[path = "conformance/model.rs"]
 mod model;
 #[path = "conformance/roundtrip.rs"]
@@ -227,7 +229,11 @@ fn named_objects(case: &model::Case) -> Vec<(String, model::NsName)> {
             Step::RouteNoAcceptedParents(s) => out.push(("HTTPRoute", s.route.clone())),
             Step::GatewayListeners(s) => out.push(("Gateway", s.gateway.clone())),
             Step::GatewayZeroRoutes(s) => out.push(("Gateway", s.gateway.clone())),
-            Step::Http(s) => out.push(("Gateway", s.gateway.clone())),
+            Step::Http(s) => {
+                out.push(("Gateway", s.gateway.clone()));
+                let mirrors = s.expect.iter().flat_map(|e| &e.mirrored_to);
+                out.extend(mirrors.map(|m| ("Deployment", m.deployment())));
+            }
             Step::WeightedDistribution(s) => out.push(("Gateway", s.gateway.clone())),
             Step::BackendHeaderNamesPod(s) => out.push(("Gateway", s.gateway.clone())),
             Step::WebSocket(s) => out.push(("Gateway", s.gateway.clone())),

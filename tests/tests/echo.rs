@@ -1,15 +1,18 @@
 //! `nantian-echo` as a process: the JSON over HTTP/1.1 and h2c, the conformance routes,
-//! the h2c-only listener, WebSocket echo and a clean exit on SIGTERM.
+//! the h2c-only listener, WebSocket echo, the request log and a clean exit on SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use nantian_e2e::echo::request_log::{parse_request_log_line, request_log_line};
 use nantian_e2e::echo::websocket::{Frame, Opcode, WebSocketClient};
 use nantian_e2e::echo::{BENCH_BODY, EchoProcess, EchoResponse, ListenerMode};
+use nantian_e2e::harness::{self, Env, LogMark};
 use tokio::net::TcpStream;
 
 fn echo_binary() -> &'static Path {
@@ -341,6 +344,111 @@ async fn websocket_handshake_with_wrong_version_is_refused() {
     let (response, _) = http1(echo.addr(), request).await;
     assert_eq!(response.status(), StatusCode::UPGRADE_REQUIRED);
     assert_eq!(response.headers()["sec-websocket-version"], "13");
+}
+
+#[tokio::test]
+async fn log_requests_prints_one_line_per_request() {
+    let echo = EchoProcess::spawn(
+        echo_binary(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--log-requests",
+        ],
+    )
+    .unwrap();
+    // The line names the client's address: connect by hand to know it.
+    let stream = TcpStream::connect(echo.addr()).await.unwrap();
+    let http1_client = stream.local_addr().unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    for path in ["/mirror?x=1", "/health"] {
+        let request = get(path).header("host", "h").body(empty()).unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let (response, _) = h2c(echo.addr(), get("http://h/over-h2").body(empty()).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Lines arrive while the process runs, not at exit.
+    let mut lines = Vec::new();
+    while let Some(line) = echo.next_output_line(Duration::from_secs(5)) {
+        lines.push(line);
+        if lines.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0], request_log_line("/mirror?x=1", http1_client));
+    assert_eq!(lines[1], request_log_line("/health", http1_client));
+    assert!(
+        lines[2].starts_with("Echoing back request made to /over-h2 to client (127.0.0.1:"),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(echo.next_output_line(Duration::from_millis(200)), None);
+}
+
+#[tokio::test]
+async fn requests_are_not_logged_by_default() {
+    let echo = start_echo();
+    let (response, _) = http1(
+        echo.addr(),
+        get("/quiet").header("host", "h").body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(echo.next_output_line(Duration::from_millis(300)), None);
+}
+
+/// The harness's echo pods (what the conformance replay runs) log every request to a
+/// file of their own, readable from a mark.
+#[tokio::test]
+async fn harness_echo_pods_log_requests_to_their_file() {
+    let (namespace, pod) = ("gateway-conformance-infra", "infra-backend-v2-nantian-0");
+    let mut env = Env::new();
+    env.start_echo_pod(0, pod, namespace).await;
+    let addr = format!("{}:3000", env.backend_ip(0));
+    let before = harness::send(harness::get(&addr, "h", "/before")).await;
+    assert_eq!(before.unwrap().status, 200);
+    // Wait for the first line: it is written as the request comes in, before the reply,
+    // but a read may still race it.
+    harness::wait_for(
+        || async {
+            env.echo_log_lines(namespace, pod, LogMark::START)
+                .unwrap()
+                .len()
+                >= 3
+        },
+        "the first request's line",
+    )
+    .await;
+    let mark = env.echo_log_mark(namespace, pod).unwrap();
+    assert_eq!(
+        env.echo_log_lines(namespace, pod, mark).unwrap(),
+        Vec::<String>::new()
+    );
+
+    let reply = harness::send(harness::get(&addr, "h", "/mirror?x=1")).await;
+    assert_eq!(reply.unwrap().status, 200);
+    harness::wait_for(
+        || async { !env.echo_log_lines(namespace, pod, mark).unwrap().is_empty() },
+        "the second request's line",
+    )
+    .await;
+    let after = env.echo_log_lines(namespace, pod, mark).unwrap();
+    assert_eq!(after.len(), 1, "{after:?}");
+    let logged = parse_request_log_line(&after[0]).unwrap();
+    assert_eq!(logged.target, "/mirror?x=1");
+    assert!(logged.peer.starts_with("127."), "{}", logged.peer);
+
+    let all = env.echo_log_lines(namespace, pod, LogMark::START).unwrap();
+    assert!(all[0].starts_with("listening on"), "{all:?}");
+    assert_eq!(all.len(), 4, "two listening lines, two requests: {all:?}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::num::NonZeroUsize;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use nantian_e2e::echo::process::listening_line;
-use nantian_e2e::echo::{Context, EchoServer, ListenerMode, ListenerSpec};
+use nantian_e2e::echo::{Context, EchoServer, ListenerMode, ListenerSpec, RequestLog};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Echo backend: answers every request with a JSON description of it, like the Gateway API
@@ -39,6 +39,10 @@ struct Args {
     /// Tokio worker threads; 1 runs everything on the main thread. Default: one per CPU.
     #[arg(long)]
     workers: Option<NonZeroUsize>,
+    /// Print `Echoing back request made to <target> to client (<peer>)` for every request,
+    /// like upstream's echo-basic (the conformance mirror tests read these lines).
+    #[arg(long)]
+    log_requests: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -80,7 +84,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         service: args.service,
         pod: args.pod,
     };
-    let server = EchoServer::bind(&specs, context)
+    let request_log = if args.log_requests {
+        RequestLog::Stdout
+    } else {
+        RequestLog::Off
+    };
+    let server = EchoServer::bind(&specs, context, request_log)
         .await
         .context("binding listeners")?;
 

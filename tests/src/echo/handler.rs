@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use super::delay::{delay_param, parse_go_duration};
+use super::request_log::{RequestLog, log_request};
 use super::response::{EchoResponse, header_map_to_echo};
 use super::websocket::server as websocket;
 
@@ -40,15 +42,21 @@ pub struct Site {
     pub http_port: String,
     /// Like the conformance server's h2c port: HTTP/1 requests get `400`.
     pub h2c_only: bool,
+    pub request_log: RequestLog,
 }
 
 pub type EchoBody = Full<Bytes>;
 
-/// The request handler; never fails, errors become responses.
+/// The request handler; never fails, errors become responses. `peer` is the client's
+/// address, for the request log.
 pub async fn handle(
     req: Request<Incoming>,
     site: Arc<Site>,
+    peer: SocketAddr,
 ) -> Result<Response<EchoBody>, Infallible> {
+    if site.request_log == RequestLog::Stdout {
+        log_request(&request_target(&req), peer);
+    }
     if req.uri().path() == BENCH_PATH {
         return Ok(bench_response());
     }

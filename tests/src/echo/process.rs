@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -15,6 +16,9 @@ pub struct EchoProcess {
     child: Child,
     /// The bound listeners, in the order they were given on the command line.
     pub listeners: Vec<ListenerSpec>,
+    /// Stdout lines after the `listening on` ones (the request log, with
+    /// `--log-requests`), read on a thread so the child never blocks on a full pipe.
+    output: mpsc::Receiver<String>,
 }
 
 impl EchoProcess {
@@ -41,9 +45,11 @@ impl EchoProcess {
             .spawn()
             .with_context(|| format!("starting {:?}", command.get_program()))?;
         let stdout = child.stdout.take().context("echo stdout")?;
+        let (output_tx, output) = mpsc::channel();
         let mut process = Self {
             child,
             listeners: Vec::new(),
+            output,
         };
         let mut lines = BufReader::new(stdout);
         while process.listeners.len() < expected {
@@ -56,11 +62,20 @@ impl EchoProcess {
                 process.listeners.push(spec);
             }
         }
-        // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || {
-            let _ = std::io::copy(&mut lines, &mut std::io::sink());
+            for line in lines.split(b'\n') {
+                let Ok(line) = line else { break };
+                // Nobody listening is fine: keep draining anyway.
+                let _ = output_tx.send(String::from_utf8_lossy(&line).into_owned());
+            }
         });
         Ok(process)
+    }
+
+    /// The next line the process printed after its `listening on` lines, waiting up to
+    /// `timeout`; `None` when none came (or stdout closed). Lines nobody reads are kept.
+    pub fn next_output_line(&self, timeout: Duration) -> Option<String> {
+        self.output.recv_timeout(timeout).ok()
     }
 
     /// The first listener that serves HTTP/1.1 and h2c.

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::handler::{Context, Site, handle};
+use super::request_log::RequestLog;
 
 /// How a listener treats HTTP/1 requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,11 @@ pub struct EchoServer {
 
 impl EchoServer {
     /// Binds every listener (port 0 picks a free port; see [`EchoServer::local_addrs`]).
-    pub async fn bind(specs: &[ListenerSpec], context: Context) -> io::Result<Self> {
+    pub async fn bind(
+        specs: &[ListenerSpec],
+        context: Context,
+        request_log: RequestLog,
+    ) -> io::Result<Self> {
         let mut listeners = Vec::with_capacity(specs.len());
         for spec in specs {
             let listener = TcpListener::bind(spec.addr).await?;
@@ -48,6 +53,7 @@ impl EchoServer {
                 context: context.clone(),
                 http_port: listener.local_addr()?.port().to_string(),
                 h2c_only: spec.mode == ListenerMode::H2cOnly,
+                request_log,
             });
             listeners.push((listener, spec.mode, site));
         }
@@ -102,8 +108,8 @@ async fn accept_loop(
     stop: watch::Receiver<()>,
 ) {
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(err) => {
                 // Typically EMFILE: back off instead of spinning.
                 eprintln!("accept failed: {err}");
@@ -117,7 +123,7 @@ async fn accept_loop(
         let builder = builder.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| handle(req, site.clone()));
+            let service = service_fn(move |req| handle(req, site.clone(), peer));
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::select! {
                 // Per-connection errors (resets, malformed requests) are the client's

@@ -299,6 +299,32 @@ pub struct Expectation {
     /// Namespace the answering backend must report on a 200.
     #[serde(default)]
     pub namespace: String,
+    /// Deployments that must get a copy of the request (the `RequestMirror` filter).
+    #[serde(default)]
+    pub mirrored_to: Vec<MirroredBackend>,
+}
+
+/// `http.MirroredBackend`: an echo Deployment whose pods log the mirrored request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MirroredBackend {
+    /// The Deployment (upstream reads the logs of the pods labelled `app: <name>`).
+    pub name: String,
+    pub namespace: String,
+    /// The share of requests mirrored, 0 to 100. Without it one mirrored request must show
+    /// up (`ExpectMirroredRequest`); with it a batch of requests is sent and the share
+    /// counted (the percentage-mirror test).
+    #[serde(default)]
+    pub percent: Option<u32>,
+}
+
+impl MirroredBackend {
+    pub fn deployment(&self) -> NsName {
+        NsName {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
 }
 
 /// `http.Request`: empty host means the Gateway address, empty method means GET. The path

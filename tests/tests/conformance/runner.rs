@@ -25,7 +25,7 @@ const CASE_FILE: &str = "case.yaml";
 const POLL_PAUSE: Duration = Duration::from_millis(100);
 
 pub struct Replay {
-    env: Env,
+    pub(crate) env: Env,
     conformance_dir: PathBuf,
     /// Convergence deadline of every wait (upstream's `MaxTimeToConsistency` and friends).
     pub(crate) max_time: Duration,

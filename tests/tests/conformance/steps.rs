@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use crate::manifests::{self, Pod};
+use crate::mirror;
 use crate::model::{ObjectRef, Step};
 use crate::roundtrip::{await_convergence, expect_eventually, round_trip};
 use crate::runner::Replay;
@@ -37,13 +38,19 @@ impl Replay {
             }
             Step::Http(s) => {
                 let target = self.target(&s.gateway, s.listener.as_deref()).await?;
-                let max_time = self.max_time;
+                let replay = &*self;
                 let checks = s.expect.iter().enumerate().map(|(i, exp)| {
                     let target = &target;
                     async move {
-                        expect_eventually(target, exp, max_time)
-                            .await
-                            .map_err(|e| format!("[{}] {e}", exp.display_name(i)))
+                        mirror::expect_response_and_mirrors(
+                            &replay.env,
+                            &replay.pods,
+                            replay.max_time,
+                            target,
+                            exp,
+                        )
+                        .await
+                        .map_err(|e| format!("[{}] {e}", exp.display_name(i)))
                     }
                 });
                 let failures: Vec<String> = futures::future::join_all(checks)

@@ -102,7 +102,7 @@ async fn next_message(socket: &mut WebSocketClient<TcpStream>) -> Result<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nantian_e2e::echo::{Context, EchoServer, ListenerMode, ListenerSpec};
+    use nantian_e2e::echo::{Context, EchoServer, ListenerMode, ListenerSpec, RequestLog};
 
     /// Against the echo server directly: text and binary messages come back, and a
     /// refused handshake (the h2c-only listener answers HTTP/1 with 400) is an error.
@@ -118,7 +118,9 @@ mod tests {
                 mode: ListenerMode::H2cOnly,
             },
         ];
-        let server = EchoServer::bind(&specs, Context::default()).await.unwrap();
+        let server = EchoServer::bind(&specs, Context::default(), RequestLog::Off)
+            .await
+            .unwrap();
         let addrs = server.local_addrs().unwrap();
         tokio::spawn(server.serve(std::future::pending()));
         let target = |i: usize| Target {
