@@ -25,7 +25,10 @@ use crate::xds_server::SnapshotCache;
 pub const CONTROLLER_NAME: &str = "gateway.nantian.dev/controller";
 
 /// The built-in filters a standalone controller ships, by filter name → file name.
-pub const BUILTIN_FILTERS: &[(&str, &str)] = &[("header-modifier", "header-modifier.wasm")];
+pub const BUILTIN_FILTERS: &[(&str, &str)] = &[
+    (translate::CORS, "cors.wasm"),
+    (translate::HEADER_MODIFIER, "header-modifier.wasm"),
+];
 
 /// What the admin API serves: the newest statuses and load errors.
 #[derive(Default)]

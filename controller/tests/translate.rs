@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use nantian_controller::load::load_str;
 use nantian_controller::model::Resources;
-use nantian_controller::translate::{HEADER_MODIFIER, TranslateOptions, Translation, translate};
+use nantian_controller::translate::{
+    CORS, HEADER_MODIFIER, TranslateOptions, Translation, translate,
+};
 use nantian_proto::config::{FilterModule, filter_module};
 
 fn cases_dir() -> PathBuf {
@@ -38,7 +40,7 @@ fn load_case(case: &Path) -> Resources {
 }
 
 /// Fixed options: every Gateway gets 127.0.10.<n> in (namespace, name) order, and the
-/// header modifier is a module with a fake digest.
+/// built-in filters are modules with fake digests.
 fn options(res: &Resources) -> TranslateOptions {
     let mut opts = TranslateOptions::default();
     for (n, key) in res.gateways.keys().enumerate() {
@@ -46,18 +48,20 @@ fn options(res: &Resources) -> TranslateOptions {
         opts.addresses
             .insert(key.clone(), IpAddr::V4(Ipv4Addr::new(127, 0, 10, n)));
     }
-    opts.filter_modules
-        .insert(HEADER_MODIFIER.to_string(), header_modifier_module());
+    for filter in [HEADER_MODIFIER, CORS] {
+        opts.filter_modules
+            .insert(filter.to_string(), builtin_module(filter));
+    }
     opts
 }
 
-fn header_modifier_module() -> FilterModule {
+fn builtin_module(filter: &str) -> FilterModule {
     FilterModule {
-        name: "module/header-modifier@000000000000".to_string(),
+        name: format!("module/{filter}@000000000000"),
         sha256: "0".repeat(64),
-        source: Some(filter_module::Source::Path(
-            "/filters/header-modifier.wasm".to_string(),
-        )),
+        source: Some(filter_module::Source::Path(format!(
+            "/filters/{filter}.wasm"
+        ))),
     }
 }
 

@@ -18,8 +18,10 @@ use anyhow::{Context, Result, bail};
 use workspace::Workspace;
 
 /// Built-in filter crates → the file name the controller loads.
-const BUILTIN_FILTERS: &[(&str, &str)] =
-    &[("nantian-filter-header-modifier", "header-modifier.wasm")];
+const BUILTIN_FILTERS: &[(&str, &str)] = &[
+    ("nantian-filter-cors", "cors.wasm"),
+    ("nantian-filter-header-modifier", "header-modifier.wasm"),
+];
 /// Filters built only for tests.
 const TEST_FILTERS: &[&str] = &["nantian-filter-fault"];
 

@@ -1,14 +1,15 @@
 //! HTTPRoute filters → `config::RouteFilter`s.
 //!
-//! Header modifiers run as the built-in header-modifier Wasm component; redirects and
-//! URL rewrites are native (they depend on the match that selected the rule), and so are
-//! request mirrors (they need the host's upstream pools). Everything else is reported as unsupported (Err with a message naming it).
+//! Header modifiers and CORS run as built-in Wasm components; redirects and URL rewrites
+//! are native (they depend on the match that selected the rule), and so are request
+//! mirrors (they need the host's upstream pools). Everything else is reported as
+//! unsupported (Err with a message naming it).
 
 use std::collections::BTreeMap;
 
 use gateway_api::httproutes::{
-    HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters, HttpRouteRulesFiltersRequestMirror,
-    HttpRouteRulesFiltersRequestRedirect,
+    HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters, HttpRouteRulesFiltersCors,
+    HttpRouteRulesFiltersRequestMirror, HttpRouteRulesFiltersRequestRedirect,
     HttpRouteRulesFiltersRequestRedirectPathType as RedirectPathType,
     HttpRouteRulesFiltersRequestRedirectScheme as Scheme, HttpRouteRulesFiltersType as FilterType,
     HttpRouteRulesFiltersUrlRewrite, HttpRouteRulesFiltersUrlRewritePathType as RewritePathType,
@@ -17,7 +18,7 @@ use nantian_proto::config;
 use nantian_proto::config::route_filter::Kind;
 use serde::{Deserialize, Serialize};
 
-use super::{HEADER_MODIFIER, TranslateOptions};
+use super::{CORS, HEADER_MODIFIER, TranslateOptions, cors};
 
 /// The header-modifier component's configuration (shared contract with
 /// `filters/header-modifier`): `{"request": {...}}` or `{"response": {...}}`.
@@ -87,6 +88,7 @@ pub(super) fn rule_filters(
                     None => continue,
                 },
             },
+            FilterType::Cors => cors_filter(opts, f.cors.as_ref(), modules),
             ref other => Err(format!("filter {} is not supported", type_name(other))),
         };
         match kind {
@@ -146,9 +148,6 @@ fn header_modifier<T: Serialize>(
     modifier: &Option<T>,
     modules: &mut BTreeMap<String, config::FilterModule>,
 ) -> Result<Kind, String> {
-    let module = opts.filter_modules.get(HEADER_MODIFIER).ok_or_else(|| {
-        format!("filter {display_name} needs the built-in {HEADER_MODIFIER} filter module, which is not available")
-    })?;
     let ops: HeaderOps = match modifier {
         None => HeaderOps::default(),
         Some(m) => serde_json::to_value(m)
@@ -166,11 +165,38 @@ fn header_modifier<T: Serialize>(
             response: Some(ops),
         }
     };
+    builtin_wasm(opts, HEADER_MODIFIER, display_name, &config, modules)
+}
+
+fn cors_filter(
+    opts: &TranslateOptions,
+    settings: Option<&HttpRouteRulesFiltersCors>,
+    modules: &mut BTreeMap<String, config::FilterModule>,
+) -> Result<Kind, String> {
+    let settings = settings.ok_or("filter CORS has no cors settings")?;
+    let config = cors::config(settings).map_err(|e| format!("filter CORS: {e}"))?;
+    builtin_wasm(opts, CORS, "CORS", &config, modules)
+}
+
+/// A WasmFilter running the built-in module `filter` with `config` as its JSON, the
+/// module added to the Gateway's `modules`.
+fn builtin_wasm(
+    opts: &TranslateOptions,
+    filter: &str,
+    display_name: &str,
+    config: &impl Serialize,
+    modules: &mut BTreeMap<String, config::FilterModule>,
+) -> Result<Kind, String> {
+    let module = opts.filter_modules.get(filter).ok_or_else(|| {
+        format!(
+            "filter {display_name} needs the built-in {filter} filter module, which is not available"
+        )
+    })?;
     modules.insert(module.name.clone(), module.clone());
     Ok(Kind::Wasm(config::WasmFilter {
         display_name: display_name.to_string(),
         module: module.name.clone(),
-        config: serde_json::to_string(&config).map_err(|e| e.to_string())?,
+        config: serde_json::to_string(config).map_err(|e| e.to_string())?,
         fail_policy: "FailClosed".to_string(),
         timeout_millis: 0,
         max_memory_bytes: 0,

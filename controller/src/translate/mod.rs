@@ -13,6 +13,7 @@
 mod backend;
 mod certificate;
 mod conflict;
+mod cors;
 mod filter;
 mod gateway;
 mod gateway_class;
@@ -39,6 +40,8 @@ pub const DEFAULT_CONTROLLER_NAME: &str = "gateway.nantian.dev/controller";
 
 /// The filter name of the built-in header modifier in [`TranslateOptions::filter_modules`].
 pub const HEADER_MODIFIER: &str = "header-modifier";
+/// The filter name of the built-in CORS filter in [`TranslateOptions::filter_modules`].
+pub const CORS: &str = "cors";
 
 #[derive(Clone, Debug)]
 pub struct TranslateOptions {
@@ -47,7 +50,7 @@ pub struct TranslateOptions {
     /// The address assigned to each Gateway (namespace, name) that does not ask for one in
     /// `spec.addresses`; the standalone runtime allocates loopback addresses.
     pub addresses: BTreeMap<(String, String), IpAddr>,
-    /// Built-in Wasm filter modules by filter name (e.g. [`HEADER_MODIFIER`]).
+    /// Built-in Wasm filter modules by filter name ([`HEADER_MODIFIER`], [`CORS`]).
     pub filter_modules: BTreeMap<String, config::FilterModule>,
 }
 

@@ -83,14 +83,35 @@ fn compare_success(exp: &Expectation, cap: &Captured) -> Result<(), String> {
             Some(_) => {}
         }
     }
+    // Upstream's IgnoreWhitespace drops spaces only (`strings.ReplaceAll(s, " ", "")`).
+    let normalise = |value: &str| {
+        if exp.response.ignore_whitespace {
+            value.replace(' ', "")
+        } else {
+            value.to_string()
+        }
+    };
+    let set_response_header = |name: &str| {
+        response_header(&cap.headers, name)
+            .map(|values| normalise(&values))
+            .ok_or_else(|| {
+                format!(
+                    "expected {name} response header to be set, actual headers: {:?}",
+                    cap.headers
+                )
+            })
+    };
+    for (name, valid) in &exp.response.valid_header_values {
+        let values = set_response_header(name)?;
+        if !valid.iter().any(|v| normalise(v) == values) {
+            return Err(format!(
+                "expected {name} response header to be set to one of {valid:?}, got {values}"
+            ));
+        }
+    }
     for (name, want) in &exp.response.headers {
-        let values = response_header(&cap.headers, name).ok_or_else(|| {
-            format!(
-                "expected {name} response header to be set, actual headers: {:?}",
-                cap.headers
-            )
-        })?;
-        if values != *want {
+        let values = set_response_header(name)?;
+        if values != normalise(want) {
             return Err(format!(
                 "expected {name} response header to be set to {want}, got {values}"
             ));
@@ -301,6 +322,36 @@ mod tests {
         assert!(compare(&e, &c).is_ok());
         c.headers.insert("x-gone", "1".parse().unwrap());
         assert!(compare(&e, &c).unwrap_err().contains("X-Gone"));
+    }
+
+    #[test]
+    fn valid_header_values_accept_any_listed_value_spaces_ignored_on_request() {
+        let e = exp(
+            "request: {path: /}\nnamespace: ns\nresponse: {validHeaderValues: {Allow: ['GET, PUT', 'PUT, GET']}}",
+        );
+        let mut c = echo("p", "ns", "/", &[]);
+        c.headers.insert("allow", "PUT, GET".parse().unwrap());
+        assert!(compare(&e, &c).is_ok());
+        c.headers.insert("allow", "PUT,GET".parse().unwrap());
+        assert!(compare(&e, &c).unwrap_err().contains("one of"));
+        let mut lenient = e.clone();
+        lenient.response.ignore_whitespace = true;
+        assert!(compare(&lenient, &c).is_ok());
+        c.headers.remove("allow");
+        assert!(compare(&lenient, &c).unwrap_err().contains("to be set"));
+    }
+
+    #[test]
+    fn a_local_answer_compares_as_an_empty_echo_of_the_sent_method() {
+        let e = exp(
+            "request: {path: /cors, method: OPTIONS}\nexpectedRequest: {method: OPTIONS, path: ''}\nresponse: {statusCodes: [200, 204]}",
+        );
+        let mut c = echo("", "", "", &[]);
+        c.status = 204;
+        c.echo.method = "OPTIONS".into();
+        assert!(compare(&e, &c).is_ok());
+        let forwarded = echo("infra-backend-v1-nantian-0", "ns", "/cors", &[]);
+        assert!(compare(&e, &forwarded).unwrap_err().contains("path"));
     }
 
     #[test]

@@ -352,8 +352,9 @@ pub enum RequestProtocol {
     H2cPriorKnowledge,
 }
 
-/// `http.ExpectedRequest`. Unlike upstream, an omitted path means the request's path (every
-/// upstream case that sets an ExpectedRequest spells the same path out).
+/// `http.ExpectedRequest`. Unlike upstream, an omitted path means the request's path (most
+/// upstream cases that set an ExpectedRequest spell the same path out); upstream's explicit
+/// empty path (a CORS preflight the gateway answers itself) is written `path: ""`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExpectedRequest {
@@ -378,8 +379,14 @@ pub struct ExpectedHttpResponse {
     pub status_codes: Vec<u16>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Header → the comma-joined values any one of which will do.
+    #[serde(default)]
+    pub valid_header_values: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub absent_headers: Vec<String>,
+    /// Compare `headers` and `validHeaderValues` with every space removed from both sides.
+    #[serde(default)]
+    pub ignore_whitespace: bool,
 }
 
 /// `roundtripper.RedirectRequest`: empty fields default like `setRedirectRequestDefaults`.

@@ -46,17 +46,19 @@ pub fn start(env: &Env<'_>, with_filter: bool) -> Result<Running> {
         "nantian"
     };
     let filter_dir = target_dir(env, &format!("{name}/filters"))?;
-    let built = env
-        .ws
-        .wasm_out_dir()
-        .join("nantian_filter_header_modifier.wasm");
-    if built.is_file() {
-        std::fs::copy(&built, filter_dir.join("header-modifier.wasm"))?;
-    } else if with_filter {
-        bail!(
-            "{} is not built (cargo xtask build-filters)",
-            built.display()
-        );
+    // The controller loads every built-in filter when it starts, used or not.
+    for (krate, file) in crate::BUILTIN_FILTERS {
+        let built = env
+            .ws
+            .wasm_out_dir()
+            .join(format!("{}.wasm", krate.replace('-', "_")));
+        if !built.is_file() {
+            bail!(
+                "{} is not built (cargo xtask build-filters)",
+                built.display()
+            );
+        }
+        std::fs::copy(&built, filter_dir.join(file))?;
     }
 
     let config_dir = target_dir(env, &format!("{name}/config"))?;
