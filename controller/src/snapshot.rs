@@ -108,6 +108,7 @@ mod tests {
                 port: 80,
                 protocol: "HTTP".into(),
                 hostname: String::new(),
+                certificates: Vec::new(),
             }],
             routes: vec![Route {
                 name: "route/ns/r/rule/0".into(),

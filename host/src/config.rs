@@ -43,6 +43,8 @@ pub struct ListenerSpec {
     pub name: Arc<str>,
     pub bind: SocketAddr,
     pub hostname: Option<Hostname>,
+    /// HTTPS: the certificates to offer (at least one). `None`: plain HTTP.
+    pub tls: Option<Arc<[Arc<rustls::sign::CertifiedKey>]>>,
 }
 
 #[derive(Debug, Clone)]

@@ -82,6 +82,13 @@ fn decode_one(
 }
 
 /// References between resources, and listeners that would be ambiguous on one socket.
+/// One socket speaks either plain HTTP or TLS: HTTP and HTTPS listeners can't share it.
+fn mixes_protocols(set: &ConfigSet, l: &ListenerSpec) -> bool {
+    set.listeners
+        .iter()
+        .any(|other| other.bind == l.bind && other.tls.is_some() != l.tls.is_some())
+}
+
 fn check_references(set: &ConfigSet, rejections: &mut Rejections) {
     let listeners: HashMap<&str, &ListenerSpec> =
         set.listeners.iter().map(|l| (&*l.name, l)).collect();
@@ -92,6 +99,11 @@ fn check_references(set: &ConfigSet, rejections: &mut Rejections) {
     let mut sorted: Vec<&ListenerSpec> = set.listeners.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     for l in sorted {
+        if mixes_protocols(set, l) {
+            let why =
+                "shares its address and port with a listener of the other protocol (HTTP/HTTPS)";
+            rejections.add(&l.name, ConfigError::Conflict(why.into()));
+        }
         let key = (l.bind, l.hostname.as_ref().map(|h| h.to_string()));
         if let Some(first) = by_socket_host.insert(key, &l.name) {
             let why = format!("conflicts with listener {first}: same address, port and hostname");
@@ -138,12 +150,26 @@ impl TryFrom<&pb::Listener> for ListenerSpec {
     type Error = ConfigError;
 
     fn try_from(pb: &pb::Listener) -> Result<Self, ConfigError> {
-        if pb.protocol != "HTTP" {
-            return Err(ConfigError::Unsupported {
-                field: "listener protocol",
-                value: pb.protocol.clone(),
-            });
-        }
+        let tls = match pb.protocol.as_str() {
+            "HTTP" => None,
+            "HTTPS" => {
+                if pb.certificates.is_empty() {
+                    return Err(invalid("listener", &pb.name, "HTTPS needs a certificate"));
+                }
+                let keys: Vec<_> = pb
+                    .certificates
+                    .iter()
+                    .map(crate::tls::certified_key)
+                    .collect::<Result<_, _>>()?;
+                Some(keys.into())
+            }
+            other => {
+                return Err(ConfigError::Unsupported {
+                    field: "listener protocol",
+                    value: other.to_string(),
+                });
+            }
+        };
         let ip: IpAddr = if pb.address.is_empty() {
             Ipv4Addr::UNSPECIFIED.into()
         } else {
@@ -163,6 +189,7 @@ impl TryFrom<&pb::Listener> for ListenerSpec {
             name: pb.name.as_str().into(),
             bind: SocketAddr::new(ip, port),
             hostname,
+            tls,
         })
     }
 }

@@ -12,6 +12,7 @@ fn listener(name: &str, port: u32, hostname: &str) -> pb::Listener {
         port,
         protocol: "HTTP".into(),
         hostname: hostname.into(),
+        certificates: Vec::new(),
     }
 }
 
@@ -277,9 +278,36 @@ fn redirect_validation() {
 
 #[test]
 fn listener_problems_are_rejected() {
+    let mut tcp = listener("listener/ns/gw/tcp", 8443, "");
+    tcp.protocol = "TCP".into();
+    assert_rejected(vec![entry(&tcp)], "listener/ns/gw/tcp", "protocol");
     let mut https = listener("listener/ns/gw/tls", 8443, "");
     https.protocol = "HTTPS".into();
-    assert_rejected(vec![entry(&https)], "listener/ns/gw/tls", "protocol");
+    assert_rejected(
+        vec![entry(&https)],
+        "listener/ns/gw/tls",
+        "needs a certificate",
+    );
+    https.certificates.push(pb::TlsCertificate {
+        source: "ns/broken".into(),
+        cert_chain_pem: "not a certificate".into(),
+        private_key_pem: String::new(),
+    });
+    assert_rejected(vec![entry(&https)], "listener/ns/gw/tls", "ns/broken");
+    // HTTP and HTTPS cannot share a socket (listener/ns/gw/http is on 8080).
+    let cert = rcgen::generate_simple_self_signed(vec!["a.example.com".to_string()]).unwrap();
+    let mut mixed = listener("listener/ns/gw/mixed", 8080, "a.example.com");
+    mixed.protocol = "HTTPS".into();
+    mixed.certificates.push(pb::TlsCertificate {
+        source: "ns/a".into(),
+        cert_chain_pem: cert.cert.pem(),
+        private_key_pem: cert.key_pair.serialize_pem(),
+    });
+    assert_rejected(
+        vec![entry(&mixed)],
+        "listener/ns/gw/mixed",
+        "other protocol",
+    );
     let bad_host = listener("listener/ns/gw/bad", 8080, "*.*.example.com");
     assert_rejected(vec![entry(&bad_host)], "listener/ns/gw/bad", "hostname");
     let mut bad_addr = listener("listener/ns/gw/addr", 8080, "");

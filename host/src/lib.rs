@@ -27,6 +27,7 @@ pub mod router;
 pub mod server;
 pub mod snapshot;
 mod timeout;
+pub mod tls;
 pub mod upstream;
 mod upstream_h1;
 mod upstream_h1_direct;

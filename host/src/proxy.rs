@@ -32,6 +32,8 @@ pub struct ProxyRequest<'a> {
     pub candidate: &'a Candidate,
     pub listener_port: u16,
     pub client: SocketAddr,
+    /// How the client reached us: `https` on HTTPS listeners.
+    pub scheme: Scheme,
 }
 
 pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -39,7 +41,7 @@ pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<Pr
     let request_deadline = p.rule.timeouts.request.map(|t| Instant::now() + t);
     let (mut parts, body) = req.into_parts();
     let redirect = RedirectContext {
-        scheme: Scheme::Http,
+        scheme: p.scheme,
         listener_port: p.listener_port,
         matched_prefix: match &p.candidate.spec.path {
             PathMatch::Prefix(prefix) => Some(prefix),
@@ -72,7 +74,7 @@ pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<Pr
         &mut parts.headers,
         parts.uri.authority(),
         p.client.ip(),
-        "http",
+        p.scheme.as_str(),
         websocket,
     );
     // A protocol switch cannot be copied; every other request picked by a mirror is.

@@ -135,6 +135,7 @@ fn fixture(listeners: &[(&str, &str)], routes: &[HttpRoute]) -> Fixture {
                 port: 80,
                 protocol: "HTTP".into(),
                 hostname: host.to_string(),
+                certificates: Vec::new(),
             })
             .unwrap()
         })

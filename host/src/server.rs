@@ -20,8 +20,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
+use crate::config::Scheme;
 use crate::filter_chain::status_response;
 use crate::hostname::normalize_request_host;
 use crate::idle::{Activity, IDLE_TICK, ServedBody, Verdict, Watchdog};
@@ -29,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{ProxyRequest, forward};
 use crate::router::{Lookup, RequestView};
 use crate::snapshot::Snapshot;
+use crate::tls::SniResolver;
 use crate::upstream::ProxyBody;
 
 /// What every connection shares: the current snapshot and the metrics.
@@ -64,8 +67,13 @@ pub async fn accept_loop(
                 Ok((stream, peer)) => {
                     // Responses are written whole by hyper; don't let Nagle delay them.
                     let _ = stream.set_nodelay(true);
-                    let conn = Connection { bind, peer, shared: shared.clone() };
-                    tokio::spawn(conn.serve(builder.clone(), stream, stop.clone()));
+                    let conn = Connection {
+                        bind,
+                        peer,
+                        shared: shared.clone(),
+                        tls: None,
+                    };
+                    tokio::spawn(conn.accept(builder.clone(), stream, stop.clone()));
                 }
                 Err(e) => {
                     // Typically out of file descriptors: back off instead of spinning.
@@ -82,15 +90,56 @@ struct Connection {
     bind: SocketAddr,
     peer: SocketAddr,
     shared: Arc<Shared>,
+    /// Set on HTTPS sockets once the handshake is done.
+    tls: Option<TlsSession>,
 }
 
+/// What the TLS handshake of a connection settled.
+struct TlsSession {
+    sni: Option<Box<str>>,
+    resolver: Arc<SniResolver>,
+}
+
+/// A client has this long to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Connection {
-    async fn serve(
-        self,
+    /// Serves plain HTTP, or TLS first when the socket has HTTPS listeners in the current
+    /// snapshot (with the certificates of that snapshot).
+    async fn accept(
+        mut self,
         builder: Arc<ConnBuilder>,
         stream: TcpStream,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) {
+        let tls = self.shared.snapshot.load().tls.get(&self.bind).cloned();
+        let Some(tls) = tls else {
+            return self.serve(builder, stream, stop).await;
+        };
+        let acceptor = TlsAcceptor::from(tls.config);
+        let stream =
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    debug!(peer = %self.peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    debug!(peer = %self.peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+        self.tls = Some(TlsSession {
+            sni: stream.get_ref().1.server_name().map(Into::into),
+            resolver: tls.resolver,
+        });
+        self.serve(builder, stream, stop).await
+    }
+
+    async fn serve<I>(self, builder: Arc<ConnBuilder>, stream: I, mut stop: watch::Receiver<bool>)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let peer = self.peer;
         let conn = Arc::new(self);
         let activity = Arc::new(Activity::default());
@@ -148,6 +197,15 @@ impl Connection {
             return unrouted(StatusCode::BAD_REQUEST, "missing or invalid Host\n");
         };
         let host = normalize_request_host(authority);
+        if let Some(TlsSession {
+            sni: Some(sni),
+            resolver,
+        }) = &self.tls
+            && resolver.misdirected(sni, &host)
+        {
+            // The certificate of this connection was chosen for another listener.
+            return unrouted(StatusCode::MISDIRECTED_REQUEST, "misdirected request\n");
+        }
         let view = RequestView {
             host: &host,
             method: req.method(),
@@ -167,6 +225,11 @@ impl Connection {
             candidate,
             listener_port: listener.port,
             client: self.peer,
+            scheme: if self.tls.is_some() {
+                Scheme::Https
+            } else {
+                Scheme::Http
+            },
         };
         let response = forward(request, req).await;
         rule.metrics.request_done(response.status().as_u16());

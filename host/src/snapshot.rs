@@ -13,11 +13,14 @@ use crate::filter_chain::{ChainStep, WasmStep};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::mirror::MirrorStep;
 use crate::router::{BindTable, build_tables};
+use crate::tls::{BindTls, bind_configs};
 use crate::upstream::Upstream;
 
 pub struct Snapshot {
     pub version: String,
     pub binds: HashMap<SocketAddr, BindTable>,
+    /// Sockets with HTTPS listeners: their TLS configuration.
+    pub tls: HashMap<SocketAddr, BindTls>,
     /// Indexed like the router's candidates' `route`.
     pub rules: Vec<Rule>,
     pub dump: ConfigDump,
@@ -49,6 +52,7 @@ impl Snapshot {
         Snapshot {
             version: String::new(),
             binds: HashMap::new(),
+            tls: HashMap::new(),
             rules: Vec::new(),
             dump: ConfigDump::default(),
         }
@@ -95,6 +99,7 @@ impl Snapshot {
         Snapshot {
             version: version.to_string(),
             binds: build_tables(&config.listeners, &config.routes),
+            tls: bind_configs(&config.listeners),
             rules,
             dump: config.dump,
         }

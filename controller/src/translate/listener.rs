@@ -1,11 +1,11 @@
 //! Stage 2b: one Gateway listener — protocol, allowed routes, supported kinds, status.
 
 use gateway_api::gateways::{
-    GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom as From,
+    GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom as From, GatewayListenersTlsMode,
 };
 use nantian_proto::config;
 
-use super::certificate::certificate_problems;
+use super::certificate::listener_certificates;
 use super::selector::LabelSelector;
 use crate::model::Resources;
 use crate::status::{
@@ -39,13 +39,25 @@ pub(super) struct ListenerState {
     pub conflict: Option<Problem>,
     /// Routes accepted on this listener (counted even when the listener is not programmed).
     pub attached_routes: i32,
+    /// HTTPS: the usable certificates of its certificateRefs.
+    pub certificates: Vec<config::TlsCertificate>,
 }
 
 impl ListenerState {
     pub(super) fn build(res: &Resources, gateway_ns: &str, spec: &GatewayListeners) -> Self {
+        let passthrough = spec
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.mode.as_ref())
+            .is_some_and(|m| matches!(m, GatewayListenersTlsMode::Passthrough));
         let mut accepted = match spec.protocol.as_str() {
             "HTTP" => Ok(()),
-            "HTTPS" | "TLS" => Err(Problem::new(
+            "HTTPS" if passthrough => Err(Problem::new(
+                reason::UNSUPPORTED_VALUE,
+                "an HTTPS listener terminates TLS: tls.mode Passthrough is for TLS listeners",
+            )),
+            "HTTPS" => Ok(()),
+            "TLS" => Err(Problem::new(
                 reason::UNSUPPORTED_PROTOCOL,
                 format!("protocol {} is not supported yet", spec.protocol),
             )),
@@ -63,8 +75,11 @@ impl ListenerState {
         };
         let (supported_kinds, kinds_problem) = route_kinds(spec);
         let mut problems: Vec<Problem> = kinds_problem.into_iter().collect();
+        let mut certificates = Vec::new();
         if matches!(spec.protocol.as_str(), "HTTPS" | "TLS") {
-            problems.extend(certificate_problems(res, gateway_ns, spec));
+            let (usable, cert_problems) = listener_certificates(res, gateway_ns, spec);
+            certificates = usable;
+            problems.extend(cert_problems);
         }
         ListenerState {
             name: spec.name.clone(),
@@ -77,12 +92,15 @@ impl ListenerState {
             resolved_refs: combine(problems),
             conflict: None,
             attached_routes: 0,
+            certificates,
         }
     }
 
-    /// Whether the host gets this listener.
+    /// Whether the host gets this listener: an HTTPS one also needs a usable certificate.
     pub(super) fn is_programmed(&self) -> bool {
-        self.accepted.is_ok() && self.conflict.is_none()
+        self.accepted.is_ok()
+            && self.conflict.is_none()
+            && (self.protocol != "HTTPS" || !self.certificates.is_empty())
     }
 
     /// Whether allowedRoutes admits an HTTPRoute from `route_ns`.
@@ -114,6 +132,7 @@ impl ListenerState {
             port: u32::try_from(self.port).unwrap_or_default(),
             protocol: self.protocol.clone(),
             hostname: self.hostname.clone().unwrap_or_default(),
+            certificates: self.certificates.clone(),
         }
     }
 
@@ -123,7 +142,11 @@ impl ListenerState {
             .clone()
             .and_then(|()| self.conflict.clone().map_or(Ok(()), Err));
         let programmed = match &accepted {
-            Ok(()) => Ok(()),
+            Ok(()) if self.is_programmed() => Ok(()),
+            Ok(()) => Err(Problem::new(
+                reason::INVALID,
+                "no usable TLS certificate (see ResolvedRefs)",
+            )),
             Err(p) => Err(Problem::new(
                 reason::INVALID,
                 format!("listener is not accepted: {}", p.message),

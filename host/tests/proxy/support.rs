@@ -183,6 +183,7 @@ pub fn listener(name: &str, port: u16, hostname: &str) -> pb::Listener {
         port: port.into(),
         protocol: "HTTP".into(),
         hostname: hostname.into(),
+        certificates: Vec::new(),
     }
 }
 

@@ -1,0 +1,238 @@
+//! HTTPS listeners end to end: the real controller and host, certificates from Secrets,
+//! a rustls client that trusts only the certificate it expects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use nantian_e2e::harness::{Env, Reply, wait_for, yaml};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// A self-signed certificate for `names`: (PEM chain, PEM key).
+fn certificate(names: &[&str]) -> (String, String) {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let cert = rcgen::generate_simple_self_signed(names).unwrap();
+    (cert.cert.pem(), cert.key_pair.serialize_pem())
+}
+
+fn tls_secret(ns: &str, name: &str, (chain, key): &(String, String)) -> String {
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(chain),
+        indent(key)
+    )
+}
+
+/// A GET over TLS to `addr` with `sni`, trusting only `trusted` (a PEM certificate), with
+/// `host` as Host. Err when the handshake or the exchange fails.
+async fn get_tls(addr: &str, sni: &str, host: &str, trusted: &str) -> Result<Reply, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(trusted.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = http::Request::get("/tls")
+        .header(http::header::HOST, host)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    })
+}
+
+const ROUTE: &str = r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: app}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - backendRefs: [{name: web, port: 80}]
+"#;
+
+fn gateway(address: &str, shop_secret_ns: &str) -> String {
+    format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: nantian
+  addresses: [{{type: IPAddress, value: "{address}"}}]
+  listeners:
+  - name: www
+    protocol: HTTPS
+    port: 8443
+    hostname: www.example.com
+    tls: {{certificateRefs: [{{name: www-cert}}]}}
+  - name: shops
+    protocol: HTTPS
+    port: 8443
+    hostname: "*.shop.example.com"
+    tls: {{certificateRefs: [{{name: shop-cert, namespace: {shop_secret_ns}}}]}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn https_listeners_pick_certificates_by_sni_and_rotate_them_live() {
+    let mut env = Env::new();
+    let gw = env.gateway_ip(1);
+    env.start_echo(1, "web-pod", "app").await;
+    let www = certificate(&["www.example.com"]);
+    let shop = certificate(&["*.shop.example.com"]);
+    let mut config = format!("{}{}", yaml::GATEWAY_CLASS, gateway(&gw, "app"));
+    config.push_str(&yaml::service("app", "web", &[env.backend_ip(1)]));
+    config.push_str(ROUTE);
+    env.write("base.yaml", &config);
+    env.write("www.yaml", &tls_secret("app", "www-cert", &www));
+    env.write("shop.yaml", &tls_secret("app", "shop-cert", &shop));
+    env.start_controller();
+    env.wait_ready().await;
+    let addr = format!("{gw}:8443");
+
+    // Each listener's certificate, chosen by SNI; the backend sees https.
+    let reply = get_tls(&addr, "www.example.com", "www.example.com", &www.0)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    let echo = reply.echo();
+    assert_eq!(echo.pod, "web-pod");
+    assert_eq!(echo.headers["X-Forwarded-Proto"], ["https"]);
+    let reply = get_tls(&addr, "a.shop.example.com", "a.shop.example.com", &shop.0)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    // The other listener's certificate is not offered for this name.
+    assert!(
+        get_tls(&addr, "a.shop.example.com", "a.shop.example.com", &www.0)
+            .await
+            .is_err()
+    );
+
+    // SNI picked www's certificate; a Host of the other listener is misdirected.
+    let reply = get_tls(&addr, "www.example.com", "a.shop.example.com", &www.0)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 421);
+
+    // A new certificate in the Secret is served on new connections, no restart.
+    let rotated = certificate(&["www.example.com"]);
+    env.write("www.yaml", &tls_secret("app", "www-cert", &rotated));
+    wait_for(
+        || async {
+            get_tls(&addr, "www.example.com", "www.example.com", &rotated.0)
+                .await
+                .is_ok_and(|r| r.status == 200)
+        },
+        "the rotated certificate",
+    )
+    .await;
+    assert!(
+        get_tls(&addr, "www.example.com", "www.example.com", &www.0)
+            .await
+            .is_err(),
+        "the old certificate is no longer offered"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_in_another_namespace_needs_a_reference_grant() {
+    let mut env = Env::new();
+    let gw = env.gateway_ip(1);
+    env.start_echo(1, "web-pod", "app").await;
+    let www = certificate(&["www.example.com"]);
+    let shop = certificate(&["*.shop.example.com"]);
+    let mut config = format!("{}{}", yaml::GATEWAY_CLASS, gateway(&gw, "certs"));
+    config.push_str(&yaml::service("app", "web", &[env.backend_ip(1)]));
+    config.push_str(ROUTE);
+    config.push_str("---\napiVersion: v1\nkind: Namespace\nmetadata: {name: certs}\n");
+    env.write("base.yaml", &config);
+    env.write("www.yaml", &tls_secret("app", "www-cert", &www));
+    env.write("shop.yaml", &tls_secret("certs", "shop-cert", &shop));
+    env.start_controller();
+    env.wait_ready().await;
+    let addr = format!("{gw}:8443");
+
+    let listener_refs = |s: serde_json::Value| {
+        let items = s["items"].as_array().cloned().unwrap_or_default();
+        items
+            .iter()
+            .find(|i| i["kind"] == "Gateway" && i["name"] == "gw")
+            .and_then(|g| {
+                g["status"]["listeners"]
+                    .as_array()?
+                    .iter()
+                    .find(|l| l["name"] == "shops")?["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == "ResolvedRefs")
+                    .map(|c| (c["status"].clone(), c["reason"].clone()))
+            })
+    };
+    let refs = listener_refs(env.status().await).unwrap();
+    assert_eq!(refs, ("False".into(), "RefNotPermitted".into()));
+    // The other listener is unaffected.
+    let reply = get_tls(&addr, "www.example.com", "www.example.com", &www.0)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+
+    env.write(
+        "grant.yaml",
+        r#"
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: gateways, namespace: certs}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: app}]
+  to: [{group: "", kind: Secret}]
+"#,
+    );
+    wait_for(
+        || async {
+            get_tls(&addr, "a.shop.example.com", "a.shop.example.com", &shop.0)
+                .await
+                .is_ok_and(|r| r.status == 200)
+        },
+        "the shop listener served once granted",
+    )
+    .await;
+    let refs = listener_refs(env.status().await).unwrap();
+    assert_eq!(refs, ("True".into(), "ResolvedRefs".into()));
+}
