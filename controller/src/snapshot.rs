@@ -109,6 +109,7 @@ mod tests {
                 protocol: "HTTP".into(),
                 hostname: String::new(),
                 certificates: Vec::new(),
+                client_validation: None,
             }],
             routes: vec![Route {
                 name: "route/ns/r/rule/0".into(),

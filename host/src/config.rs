@@ -45,6 +45,8 @@ pub struct ListenerSpec {
     pub hostname: Option<Hostname>,
     /// HTTPS: the certificates to offer (at least one). `None`: plain HTTP.
     pub tls: Option<Arc<[Arc<rustls::sign::CertifiedKey>]>>,
+    /// HTTPS with client certificate validation.
+    pub client_auth: Option<crate::tls::ClientAuth>,
 }
 
 #[derive(Debug, Clone)]

@@ -185,11 +185,16 @@ impl TryFrom<&pb::Listener> for ListenerSpec {
             "" => None,
             h => Some(Hostname::parse(h)?),
         };
+        let client_auth = match (&tls, &pb.client_validation) {
+            (Some(_), Some(v)) => Some(crate::tls::ClientAuth::try_from(v)?),
+            _ => None,
+        };
         Ok(ListenerSpec {
             name: pb.name.as_str().into(),
             bind: SocketAddr::new(ip, port),
             hostname,
             tls,
+            client_auth,
         })
     }
 }

@@ -13,6 +13,7 @@ fn listener(name: &str, port: u32, hostname: &str) -> pb::Listener {
         protocol: "HTTP".into(),
         hostname: hostname.into(),
         certificates: Vec::new(),
+        client_validation: None,
     }
 }
 

@@ -136,6 +136,7 @@ fn fixture(listeners: &[(&str, &str)], routes: &[HttpRoute]) -> Fixture {
                 protocol: "HTTP".into(),
                 hostname: host.to_string(),
                 certificates: Vec::new(),
+                client_validation: None,
             })
             .unwrap()
         })

@@ -7,10 +7,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use nantian_proto::config as pb;
-use rustls::ServerConfig;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::ring;
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
+use rustls_pki_types::UnixTime;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -49,6 +55,130 @@ pub fn certified_key(pb: &pb::TlsCertificate) -> Result<Arc<CertifiedKey>, Confi
         .keys_match()
         .map_err(|e| invalid("tls certificate", what, format!("key does not match: {e}")))?;
     Ok(Arc::new(certified))
+}
+
+/// Client certificate validation of an HTTPS port (Gateway `tls.frontend`).
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    roots: Arc<RootCertStore>,
+    /// AllowInsecureFallback: no certificate, or one that fails, is let through.
+    insecure_fallback: bool,
+}
+
+impl TryFrom<&pb::ClientValidation> for ClientAuth {
+    type Error = ConfigError;
+
+    fn try_from(pb: &pb::ClientValidation) -> Result<Self, ConfigError> {
+        let mut roots = RootCertStore::empty();
+        for pem in &pb.ca_certificates_pem {
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert =
+                    cert.map_err(|e| invalid("client CA", "ca.crt", format!("bad PEM: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| invalid("client CA", "ca.crt", e.to_string()))?;
+            }
+        }
+        if roots.is_empty() && !pb.allow_insecure_fallback {
+            return Err(invalid(
+                "client CA",
+                "ca.crt",
+                "no CA certificate to validate clients with",
+            ));
+        }
+        Ok(ClientAuth {
+            roots: Arc::new(roots),
+            insecure_fallback: pb.allow_insecure_fallback,
+        })
+    }
+}
+
+impl ClientAuth {
+    fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
+        let provider = Arc::new(ring::default_provider());
+        let strict = if self.roots.is_empty() {
+            // Fallback mode with no usable CA: every client certificate fails.
+            None
+        } else {
+            WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider.clone())
+                .build()
+                .ok()
+        };
+        match (strict, self.insecure_fallback) {
+            (Some(strict), false) => strict,
+            (strict, _) => Arc::new(InsecureFallback { strict, provider }),
+        }
+    }
+}
+
+/// AllowInsecureFallback: asks for a client certificate and checks it, but lets the
+/// connection through without one or with one that fails (the backend decides).
+#[derive(Debug)]
+struct InsecureFallback {
+    strict: Option<Arc<dyn ClientCertVerifier>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ClientCertVerifier for InsecureFallback {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.strict.as_ref().map_or(&[], |s| s.root_hint_subjects())
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if let Some(strict) = &self.strict
+            && let Err(e) = strict.verify_client_cert(end_entity, intermediates, now)
+        {
+            tracing::debug!("client certificate not valid, let through (insecure fallback): {e}");
+        }
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// The HTTPS listeners of one socket, for choosing a certificate by SNI.
@@ -94,17 +224,12 @@ impl SniResolver {
             .or_else(|| self.listeners.iter().position(|l| l.hostname.is_none()))
     }
 
-    /// Whether the certificate chosen for `sni` is not the one `host` would have been
-    /// given: the request belongs on another connection (421 Misdirected Request).
+    /// Whether `host` belongs to another listener than the one `sni` chose for this
+    /// connection: the request must be sent on a connection of its own (421 Misdirected
+    /// Request), whatever certificates the two listeners have.
     pub fn misdirected(&self, sni: &str, host: &str) -> bool {
         match (self.listener_for(Some(sni)), self.listener_for(Some(host))) {
-            (Some(a), Some(b)) => {
-                a != b
-                    && !Arc::ptr_eq(
-                        &self.listeners[a].certificates[0],
-                        &self.listeners[b].certificates[0],
-                    )
-            }
+            (Some(a), Some(b)) => a != b,
             _ => false,
         }
     }
@@ -126,24 +251,31 @@ pub struct BindTls {
 
 /// One `BindTls` per socket that has HTTPS listeners.
 pub fn bind_configs(listeners: &[ListenerSpec]) -> std::collections::HashMap<SocketAddr, BindTls> {
-    let mut by_bind: std::collections::HashMap<SocketAddr, Vec<SniListener>> =
+    // Client validation is per port in Gateway API: every listener of a socket has the
+    // same, so the first one that has it speaks for the socket.
+    type Socket = (Vec<SniListener>, Option<ClientAuth>);
+    let mut by_bind: std::collections::HashMap<SocketAddr, Socket> =
         std::collections::HashMap::new();
     for l in listeners {
         if let Some(certificates) = &l.tls {
-            by_bind.entry(l.bind).or_default().push(SniListener {
+            let socket = by_bind.entry(l.bind).or_default();
+            socket.0.push(SniListener {
                 hostname: l.hostname.clone(),
                 certificates: certificates.clone(),
             });
+            if socket.1.is_none() {
+                socket.1 = l.client_auth.clone();
+            }
         }
     }
     by_bind
         .into_iter()
-        .map(|(bind, listeners)| {
+        .map(|(bind, (listeners, client_auth))| {
             let resolver = Arc::new(SniResolver { listeners });
             (
                 bind,
                 BindTls {
-                    config: server_config(resolver.clone()),
+                    config: server_config(resolver.clone(), client_auth.as_ref()),
                     resolver,
                 },
             )
@@ -151,12 +283,18 @@ pub fn bind_configs(listeners: &[ListenerSpec]) -> std::collections::HashMap<Soc
         .collect()
 }
 
-fn server_config(resolver: Arc<SniResolver>) -> Arc<ServerConfig> {
-    let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+fn server_config(
+    resolver: Arc<SniResolver>,
+    client_auth: Option<&ClientAuth>,
+) -> Arc<ServerConfig> {
+    let builder = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+        .expect("ring supports the default protocol versions");
+    let builder = match client_auth {
+        Some(auth) => builder.with_client_cert_verifier(auth.verifier()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Arc::new(config)
 }
@@ -181,6 +319,7 @@ mod tests {
             bind: "127.0.0.1:443".parse().unwrap(),
             hostname: hostname.map(|h| Hostname::parse(h).unwrap()),
             tls: Some(vec![certified_key(&pem_pair(names)).unwrap()].into()),
+            client_auth: None,
         }
     }
 

@@ -36,6 +36,17 @@ fn tls_secret(ns: &str, name: &str, (chain, key): &(String, String)) -> String {
 /// A GET over TLS to `addr` with `sni`, trusting only `trusted` (a PEM certificate), with
 /// `host` as Host. Err when the handshake or the exchange fails.
 async fn get_tls(addr: &str, sni: &str, host: &str, trusted: &str) -> Result<Reply, String> {
+    get_tls_as(addr, sni, host, trusted, None).await
+}
+
+/// `get_tls`, presenting `client` (PEM chain, PEM key) when asked for a certificate.
+async fn get_tls_as(
+    addr: &str,
+    sni: &str,
+    host: &str,
+    trusted: &str,
+    client: Option<&(String, String)>,
+) -> Result<Reply, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(trusted.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
@@ -45,8 +56,17 @@ async fn get_tls(addr: &str, sni: &str, host: &str, trusted: &str) -> Result<Rep
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_root_certificates(roots);
+    let config = match client {
+        None => config.with_no_client_auth(),
+        Some((chain, key)) => {
+            let chain = CertificateDer::pem_slice_iter(chain.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+            config.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let name = ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
     let tls = TlsConnector::from(Arc::new(config))
@@ -235,4 +255,102 @@ spec:
     .await;
     let refs = listener_refs(env.status().await).unwrap();
     assert_eq!(refs, ("True".into(), "ResolvedRefs".into()));
+}
+
+/// A CA and a client certificate it signed: (CA PEM, (client chain PEM, client key PEM)).
+fn client_ca() -> (String, (String, String)) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let mut client_params = rcgen::CertificateParams::new(vec!["client".to_string()]).unwrap();
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
+    (ca.pem(), (client.pem(), client_key.serialize_pem()))
+}
+
+fn validating_gateway(address: &str, mode: &str) -> String {
+    format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: nantian
+  addresses: [{{type: IPAddress, value: "{address}"}}]
+  tls:
+    frontend:
+      default:
+        validation:
+          mode: {mode}
+          caCertificateRefs: [{{group: "", kind: ConfigMap, name: client-ca}}]
+  listeners:
+  - name: www
+    protocol: HTTPS
+    port: 8443
+    hostname: www.example.com
+    tls: {{certificateRefs: [{{name: www-cert}}]}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn client_certificates_are_checked_against_the_frontend_ca() {
+    let mut env = Env::new();
+    let gw = env.gateway_ip(1);
+    env.start_echo(1, "web-pod", "app").await;
+    let www = certificate(&["www.example.com"]);
+    let (ca, client) = client_ca();
+    let (_, stranger) = client_ca();
+    let mut config = format!(
+        "{}{}",
+        yaml::GATEWAY_CLASS,
+        yaml::service("app", "web", &[env.backend_ip(1)])
+    );
+    config.push_str(ROUTE);
+    let indented: String = ca.lines().map(|l| format!("    {l}\n")).collect();
+    config.push_str(&format!(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: client-ca, namespace: app}}\ndata:\n  ca.crt: |\n{indented}"
+    ));
+    env.write("base.yaml", &config);
+    env.write("gateway.yaml", &validating_gateway(&gw, "AllowValidOnly"));
+    env.write("www.yaml", &tls_secret("app", "www-cert", &www));
+    env.start_controller();
+    env.wait_ready().await;
+    let addr = format!("{gw}:8443");
+    let trusted = www.0.clone();
+    let get = |client: Option<(String, String)>| {
+        let (addr, trusted) = (addr.clone(), trusted.clone());
+        async move {
+            get_tls_as(
+                &addr,
+                "www.example.com",
+                "www.example.com",
+                &trusted,
+                client.as_ref(),
+            )
+            .await
+        }
+    };
+
+    assert_eq!(get(Some(client.clone())).await.unwrap().status, 200);
+    assert!(get(None).await.is_err(), "no client certificate");
+    assert!(
+        get(Some(stranger.clone())).await.is_err(),
+        "a certificate of another CA"
+    );
+
+    // AllowInsecureFallback lets both through (the backend decides).
+    env.write(
+        "gateway.yaml",
+        &validating_gateway(&gw, "AllowInsecureFallback"),
+    );
+    wait_for(
+        || async { get(None).await.is_ok_and(|r| r.status == 200) },
+        "insecure fallback without a certificate",
+    )
+    .await;
+    assert_eq!(get(Some(stranger.clone())).await.unwrap().status, 200);
+    assert_eq!(get(Some(client.clone())).await.unwrap().status, 200);
 }

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use gateway_api::gateways::Gateway;
 use nantian_proto::config;
 
+use super::client_validation;
 use super::conflict::mark_conflicts;
 use super::gateway_class::OurClasses;
 use super::listener::ListenerState;
@@ -48,6 +49,9 @@ pub(super) fn build_gateways(
             .iter()
             .map(|l| ListenerState::build(res, &namespace, l))
             .collect();
+        for listener in &mut listeners {
+            client_validation::apply(res, gw, listener);
+        }
         mark_conflicts(&mut listeners);
         let (address, address_problem) = address(gw, opts);
         let class_problem = class.clone().err().map(|p| {

@@ -41,6 +41,8 @@ pub(super) struct ListenerState {
     pub attached_routes: i32,
     /// HTTPS: the usable certificates of its certificateRefs.
     pub certificates: Vec<config::TlsCertificate>,
+    /// HTTPS: client certificate validation from the Gateway's tls.frontend.
+    pub client_validation: Option<config::ClientValidation>,
 }
 
 impl ListenerState {
@@ -93,6 +95,7 @@ impl ListenerState {
             conflict: None,
             attached_routes: 0,
             certificates,
+            client_validation: None,
         }
     }
 
@@ -133,6 +136,7 @@ impl ListenerState {
             protocol: self.protocol.clone(),
             hostname: self.hostname.clone().unwrap_or_default(),
             certificates: self.certificates.clone(),
+            client_validation: self.client_validation.clone(),
         }
     }
 

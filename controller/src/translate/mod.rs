@@ -12,6 +12,7 @@
 
 mod backend;
 mod certificate;
+mod client_validation;
 mod conflict;
 mod cors;
 mod filter;

@@ -184,6 +184,7 @@ pub fn listener(name: &str, port: u16, hostname: &str) -> pb::Listener {
         protocol: "HTTP".into(),
         hostname: hostname.into(),
         certificates: Vec::new(),
+        client_validation: None,
     }
 }
 
