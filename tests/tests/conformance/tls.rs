@@ -289,10 +289,17 @@ mod tests {
                             "pod": "tls-echo",
                             "headers": {"X-Sni": [sni.clone()], "X-Version": [format!("{:?}", req.version())]},
                         });
-                        let resp = http::Response::builder()
-                            .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from(echo.to_string())))
-                            .unwrap();
+                        let resp = if req.uri().path() == "/redirect" {
+                            http::Response::builder()
+                                .status(302)
+                                .header(http::header::LOCATION, "/elsewhere")
+                                .body(Full::new(Bytes::new()))
+                        } else {
+                            http::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from(echo.to_string())))
+                        }
+                        .unwrap();
                         async move { Ok::<_, Infallible>(resp) }
                     });
                     let _ = auto::Builder::new(TokioExecutor::new())
@@ -387,5 +394,49 @@ mod tests {
         .await
         .unwrap_err();
         assert!(untrusted.starts_with("TLS handshake"), "{untrusted}");
+    }
+
+    #[tokio::test]
+    async fn expectations_compare_over_tls_with_https_defaults() {
+        use crate::compare::compare;
+        use crate::model::{Expectation, from_yaml};
+        use crate::roundtrip::{Target, TlsTarget, round_trip};
+
+        let setup = certificates::generate().unwrap();
+        let secret = "gateway-conformance-infra/tls-validity-checks-certificate";
+        let addr: std::net::SocketAddr = tls_echo(&setup, secret).await.parse().unwrap();
+        let target = Target {
+            ip: addr.ip().to_string(),
+            port: addr.port(),
+            tls: Some(TlsTarget {
+                request: from_yaml(&format!("secret: {secret}")).unwrap(),
+                certificate: setup.certificates[&nn(secret)].clone(),
+            }),
+        };
+        let exp = |yaml: &str| -> Expectation { from_yaml(yaml).unwrap() };
+
+        let echoed =
+            exp("request: {host: example.org, path: /a}\nbackend: tls-echo\nnamespace: tls");
+        let captured = round_trip(&target, &echoed, &[]).await.unwrap();
+        compare(&echoed, &captured).unwrap();
+
+        // A relative Location is against the https URL; the expected scheme defaults to it.
+        let redirect = exp(&format!(
+            "request: {{host: example.org, path: /redirect}}\nresponse: {{statusCodes: [302]}}\nredirect: {{path: /elsewhere, port: '{}'}}",
+            addr.port()
+        ));
+        let captured = round_trip(&target, &redirect, &[]).await.unwrap();
+        assert_eq!(captured.request_scheme, "https");
+        assert_eq!(captured.redirect.as_ref().unwrap().scheme, "https");
+        compare(&redirect, &captured).unwrap();
+        let mut to_http = redirect.clone();
+        to_http.redirect.as_mut().unwrap().scheme = "http".into();
+        let scheme = compare(&to_http, &captured).unwrap_err();
+        assert!(scheme.contains("scheme"), "{scheme}");
+
+        // No host and no serverName: upstream refuses to send it.
+        let nameless = exp("request: {path: /a}");
+        let err = round_trip(&target, &nameless, &[]).await.unwrap_err();
+        assert!(err.contains("no server name"), "{err}");
     }
 }
