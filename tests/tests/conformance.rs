@@ -12,6 +12,8 @@
 
 #![forbid(unsafe_code)]
 
+#[path = "conformance/certificates.rs"]
+mod certificates;
 #[path = "conformance/compare.rs"]
 mod compare;
 #[path = "conformance/manifests.rs"]
@@ -28,6 +30,8 @@ mod runner;
 mod status;
 #[path = "conformance/steps.rs"]
 mod steps;
+#[path = "conformance/tls.rs"]
+mod tls;
 #[path = "conformance/websocket.rs"]
 mod websocket;
 #[path = "conformance/weight.rs"]
@@ -160,12 +164,14 @@ async fn replay_all() -> anyhow::Result<Tally> {
 
 /// The data files are consistent: every case file is listed and parses (those of skipped
 /// tests too, ready for their feature), every test that is not skipped has one, and every
-/// object a step names exists in the case's or the base's manifests.
+/// object a step names exists in the case's or the base's manifests or among the Secrets
+/// of the setup.
 #[test]
 fn suite_data_is_consistent() {
     let index = load_index(&data_dir()).unwrap();
     let upstream = upstream_dir(&index.gateway_api_version).unwrap();
-    let base = manifests::load(&upstream, "base/manifests.yaml").unwrap();
+    let mut base = manifests::load(&upstream, "base/manifests.yaml").unwrap();
+    base.extend(certificates::generate().unwrap().objects);
     let with_file = |e: &&IndexEntry| {
         e.skip.is_none()
             || data_dir()
@@ -231,6 +237,7 @@ fn named_objects(case: &model::Case) -> Vec<(String, model::NsName)> {
             Step::GatewayZeroRoutes(s) => out.push(("Gateway", s.gateway.clone())),
             Step::Http(s) => {
                 out.push(("Gateway", s.gateway.clone()));
+                out.extend(s.tls.iter().map(|t| ("Secret", t.secret.clone())));
                 let mirrors = s.expect.iter().flat_map(|e| &e.mirrored_to);
                 out.extend(mirrors.map(|m| ("Deployment", m.deployment())));
             }
@@ -243,6 +250,7 @@ fn named_objects(case: &model::Case) -> Vec<(String, model::NsName)> {
             Step::Delete(r) | Step::LatestConditions(r) => out.push((&r.kind, r.ns_name())),
             Step::Patch(p) => out.push((&p.object.kind, p.object.ns_name())),
             Step::ObjectCondition(c) => out.push((&c.object.kind, c.object.ns_name())),
+            Step::NamespacesReady(_) => {}
         }
     }
     out.into_iter()

@@ -152,7 +152,7 @@ fn compare_redirect(exp: &Expectation, cap: &Captured) -> Result<(), String> {
         &want.host
     };
     let scheme = if want.scheme.is_empty() {
-        "http"
+        cap.request_scheme
     } else {
         &want.scheme
     };
@@ -223,6 +223,7 @@ mod tests {
         Target {
             ip: "127.0.100.1".into(),
             port: 80,
+            tls: None,
         }
     }
 
@@ -242,6 +243,7 @@ mod tests {
                 pod: pod.into(),
             },
             redirect: None,
+            request_scheme: "http",
         }
     }
 
@@ -366,6 +368,7 @@ mod tests {
             headers: http::HeaderMap::new(),
             echo: EchoedRequest::default(),
             redirect: Some(parse_location(location, &target()).unwrap()),
+            request_scheme: "http",
         };
         assert!(compare(&e, &capture("http://example.org/hostname-redirect")).is_ok());
         assert!(compare(&e, &capture("http://example.org:80/hostname-redirect")).is_ok());
@@ -375,5 +378,29 @@ mod tests {
         assert!(path.unwrap_err().contains("path"));
         let relative = compare(&e, &capture("/hostname-redirect"));
         assert!(relative.unwrap_err().contains("hostname"));
+    }
+
+    #[test]
+    fn redirect_scheme_defaults_to_the_requests() {
+        let mut e = exp("request: {path: /p}\nresponse: {statusCodes: [302]}");
+        e.redirect = Some(ExpectedRedirect {
+            host: "example.org".into(),
+            ..ExpectedRedirect::default()
+        });
+        let capture = |location: &str, request_scheme| Captured {
+            status: 302,
+            headers: http::HeaderMap::new(),
+            echo: EchoedRequest::default(),
+            redirect: Some(parse_location(location, &target()).unwrap()),
+            request_scheme,
+        };
+        assert!(compare(&e, &capture("https://example.org/p", "https")).is_ok());
+        assert!(compare(&e, &capture("https://example.org:443/p", "https")).is_ok());
+        let port = compare(&e, &capture("https://example.org:8443/p", "https"));
+        assert!(port.unwrap_err().contains("443 or not set"));
+        let scheme = compare(&e, &capture("http://example.org/p", "https"));
+        assert!(scheme.unwrap_err().contains("scheme"));
+        e.redirect.as_mut().unwrap().scheme = "http".into();
+        assert!(compare(&e, &capture("http://example.org/p", "https")).is_ok());
     }
 }

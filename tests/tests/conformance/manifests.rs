@@ -133,15 +133,6 @@ pub fn assign_address(gateway: &mut Value, address: &str) {
     }
 }
 
-/// Whether every listener of a Gateway is plain HTTP, the only protocol Nantian serves
-/// today. The base manifests' HTTPS Gateway needs a certificate upstream's suite generates
-/// at start-up; no implemented case uses it, so it stays out of the config.
-pub fn only_http_listeners(gateway: &Value) -> bool {
-    gateway["spec"]["listeners"]
-        .as_array()
-        .is_some_and(|ls| ls.iter().all(|l| l["protocol"] == "HTTP"))
-}
-
 /// A Deployment of upstream's echo-basic that we stand in for with `nantian-echo`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EchoDeployment {
@@ -487,13 +478,5 @@ spec:
         assert_eq!(generation(&route), 2);
         let missing = [("/spec/nothing/here".to_string(), json!(1))].into();
         assert!(patch(&mut route, &missing).is_err());
-    }
-
-    #[test]
-    fn only_plain_http_gateways_qualify() {
-        let http = json!({"spec": {"listeners": [{"protocol": "HTTP"}]}});
-        let https = json!({"spec": {"listeners": [{"protocol": "HTTP"}, {"protocol": "HTTPS"}]}});
-        assert!(only_http_listeners(&http));
-        assert!(!only_http_listeners(&https));
     }
 }

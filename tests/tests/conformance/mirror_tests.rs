@@ -231,6 +231,7 @@ async fn mirroring_gateway(mirror_logs: Vec<PathBuf>, every: usize, delay: Durat
     Target {
         ip: addr.ip().to_string(),
         port: addr.port(),
+        tls: None,
     }
 }
 

@@ -86,6 +86,9 @@ pub enum Step {
     /// backend-protocol WebSocket test).
     #[serde(rename = "websocket")]
     WebSocket(WebSocketStep),
+    /// `kubernetes.NamespacesMustBeReady`: every Gateway in these namespaces has current,
+    /// Accepted and Programmed conditions (the echo pods are always ready).
+    NamespacesReady(Vec<String>),
 }
 
 /// A WebSocket handshake to `path` on a Gateway listener, then each message sent in turn
@@ -209,7 +212,34 @@ pub struct HttpStep {
     /// `NewGatewayRef`'s names).
     #[serde(default)]
     pub listener: Option<String>,
+    /// HTTPS instead of HTTP (upstream's `tls.MakeTLSRequestAndExpectEventuallyConsistentResponse`).
+    #[serde(default)]
+    pub tls: Option<TlsRequest>,
     pub expect: Vec<Expectation>,
+}
+
+/// How the requests of an [`HttpStep`] go over TLS: upstream's `serverCertificate` (read
+/// with `GetTLSSecret`) and `serverName` arguments.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsRequest {
+    /// A `kubernetes.io/tls` Secret of the suite's setup: its certificate is the only one
+    /// the client trusts.
+    pub secret: NsName,
+    /// The SNI, and the name the certificate must be valid for; each request's host when
+    /// absent.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+impl TlsRequest {
+    /// The server name of a request to `host` (upstream refuses an HTTPS request without one).
+    pub fn server_name_for<'a>(&'a self, host: &'a str) -> Result<&'a str, String> {
+        match self.server_name.as_deref().unwrap_or(host) {
+            "" => Err("https request has no server name configured".into()),
+            name => Ok(name),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -350,6 +380,9 @@ pub enum RequestProtocol {
     /// `roundtripper.H2CPriorKnowledgeProtocol`: cleartext HTTP/2 without an upgrade.
     #[serde(rename = "H2C_PRIOR_KNOWLEDGE")]
     H2cPriorKnowledge,
+    /// `roundtripper.H2Protocol`: HTTP/2 over TLS (ALPN `h2`), in steps with `tls` only.
+    #[serde(rename = "H2")]
+    H2,
 }
 
 /// `http.ExpectedRequest`. Unlike upstream, an omitted path means the request's path (most
@@ -511,5 +544,63 @@ pub fn load_case(dir: &Path, name: &str) -> anyhow::Result<Case> {
     if case.manifests.is_empty() || case.steps.is_empty() {
         bail!("{}: a case needs manifests and steps", path.display());
     }
+    for (i, step) in case.steps.iter().enumerate() {
+        if let Step::Http(http) = step {
+            check_protocols(http).with_context(|| format!("{}: step {}", path.display(), i + 1))?;
+        }
+    }
     Ok(case)
+}
+
+/// Each request's protocol fits the step's transport, as `roundtripper` demands: h2c
+/// without TLS, H2 with it, and a server name for every HTTPS request.
+fn check_protocols(step: &HttpStep) -> anyhow::Result<()> {
+    for (i, exp) in step.expect.iter().enumerate() {
+        let name = exp.display_name(i);
+        match (&step.tls, exp.request.protocol) {
+            (None, Some(RequestProtocol::H2)) => bail!("[{name}] protocol H2 needs `tls`"),
+            (Some(_), Some(RequestProtocol::H2cPriorKnowledge)) => {
+                bail!("[{name}] h2 prior knowledge is not encrypted: no `tls` with it")
+            }
+            (Some(tls), _) => {
+                tls.server_name_for(&exp.request.host)
+                    .map_err(|e| anyhow::anyhow!("[{name}] {e}"))?;
+            }
+            (None, _) => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http_step(yaml: &str) -> HttpStep {
+        from_yaml(yaml).unwrap()
+    }
+
+    #[test]
+    fn request_protocols_must_fit_the_step_transport() {
+        let tls = "tls: {secret: ns/cert}\n";
+        let ok = http_step(&format!(
+            "gateway: ns/gw\n{tls}expect: [{{request: {{host: a.example, path: /, protocol: H2}}}}]"
+        ));
+        check_protocols(&ok).unwrap();
+        let h2_in_clear = http_step("gateway: ns/gw\nexpect: [{request: {path: /, protocol: H2}}]");
+        assert!(check_protocols(&h2_in_clear).is_err());
+        let h2c_over_tls = http_step(&format!(
+            "gateway: ns/gw\n{tls}expect: [{{request: {{host: a.example, path: /, protocol: H2C_PRIOR_KNOWLEDGE}}}}]"
+        ));
+        assert!(check_protocols(&h2c_over_tls).is_err());
+        let nameless = http_step(&format!(
+            "gateway: ns/gw\n{tls}expect: [{{request: {{path: /}}}}]"
+        ));
+        let err = check_protocols(&nameless).unwrap_err().to_string();
+        assert!(err.contains("no server name"), "{err}");
+        let named = http_step(
+            "gateway: ns/gw\ntls: {secret: ns/cert, serverName: a.example}\nexpect: [{request: {path: /}}]",
+        );
+        check_protocols(&named).unwrap();
+    }
 }

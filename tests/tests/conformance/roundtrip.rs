@@ -8,28 +8,50 @@ use bytes::Bytes;
 use nantian_e2e::harness;
 use serde::Deserialize;
 
+use crate::certificates::TrustedCertificate;
 use crate::compare::compare;
-use crate::model::{Expectation, RequestProtocol};
+use crate::model::{Expectation, RequestProtocol, TlsRequest};
+use crate::tls::{self, Alpn};
 
 /// Upstream's `RequiredConsecutiveSuccesses`.
 pub const REQUIRED_CONSECUTIVE_SUCCESSES: u32 = 3;
 /// Pause after a failed attempt before the next (upstream waits 1 s; on loopback the
 /// system converges in milliseconds, so a shorter pause only makes passing runs faster).
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
-/// Bounds one HTTP/2 round trip, as `harness::send` bounds an HTTP/1.1 one.
-const H2C_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds one h2c or HTTPS round trip (the TLS handshake included), as `harness::send`
+/// bounds an HTTP/1.1 one.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where requests go: a Gateway address and the port of one of its listeners.
+/// Where requests go: a Gateway address and the port of one of its listeners, over TLS
+/// for an HTTPS listener.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub ip: String,
     pub port: u16,
+    pub tls: Option<TlsTarget>,
+}
+
+/// How requests reach an HTTPS listener: the step's `tls` and the certificate of its
+/// Secret, the only one trusted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsTarget {
+    pub request: TlsRequest,
+    pub certificate: TrustedCertificate,
 }
 
 impl Target {
+    /// The URL scheme of requests: `https` over TLS.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    fn default_port(&self) -> u16 {
+        if self.tls.is_some() { 443 } else { 80 }
+    }
+
     /// Upstream's `CalculateHost`: the URL host, without the port when the scheme implies it.
     pub fn url_host(&self) -> String {
-        if self.port == 80 {
+        if self.port == self.default_port() {
             self.ip.clone()
         } else {
             format!("{}:{}", self.ip, self.port)
@@ -86,6 +108,8 @@ pub struct Captured {
     /// The echo, or (for a reply that is not JSON) an empty one with the sent method.
     pub echo: EchoedRequest,
     pub redirect: Option<RedirectTarget>,
+    /// The scheme of the request's URL, what an expected redirect's scheme defaults to.
+    pub request_scheme: &'static str,
 }
 
 pub fn method(exp: &Expectation) -> &str {
@@ -97,8 +121,8 @@ pub fn method(exp: &Expectation) -> &str {
 }
 
 /// The request upstream's `MakeRequest` builds, plus `extra` headers (weight entropy). Over
-/// HTTP/1.1 the host goes in the `Host` header; over HTTP/2 it is the URI's authority (the
-/// `:authority` pseudo-header), as Go's HTTP/2 transport sends it.
+/// HTTP/1.1 the host goes in the `Host` header; over HTTP/2 (h2c or H2) it is the URI's
+/// authority (the `:authority` pseudo-header), as Go's HTTP/2 transport sends it.
 pub fn build_request(
     target: &Target,
     exp: &Expectation,
@@ -109,17 +133,18 @@ pub fn build_request(
     } else {
         exp.request.host.clone()
     };
+    let scheme = target.scheme();
     let builder = http::Request::builder().method(method(exp));
     let mut builder = match exp.request.protocol {
         None => builder
             .uri(format!(
-                "http://{}{}",
+                "{scheme}://{}{}",
                 target.socket_addr(),
                 exp.request.path
             ))
             .header(http::header::HOST, host),
-        Some(RequestProtocol::H2cPriorKnowledge) => {
-            builder.uri(format!("http://{host}{}", exp.request.path))
+        Some(RequestProtocol::H2cPriorKnowledge | RequestProtocol::H2) => {
+            builder.uri(format!("{scheme}://{host}{}", exp.request.path))
         }
     };
     for (name, value) in exp
@@ -149,14 +174,24 @@ pub async fn round_trip(
     extra: &[(String, String)],
 ) -> Result<Captured, String> {
     let req = build_request(target, exp, extra)?;
-    let reply = match exp.request.protocol {
-        None => harness::send(req).await,
-        Some(RequestProtocol::H2cPriorKnowledge) => tokio::time::timeout(
-            H2C_REQUEST_TIMEOUT,
-            harness::send_h2c(&target.socket_addr(), req),
-        )
-        .await
-        .unwrap_or_else(|_| Err("timed out".to_string())),
+    let addr = target.socket_addr();
+    let reply = match (&target.tls, exp.request.protocol) {
+        (None, None) => harness::send(req).await,
+        (None, Some(RequestProtocol::H2cPriorKnowledge)) => {
+            bounded(harness::send_h2c(&addr, req)).await
+        }
+        (Some(tls), protocol @ (None | Some(RequestProtocol::H2))) => {
+            let server_name = tls.request.server_name_for(&exp.request.host)?;
+            let alpn = match protocol {
+                Some(RequestProtocol::H2) => Alpn::H2,
+                _ => Alpn::Http1,
+            };
+            bounded(tls::send(&addr, &tls.certificate, server_name, alpn, req)).await
+        }
+        (None, Some(RequestProtocol::H2)) => Err("protocol H2 needs TLS".into()),
+        (Some(_), Some(RequestProtocol::H2cPriorKnowledge)) => {
+            Err("h2 prior knowledge is not encrypted".into())
+        }
     }
     .map_err(|e| format!("request failed: {e}"))?;
     let echo = if reply
@@ -187,7 +222,16 @@ pub async fn round_trip(
         headers: reply.headers,
         echo,
         redirect,
+        request_scheme: target.scheme(),
     })
+}
+
+async fn bounded(
+    exchange: impl Future<Output = Result<harness::Reply, String>>,
+) -> Result<harness::Reply, String> {
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .unwrap_or_else(|_| Err("timed out".to_string()))
 }
 
 /// `http.WaitForConsistentResponse`: repeats the request until it matches
@@ -244,7 +288,8 @@ pub fn is_timeout(status: u16) -> bool {
     matches!(status, 408 | 504)
 }
 
-/// Go's `resp.Location()`: an absolute URL as is, a relative one against the request URL.
+/// Go's `resp.Location()`: an absolute URL as is, a relative one against the request URL
+/// (whose port is implied when it is the scheme's).
 pub fn parse_location(location: &str, target: &Target) -> Result<RedirectTarget, String> {
     if location.contains("://") {
         let uri: http::Uri = location
@@ -264,9 +309,9 @@ pub fn parse_location(location: &str, target: &Target) -> Result<RedirectTarget,
     }
     let path = location.split(['?', '#']).next().unwrap_or_default();
     Ok(RedirectTarget {
-        scheme: "http".to_string(),
+        scheme: target.scheme().to_string(),
         host: target.ip.clone(),
-        port: if target.port == 80 {
+        port: if target.port == target.default_port() {
             String::new()
         } else {
             target.port.to_string()
@@ -284,6 +329,23 @@ mod tests {
         Target {
             ip: "127.0.100.1".into(),
             port: 80,
+            tls: None,
+        }
+    }
+
+    /// An HTTPS listener on 443 (the certificate plays no part in building requests).
+    fn https_target(port: u16) -> Target {
+        Target {
+            port,
+            tls: Some(TlsTarget {
+                request: from_yaml("secret: ns/cert").unwrap(),
+                certificate: TrustedCertificate {
+                    pem: String::new(),
+                    der: Vec::new().into(),
+                    names: Default::default(),
+                },
+            }),
+            ..target()
         }
     }
 
@@ -297,8 +359,11 @@ mod tests {
         let t = Target {
             ip: "127.0.100.1".into(),
             port: 8080,
+            tls: None,
         };
         assert_eq!(t.url_host(), "127.0.100.1:8080");
+        assert_eq!(https_target(443).url_host(), "127.0.100.1");
+        assert_eq!(https_target(80).url_host(), "127.0.100.1:80");
     }
 
     #[test]
@@ -327,7 +392,19 @@ mod tests {
         let named = exp("request: {host: example.com, path: /a, protocol: H2C_PRIOR_KNOWLEDGE}");
         let req = build_request(&target(), &named, &[]).unwrap();
         assert_eq!(req.uri(), "http://example.com/a");
-        assert!(from_yaml::<Expectation>("request: {path: /, protocol: H2}").is_err());
+        assert!(from_yaml::<Expectation>("request: {path: /, protocol: H3}").is_err());
+    }
+
+    #[test]
+    fn https_requests_use_the_https_scheme() {
+        let e = exp("request: {path: /a}");
+        let req = build_request(&https_target(443), &e, &[]).unwrap();
+        assert_eq!(req.uri(), "https://127.0.100.1:443/a");
+        assert_eq!(req.headers()["host"], "127.0.100.1");
+        let h2 = exp("request: {host: example.org, path: /b, protocol: H2}");
+        let req = build_request(&https_target(443), &h2, &[]).unwrap();
+        assert_eq!(req.uri(), "https://example.org/b");
+        assert!(req.headers().get("host").is_none());
     }
 
     #[test]
@@ -346,5 +423,12 @@ mod tests {
         assert_eq!(relative.host, "127.0.100.1");
         assert_eq!(relative.port, "");
         assert_eq!(relative.path, "/elsewhere");
+        let over_tls = parse_location("/x", &https_target(443)).unwrap();
+        assert_eq!(
+            (over_tls.scheme.as_str(), over_tls.port.as_str()),
+            ("https", "")
+        );
+        let other_port = parse_location("/x", &https_target(8443)).unwrap();
+        assert_eq!(other_port.port, "8443");
     }
 }

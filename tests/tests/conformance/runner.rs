@@ -1,10 +1,11 @@
 //! Runs cases against one standalone controller and one set of echo backends.
 //!
-//! The base manifests (namespaces, Gateways, echo Services) go into the config directory
-//! once, before the controller starts. Each case then writes its own manifests as
-//! `case.yaml`, waits until the controller has published status for them and every host
-//! has ACKed, runs its steps, and removes the file again, waiting until its objects are
-//! gone; so cases run one after another on a clean base, like upstream's apply/cleanup.
+//! The base manifests (namespaces, Gateways, echo Services) and the certificates upstream's
+//! setup creates (see `certificates`) go into the config directory once, before the
+//! controller starts. Each case then writes its own manifests as `case.yaml`, waits until
+//! the controller has published status for them and every host has ACKed, runs its steps,
+//! and removes the file again, waiting until its objects are gone; so cases run one after
+//! another on a clean base, like upstream's apply/cleanup.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,9 +15,10 @@ use bytes::Bytes;
 use nantian_e2e::harness::{self, Env};
 use serde_json::Value;
 
+use crate::certificates::{self, TrustedCertificate};
 use crate::manifests::{self, Pod};
-use crate::model::{Case, NsName};
-use crate::roundtrip::Target;
+use crate::model::{Case, NsName, TlsRequest};
+use crate::roundtrip::{Target, TlsTarget};
 use crate::status::{self, StatusDoc};
 use crate::steps::step_name;
 
@@ -35,6 +37,8 @@ pub struct Replay {
     listeners: BTreeMap<NsName, Vec<(String, u16)>>,
     /// Every echo replica started so far (they stay up until the end).
     pub(crate) pods: Vec<Pod>,
+    /// The server certificates of the setup's Secrets, for HTTPS requests to trust.
+    certificates: BTreeMap<NsName, TrustedCertificate>,
 }
 
 impl Replay {
@@ -48,6 +52,7 @@ impl Replay {
             next_backend_slot: 0,
             listeners: BTreeMap::new(),
             pods: Vec::new(),
+            certificates: BTreeMap::new(),
         };
         let mut base = manifests::load(&replay.conformance_dir, "base/manifests.yaml")?;
         manifests::prepare(&mut base);
@@ -58,6 +63,9 @@ impl Replay {
                 .await
                 .map_err(anyhow::Error::msg)?,
         );
+        let setup = certificates::generate()?;
+        config.extend(setup.objects);
+        replay.certificates = setup.certificates;
         replay.env.write(BASE_FILE, &manifests::to_yaml(&config)?);
         replay.env.start_controller();
         replay.env.wait_ready().await;
@@ -97,8 +105,8 @@ impl Replay {
     }
 
     /// Adds Gateways (with addresses), echo processes and EndpointSlices for `objects`,
-    /// returning what goes into the config directory. The base keeps only plain-HTTP
-    /// Gateways and Services with echo backends behind them (see `manifests`).
+    /// returning what goes into the config directory. The base keeps only the Services
+    /// with echo backends behind them (see `manifests`).
     async fn materialize(&mut self, objects: Vec<Value>, base: bool) -> Result<Vec<Value>, String> {
         let first_backend = self.next_backend_slot;
         let pods = manifests::plan_pods(&manifests::echo_deployments(&objects), || {
@@ -123,7 +131,6 @@ impl Replay {
         for mut object in objects {
             match manifests::kind(&object) {
                 kind if !manifests::is_config_kind(kind) => continue,
-                "Gateway" if base && !manifests::only_http_listeners(&object) => continue,
                 "Service"
                     if base
                         && !backed.contains(&(
@@ -269,12 +276,28 @@ impl Replay {
     }
 
     /// The Gateway's address from its status, with the port of `listener` (default: the
-    /// first listener), like upstream's `WaitForGatewayAddress`.
+    /// first listener), like upstream's `WaitForGatewayAddress`; over TLS with `tls`.
     pub(crate) async fn target(
         &self,
         gateway: &NsName,
         listener: Option<&str>,
+        tls: Option<&TlsRequest>,
     ) -> Result<Target, String> {
+        let tls =
+            match tls {
+                None => None,
+                Some(request) => Some(TlsTarget {
+                    certificate: self.certificates.get(&request.secret).cloned().ok_or_else(
+                        || {
+                            format!(
+                                "Secret {} holds no server certificate of the suite's setup",
+                                request.secret
+                            )
+                        },
+                    )?,
+                    request: request.clone(),
+                }),
+            };
         let listeners = self
             .listeners
             .get(gateway)
@@ -293,7 +316,7 @@ impl Replay {
             Ok(())
         })
         .await?;
-        Ok(Target { ip, port })
+        Ok(Target { ip, port, tls })
     }
 }
 

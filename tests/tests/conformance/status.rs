@@ -394,6 +394,29 @@ pub fn object_condition(
     }
 }
 
+/// `NamespacesMustBeReady` for Gateways: each one in `namespaces` has conditions for its
+/// current generation, Accepted and Programmed among them.
+pub fn namespaces_ready(doc: &StatusDoc, namespaces: &[String]) -> Result<(), String> {
+    let gateways = array(&doc.0["items"]).iter().filter(|i| {
+        i["kind"] == "Gateway" && namespaces.iter().any(|ns| i["namespace"] == ns.as_str())
+    });
+    for item in gateways {
+        let what = format!(
+            "Gateway {}/{}",
+            item["namespace"].as_str().unwrap_or_default(),
+            item["name"].as_str().unwrap_or_default()
+        );
+        let conditions = array(&item["status"]["conditions"]);
+        latest_generation(item, conditions, &what)?;
+        for type_ in ["Accepted", "Programmed"] {
+            if !has_condition(conditions, &condition(type_, "True", "")) {
+                return Err(format!("{what} not {type_} yet{}", doc.errors_suffix()));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `GatewayMustHaveZeroRoutes`: no listener status, or one listener with nothing attached.
 pub fn gateway_zero_routes(doc: &StatusDoc, gateway: &NsName) -> Result<(), String> {
     let item = doc.require("Gateway", gateway)?;
@@ -556,5 +579,22 @@ mod tests {
                 .contains("attachedRoutes 2, got 1")
         );
         assert!(gateway_zero_routes(&doc(), &nn("infra/gw")).is_err());
+    }
+
+    #[test]
+    fn ready_namespaces_have_accepted_and_programmed_gateways() {
+        let mut d = doc();
+        let ns = |n: &str| vec![n.to_string()];
+        namespaces_ready(&d, &ns("web")).unwrap();
+        let not_yet = namespaces_ready(&d, &ns("infra")).unwrap_err();
+        assert!(not_yet.contains("infra/gw not Programmed"), "{not_yet}");
+        let conditions = d.0["items"][0]["status"]["conditions"]
+            .as_array_mut()
+            .unwrap();
+        conditions.push(json!({"type": "Programmed", "status": "True", "reason": "Programmed", "observedGeneration": 1}));
+        namespaces_ready(&d, &ns("infra")).unwrap();
+        d.0["items"][0]["generation"] = json!(2);
+        let stale = namespaces_ready(&d, &ns("infra")).unwrap_err();
+        assert!(stale.contains("observedGeneration 2"), "{stale}");
     }
 }

@@ -37,7 +37,9 @@ impl Replay {
                     .await
             }
             Step::Http(s) => {
-                let target = self.target(&s.gateway, s.listener.as_deref()).await?;
+                let target = self
+                    .target(&s.gateway, s.listener.as_deref(), s.tls.as_ref())
+                    .await?;
                 let replay = &*self;
                 let checks = s.expect.iter().enumerate().map(|(i, exp)| {
                     let target = &target;
@@ -70,7 +72,7 @@ impl Replay {
                 }
             }
             Step::WeightedDistribution(s) => {
-                let target = self.target(&s.gateway, None).await?;
+                let target = self.target(&s.gateway, None, None).await?;
                 expect_eventually(&target, &s.expect, self.max_time).await?;
                 let mut last = String::new();
                 for _ in 0..weight::MAX_TEST_RETRIES {
@@ -88,7 +90,7 @@ impl Replay {
                 ))
             }
             Step::BackendHeaderNamesPod(s) => {
-                let target = self.target(&s.gateway, None).await?;
+                let target = self.target(&s.gateway, None, None).await?;
                 expect_eventually(&target, &s.expect, self.max_time).await?;
                 for _ in 0..s.requests {
                     let echo = round_trip(&target, &s.expect, &[]).await?.echo;
@@ -154,11 +156,14 @@ impl Replay {
                 self.write_case(config)
             }
             Step::WebSocket(s) => {
-                let target = self.target(&s.gateway, s.listener.as_deref()).await?;
+                let target = self.target(&s.gateway, s.listener.as_deref(), None).await?;
                 await_convergence(self.max_time, async || {
                     websocket::round_trip(&target, &s.path, &s.messages).await
                 })
                 .await
+            }
+            Step::NamespacesReady(namespaces) => {
+                self.poll(|d| status::namespaces_ready(d, namespaces)).await
             }
         }
     }
@@ -194,5 +199,6 @@ pub fn step_name(step: &Step) -> &'static str {
         Step::ObjectCondition(_) => "objectCondition",
         Step::FillEndpointSlices(_) => "fillEndpointSlices",
         Step::WebSocket(_) => "websocket",
+        Step::NamespacesReady(_) => "namespacesReady",
     }
 }

@@ -126,6 +126,7 @@ mod tests {
         let target = |i: usize| Target {
             ip: addrs[i].addr.ip().to_string(),
             port: addrs[i].addr.port(),
+            tls: None,
         };
         let messages = [
             WebSocketMessage::Text("Websocket Support!".into()),
