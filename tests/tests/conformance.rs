@@ -234,10 +234,13 @@ fn named_objects(case: &model::Case) -> Vec<(String, model::NsName)> {
             }
             Step::RouteNoAcceptedParents(s) => out.push(("HTTPRoute", s.route.clone())),
             Step::GatewayListeners(s) => out.push(("Gateway", s.gateway.clone())),
+            Step::ListenerConditions(s) => out.push(("Gateway", s.gateway.clone())),
             Step::GatewayZeroRoutes(s) => out.push(("Gateway", s.gateway.clone())),
             Step::Http(s) => {
                 out.push(("Gateway", s.gateway.clone()));
                 out.extend(s.tls.iter().map(|t| ("Secret", t.secret.clone())));
+                let clients = s.tls.iter().flat_map(|t| &t.client_certificate);
+                out.extend(clients.map(|c| ("Secret", c.clone())));
                 let mirrors = s.expect.iter().flat_map(|e| &e.mirrored_to);
                 out.extend(mirrors.map(|m| ("Deployment", m.deployment())));
             }

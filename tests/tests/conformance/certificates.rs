@@ -2,8 +2,9 @@
 //! the base manifests): self-signed and CA-signed server certificates in `kubernetes.io/tls`
 //! Secrets, client certificates, and CA certificates in ConfigMaps, with upstream's names,
 //! namespaces and hosts. They are generated afresh for every run (with rcgen) and go into
-//! the base config; the replay keeps each Secret's certificate so that HTTPS requests can
-//! trust exactly it, like upstream's `GetTLSSecret` + `MakeTLSRequest...`.
+//! the base config; the replay keeps each server certificate Secret's certificate so that
+//! HTTPS requests can trust exactly it, and each client certificate Secret's pair so that
+//! they can present it, like upstream's `GetTLSSecret` + `MakeTLSRequest...`.
 //!
 //! Differences that no test observes: keys are ECDSA P-256 in PKCS#8 (upstream: RSA 2048 in
 //! PKCS#1; rcgen on ring cannot make RSA keys), and Secrets carry `stringData` (what an API
@@ -104,11 +105,20 @@ pub struct SubjectNames {
     pub ips: Vec<IpAddr>,
 }
 
-/// The generated objects: what goes into the base config, and the certificates of the
-/// server certificate Secrets by Secret.
+/// A client certificate of the setup, as a client presents it: the Secret's `tls.crt` and
+/// `tls.key` (what upstream's `GetTLSSecret` hands to `tls.X509KeyPair`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientCertificate {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// The generated objects: what goes into the base config, the certificates of the server
+/// certificate Secrets and the pairs of the client certificate Secrets, by Secret.
 pub struct Setup {
     pub objects: Vec<Value>,
     pub certificates: BTreeMap<NsName, TrustedCertificate>,
+    pub client_certificates: BTreeMap<NsName, ClientCertificate>,
 }
 
 /// Generates every object of [`SETUP`].
@@ -116,6 +126,7 @@ pub fn generate() -> Result<Setup, rcgen::Error> {
     let mut setup = Setup {
         objects: Vec::new(),
         certificates: BTreeMap::new(),
+        client_certificates: BTreeMap::new(),
     };
     let mut ca: Option<(Certificate, KeyPair)> = None;
     for object in SETUP {
@@ -150,6 +161,11 @@ pub fn generate() -> Result<Setup, rcgen::Error> {
                 let (params, _) = leaf_params(&[], ExtendedKeyUsagePurpose::ClientAuth)?;
                 let cert = params.signed_by(&key, ca_cert, ca_key)?;
                 setup.objects.push(tls_secret(ns, name, &cert, &key));
+                let client = ClientCertificate {
+                    cert_pem: cert.pem(),
+                    key_pem: key.serialize_pem(),
+                };
+                setup.client_certificates.insert(ns_name(ns, name), client);
             }
         }
     }
@@ -166,16 +182,20 @@ impl Setup {
         names: SubjectNames,
     ) {
         self.objects.push(tls_secret(ns, name, cert, key));
-        let nn = NsName {
-            namespace: ns.to_string(),
-            name: name.to_string(),
-        };
+        let nn = ns_name(ns, name);
         let trusted = TrustedCertificate {
             pem: cert.pem(),
             der: cert.der().clone(),
             names,
         };
         self.certificates.insert(nn, trusted);
+    }
+}
+
+fn ns_name(ns: &str, name: &str) -> NsName {
+    NsName {
+        namespace: ns.to_string(),
+        name: name.to_string(),
     }
 }
 
@@ -352,5 +372,18 @@ mod tests {
         assert_eq!(trusted.names.dns, ["*.org", "*.wildcard.org"]);
         // Server certificates only: client certificates are not trusted by requests.
         assert_eq!(setup.certificates.len(), 6);
+        let client: NsName = format!("{INFRA}/tls-validity-checks-client-certificate")
+            .parse()
+            .unwrap();
+        let secret = setup
+            .objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == client.name.as_str())
+            .unwrap();
+        assert_eq!(
+            secret["stringData"]["tls.crt"],
+            setup.client_certificates[&client].cert_pem.as_str()
+        );
+        assert_eq!(setup.client_certificates.len(), 3);
     }
 }

@@ -59,6 +59,8 @@ pub enum Step {
     RouteNoAcceptedParents(RouteOnly),
     /// `kubernetes.GatewayStatusMustHaveListeners`.
     GatewayListeners(GatewayListeners),
+    /// `kubernetes.GatewayListenerMustHaveConditions`.
+    ListenerConditions(ListenerConditions),
     /// `kubernetes.GatewayMustHaveZeroRoutes`.
     GatewayZeroRoutes(GatewayOnly),
     /// `http.MakeRequestAndExpectEventuallyConsistentResponse`, once per expectation.
@@ -172,6 +174,15 @@ pub struct GatewayListeners {
     pub listeners: Vec<ExpectedListener>,
 }
 
+/// Conditions one listener's status must include, whatever else it says.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListenerConditions {
+    pub gateway: NsName,
+    pub listener: String,
+    pub conditions: Vec<ExpectedCondition>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExpectedListener {
@@ -215,6 +226,11 @@ pub struct HttpStep {
     /// HTTPS instead of HTTP (upstream's `tls.MakeTLSRequestAndExpectEventuallyConsistentResponse`).
     #[serde(default)]
     pub tls: Option<TlsRequest>,
+    /// Upstream's `tls.MakeTLSRequestAndExpectFailureResponse` instead: each request is
+    /// sent once and must get no response (the handshake or the exchange fails). Needs
+    /// `tls`; of an expectation only `request` counts.
+    #[serde(default)]
+    pub expect_failure: bool,
     pub expect: Vec<Expectation>,
 }
 
@@ -230,6 +246,10 @@ pub struct TlsRequest {
     /// absent.
     #[serde(default)]
     pub server_name: Option<String>,
+    /// A client certificate Secret of the suite's setup, presented when the server asks
+    /// (upstream's `clientCertificate` and `clientCertificateKey`); the server must ask.
+    #[serde(default)]
+    pub client_certificate: Option<NsName>,
 }
 
 impl TlsRequest {
@@ -553,8 +573,17 @@ pub fn load_case(dir: &Path, name: &str) -> anyhow::Result<Case> {
 }
 
 /// Each request's protocol fits the step's transport, as `roundtripper` demands: h2c
-/// without TLS, H2 with it, and a server name for every HTTPS request.
+/// without TLS, H2 with it, and a server name for every HTTPS request. An expected failure
+/// is over TLS, like upstream's, and mirrors nothing.
 fn check_protocols(step: &HttpStep) -> anyhow::Result<()> {
+    if step.expect_failure {
+        if step.tls.is_none() {
+            bail!("expectFailure needs `tls`");
+        }
+        if step.expect.iter().any(|e| !e.mirrored_to.is_empty()) {
+            bail!("a request expected to fail mirrors nothing: no mirroredTo");
+        }
+    }
     for (i, exp) in step.expect.iter().enumerate() {
         let name = exp.display_name(i);
         match (&step.tls, exp.request.protocol) {
@@ -602,5 +631,19 @@ mod tests {
             "gateway: ns/gw\ntls: {secret: ns/cert, serverName: a.example}\nexpect: [{request: {path: /}}]",
         );
         check_protocols(&named).unwrap();
+
+        let failing = |tls: &str| {
+            http_step(&format!(
+                "gateway: ns/gw\n{tls}expectFailure: true\nexpect: [{{request: {{host: a.example, path: /}}}}]"
+            ))
+        };
+        check_protocols(&failing(tls)).unwrap();
+        let err = check_protocols(&failing("")).unwrap_err().to_string();
+        assert!(err.contains("needs `tls`"), "{err}");
+        let with_client = http_step(
+            "gateway: ns/gw\ntls: {secret: ns/cert, clientCertificate: ns/client}\nexpect: [{request: {host: a.example, path: /}}]",
+        );
+        let client = with_client.tls.unwrap().client_certificate;
+        assert_eq!(client, Some("ns/client".parse().unwrap()));
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::certificates::TrustedCertificate;
 use crate::compare::compare;
 use crate::model::{Expectation, RequestProtocol, TlsRequest};
-use crate::tls::{self, Alpn};
+use crate::tls::{self, Alpn, ClientAuth};
 
 /// Upstream's `RequiredConsecutiveSuccesses`.
 pub const REQUIRED_CONSECUTIVE_SUCCESSES: u32 = 3;
@@ -24,19 +24,20 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where requests go: a Gateway address and the port of one of its listeners, over TLS
 /// for an HTTPS listener.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Target {
     pub ip: String,
     pub port: u16,
     pub tls: Option<TlsTarget>,
 }
 
-/// How requests reach an HTTPS listener: the step's `tls` and the certificate of its
-/// Secret, the only one trusted.
-#[derive(Debug, Clone, PartialEq)]
+/// How requests reach an HTTPS listener: the step's `tls`, the certificate of its
+/// Secret, the only one trusted, and the client certificate to present, if any.
+#[derive(Debug, Clone)]
 pub struct TlsTarget {
     pub request: TlsRequest,
     pub certificate: TrustedCertificate,
+    pub client: Option<ClientAuth>,
 }
 
 impl Target {
@@ -55,6 +56,27 @@ impl Target {
             self.ip.clone()
         } else {
             format!("{}:{}", self.ip, self.port)
+        }
+    }
+
+    /// The same target with a new record of whether a server asked for the client
+    /// certificate.
+    pub fn with_fresh_client_record(&self) -> Target {
+        let mut target = self.clone();
+        if let Some(client) = target.tls.as_mut().and_then(|t| t.client.as_mut()) {
+            *client = client.fresh();
+        }
+        target
+    }
+
+    /// Upstream's check after a request with a client certificate: "client certificate was
+    /// not presented during the handshake" unless a server asked for it.
+    pub fn client_certificate_presented(&self) -> Result<(), String> {
+        match self.tls.as_ref().and_then(|t| t.client.as_ref()) {
+            Some(client) if !client.asked() => {
+                Err("client certificate was not presented during the handshake".into())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -186,7 +208,16 @@ pub async fn round_trip(
                 Some(RequestProtocol::H2) => Alpn::H2,
                 _ => Alpn::Http1,
             };
-            bounded(tls::send(&addr, &tls.certificate, server_name, alpn, req)).await
+            let client = tls.client.as_ref();
+            bounded(tls::send(
+                &addr,
+                &tls.certificate,
+                client,
+                server_name,
+                alpn,
+                req,
+            ))
+            .await
         }
         (None, Some(RequestProtocol::H2)) => Err("protocol H2 needs TLS".into()),
         (Some(_), Some(RequestProtocol::H2cPriorKnowledge)) => {
@@ -247,6 +278,18 @@ pub async fn expect_eventually(
         compare(exp, &captured)
     })
     .await
+}
+
+/// `tls.MakeTLSRequestAndExpectFailureResponse`: one request, not retried, which must get
+/// no response at all (a refused handshake, a connection closed before the reply).
+pub async fn expect_failure(target: &Target, exp: &Expectation) -> Result<(), String> {
+    match round_trip(target, exp, &[]).await {
+        Ok(captured) => Err(format!(
+            "Request should fail, but got status {}",
+            captured.status
+        )),
+        Err(_) => Ok(()),
+    }
 }
 
 /// `http.AwaitConvergence`: runs `attempt` until it succeeds
@@ -344,6 +387,7 @@ mod tests {
                     der: Vec::new().into(),
                     names: Default::default(),
                 },
+                client: None,
             }),
             ..target()
         }

@@ -15,12 +15,13 @@ use bytes::Bytes;
 use nantian_e2e::harness::{self, Env};
 use serde_json::Value;
 
-use crate::certificates::{self, TrustedCertificate};
+use crate::certificates::{self, ClientCertificate, TrustedCertificate};
 use crate::manifests::{self, Pod};
 use crate::model::{Case, NsName, TlsRequest};
 use crate::roundtrip::{Target, TlsTarget};
 use crate::status::{self, StatusDoc};
 use crate::steps::step_name;
+use crate::tls::ClientAuth;
 
 const BASE_FILE: &str = "base.yaml";
 const CASE_FILE: &str = "case.yaml";
@@ -39,6 +40,8 @@ pub struct Replay {
     pub(crate) pods: Vec<Pod>,
     /// The server certificates of the setup's Secrets, for HTTPS requests to trust.
     certificates: BTreeMap<NsName, TrustedCertificate>,
+    /// The client certificates of the setup's Secrets, for HTTPS requests to present.
+    client_certificates: BTreeMap<NsName, ClientCertificate>,
 }
 
 impl Replay {
@@ -53,6 +56,7 @@ impl Replay {
             listeners: BTreeMap::new(),
             pods: Vec::new(),
             certificates: BTreeMap::new(),
+            client_certificates: BTreeMap::new(),
         };
         let mut base = manifests::load(&replay.conformance_dir, "base/manifests.yaml")?;
         manifests::prepare(&mut base);
@@ -66,6 +70,7 @@ impl Replay {
         let setup = certificates::generate()?;
         config.extend(setup.objects);
         replay.certificates = setup.certificates;
+        replay.client_certificates = setup.client_certificates;
         replay.env.write(BASE_FILE, &manifests::to_yaml(&config)?);
         replay.env.start_controller();
         replay.env.wait_ready().await;
@@ -188,9 +193,10 @@ impl Replay {
         Ok(())
     }
 
-    /// Waits until every Gateway and HTTPRoute of `config` has status, then for `/readyz`.
+    /// Waits until every Gateway and HTTPRoute of `config` that the controller reports on
+    /// has status, then for `/readyz`.
     async fn wait_applied(&self, config: &[Value]) -> Result<(), String> {
-        let wanted = status_objects(config);
+        let wanted = status_objects(config, &self.listeners);
         self.poll(|doc| {
             match wanted
                 .iter()
@@ -209,7 +215,7 @@ impl Replay {
 
     async fn remove_case(&self, config: &[Value]) -> Result<(), String> {
         self.env.remove(CASE_FILE);
-        let gone = status_objects(config);
+        let gone = status_objects(config, &self.listeners);
         self.poll(
             |doc| match gone.iter().find(|(kind, nn)| doc.item(kind, nn).is_some()) {
                 None => Ok(()),
@@ -275,6 +281,31 @@ impl Replay {
         }
     }
 
+    /// The setup's certificates that `request` names: the server's to trust, the client's
+    /// to present.
+    fn tls_target(&self, request: &TlsRequest) -> Result<TlsTarget, String> {
+        let certificate = self.certificates.get(&request.secret).ok_or_else(|| {
+            format!(
+                "Secret {} holds no server certificate of the suite's setup",
+                request.secret
+            )
+        })?;
+        let client = match &request.client_certificate {
+            None => None,
+            Some(nn) => {
+                let pair = self.client_certificates.get(nn).ok_or_else(|| {
+                    format!("Secret {nn} holds no client certificate of the suite's setup")
+                })?;
+                Some(ClientAuth::new(pair).map_err(|e| format!("Secret {nn}: {e}"))?)
+            }
+        };
+        Ok(TlsTarget {
+            request: request.clone(),
+            certificate: certificate.clone(),
+            client,
+        })
+    }
+
     /// The Gateway's address from its status, with the port of `listener` (default: the
     /// first listener), like upstream's `WaitForGatewayAddress`; over TLS with `tls`.
     pub(crate) async fn target(
@@ -283,21 +314,10 @@ impl Replay {
         listener: Option<&str>,
         tls: Option<&TlsRequest>,
     ) -> Result<Target, String> {
-        let tls =
-            match tls {
-                None => None,
-                Some(request) => Some(TlsTarget {
-                    certificate: self.certificates.get(&request.secret).cloned().ok_or_else(
-                        || {
-                            format!(
-                                "Secret {} holds no server certificate of the suite's setup",
-                                request.secret
-                            )
-                        },
-                    )?,
-                    request: request.clone(),
-                }),
-            };
+        let tls = match tls {
+            None => None,
+            Some(request) => Some(self.tls_target(request)?),
+        };
         let listeners = self
             .listeners
             .get(gateway)
@@ -320,11 +340,17 @@ impl Replay {
     }
 }
 
-/// The objects the controller reports status for, as (kind, namespace/name).
-fn status_objects(config: &[Value]) -> Vec<(String, NsName)> {
+/// The objects the controller reports status for, as (kind, namespace/name): GatewayClasses,
+/// Gateways, and HTTPRoutes with a parent among `gateways` (a route whose parents are all
+/// missing has nobody to report on it, as in a cluster).
+fn status_objects<T>(config: &[Value], gateways: &BTreeMap<NsName, T>) -> Vec<(String, NsName)> {
     config
         .iter()
-        .filter(|o| matches!(manifests::kind(o), "GatewayClass" | "Gateway" | "HTTPRoute"))
+        .filter(|o| match manifests::kind(o) {
+            "GatewayClass" | "Gateway" => true,
+            "HTTPRoute" => has_known_parent(o, gateways),
+            _ => false,
+        })
         .map(|o| {
             let nn = NsName {
                 namespace: manifests::namespace(o).to_string(),
@@ -333,4 +359,51 @@ fn status_objects(config: &[Value]) -> Vec<(String, NsName)> {
             (manifests::kind(o).to_string(), nn)
         })
         .collect()
+}
+
+/// Whether a parentRef of `route` names one of `gateways` (group and kind default to a
+/// Gateway's, the namespace to the route's).
+fn has_known_parent<T>(route: &Value, gateways: &BTreeMap<NsName, T>) -> bool {
+    let parents = route["spec"]["parentRefs"].as_array();
+    parents.into_iter().flatten().any(|p| {
+        let group = p["group"].as_str().unwrap_or("gateway.networking.k8s.io");
+        let kind = p["kind"].as_str().unwrap_or("Gateway");
+        let nn = NsName {
+            namespace: p["namespace"]
+                .as_str()
+                .unwrap_or(manifests::namespace(route))
+                .to_string(),
+            name: p["name"].as_str().unwrap_or_default().to_string(),
+        };
+        group == "gateway.networking.k8s.io" && kind == "Gateway" && gateways.contains_key(&nn)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn routes_to_missing_gateways_get_no_status_to_wait_for() {
+        let gateways = BTreeMap::from([("infra/gw".parse::<NsName>().unwrap(), ())]);
+        let route = |parents: Value| {
+            json!({"kind": "HTTPRoute", "metadata": {"namespace": "infra", "name": "r"},
+                   "spec": {"parentRefs": parents}})
+        };
+        let config = [
+            json!({"kind": "Gateway", "metadata": {"namespace": "infra", "name": "gw"}}),
+            route(json!([{"name": "gw"}])),
+            route(json!([{"name": "gone"}, {"name": "gw", "namespace": "infra"}])),
+            route(json!([{"name": "gone"}])),
+            route(json!([{"name": "gw", "namespace": "other"}])),
+            route(json!([{"name": "gw", "kind": "Service", "group": ""}])),
+        ];
+        let kinds: Vec<String> = status_objects(&config, &gateways)
+            .into_iter()
+            .map(|(kind, _)| kind)
+            .collect();
+        assert_eq!(kinds, ["Gateway", "HTTPRoute", "HTTPRoute"]);
+    }
 }

@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use crate::manifests::CONTROLLER_NAME;
 use crate::model::{
-    ExpectedCondition, GatewayListeners, NsName, ObjectRef, RouteParents, RoutesAccepted,
+    ExpectedCondition, GatewayListeners, ListenerConditions, NsName, ObjectRef, RouteParents,
+    RoutesAccepted,
 };
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
@@ -417,6 +418,34 @@ pub fn namespaces_ready(doc: &StatusDoc, namespaces: &[String]) -> Result<(), St
     Ok(())
 }
 
+/// `GatewayListenerMustHaveConditions`: the listener's status includes every condition
+/// (upstream does not ask for current conditions here).
+pub fn listener_conditions(doc: &StatusDoc, step: &ListenerConditions) -> Result<(), String> {
+    let gw = &step.gateway;
+    let item = doc.require("Gateway", gw)?;
+    let listener = array(&item["status"]["listeners"])
+        .iter()
+        .find(|l| l["name"] == step.listener.as_str())
+        .ok_or_else(|| {
+            format!(
+                "Listener {} not found in Gateway {gw} Status",
+                step.listener
+            )
+        })?;
+    let actual = array(&listener["conditions"]);
+    match step.conditions.iter().find(|c| !has_condition(actual, c)) {
+        None => Ok(()),
+        Some(missing) => Err(format!(
+            "Gateway {gw} doesn't have {} condition with reason {:?} set to {:?} on {} listener: {}",
+            missing.type_,
+            missing.reason,
+            missing.status,
+            step.listener,
+            Value::Array(actual.to_vec())
+        )),
+    }
+}
+
 /// `GatewayMustHaveZeroRoutes`: no listener status, or one listener with nothing attached.
 pub fn gateway_zero_routes(doc: &StatusDoc, gateway: &NsName) -> Result<(), String> {
     let item = doc.require("Gateway", gateway)?;
@@ -459,6 +488,22 @@ mod tests {
                     {"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 2},
                     {"type": "ResolvedRefs", "status": "False", "reason": "RefNotPermitted", "observedGeneration": 2}]}]}}
         ], "errors": []}))
+    }
+
+    #[test]
+    fn listener_conditions_are_found_by_type_status_and_reason() {
+        let step = |listener: &str, status: &str, reason: &str| -> ListenerConditions {
+            from_yaml(&format!(
+                "gateway: infra/gw\nlistener: {listener}\nconditions:\n- {{type: Accepted, status: 'True'}}\n- {{type: ResolvedRefs, status: '{status}', reason: '{reason}'}}"
+            ))
+            .unwrap()
+        };
+        listener_conditions(&doc(), &step("http", "True", "")).unwrap();
+        listener_conditions(&doc(), &step("http", "True", "ResolvedRefs")).unwrap();
+        let err = listener_conditions(&doc(), &step("http", "False", "")).unwrap_err();
+        assert!(err.contains("ResolvedRefs condition"), "{err}");
+        let err = listener_conditions(&doc(), &step("https", "True", "")).unwrap_err();
+        assert!(err.contains("Listener https not found"), "{err}");
     }
 
     #[test]

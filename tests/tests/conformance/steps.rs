@@ -5,7 +5,7 @@ use serde_json::Value;
 use crate::manifests::{self, Pod};
 use crate::mirror;
 use crate::model::{ObjectRef, Step};
-use crate::roundtrip::{await_convergence, expect_eventually, round_trip};
+use crate::roundtrip::{await_convergence, expect_eventually, expect_failure, round_trip};
 use crate::runner::Replay;
 use crate::status;
 use crate::websocket;
@@ -32,6 +32,7 @@ impl Replay {
                     .await
             }
             Step::GatewayListeners(s) => self.poll(|d| status::gateway_listeners(d, s)).await,
+            Step::ListenerConditions(s) => self.poll(|d| status::listener_conditions(d, s)).await,
             Step::GatewayZeroRoutes(s) => {
                 self.poll(|d| status::gateway_zero_routes(d, &s.gateway))
                     .await
@@ -42,17 +43,25 @@ impl Replay {
                     .await?;
                 let replay = &*self;
                 let checks = s.expect.iter().enumerate().map(|(i, exp)| {
-                    let target = &target;
+                    // Upstream records per call whether the server asked for the client
+                    // certificate.
+                    let target = target.with_fresh_client_record();
                     async move {
-                        mirror::expect_response_and_mirrors(
-                            &replay.env,
-                            &replay.pods,
-                            replay.max_time,
-                            target,
-                            exp,
-                        )
-                        .await
-                        .map_err(|e| format!("[{}] {e}", exp.display_name(i)))
+                        let outcome = if s.expect_failure {
+                            expect_failure(&target, exp).await
+                        } else {
+                            mirror::expect_response_and_mirrors(
+                                &replay.env,
+                                &replay.pods,
+                                replay.max_time,
+                                &target,
+                                exp,
+                            )
+                            .await
+                        };
+                        outcome
+                            .and_then(|()| target.client_certificate_presented())
+                            .map_err(|e| format!("[{}] {e}", exp.display_name(i)))
                     }
                 });
                 let failures: Vec<String> = futures::future::join_all(checks)
@@ -189,6 +198,7 @@ pub fn step_name(step: &Step) -> &'static str {
         Step::RouteParents(_) => "routeParents",
         Step::RouteNoAcceptedParents(_) => "routeNoAcceptedParents",
         Step::GatewayListeners(_) => "gatewayListeners",
+        Step::ListenerConditions(_) => "listenerConditions",
         Step::GatewayZeroRoutes(_) => "gatewayZeroRoutes",
         Step::Http(_) => "http",
         Step::WeightedDistribution(_) => "weightedDistribution",

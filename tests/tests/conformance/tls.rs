@@ -7,22 +7,30 @@
 //! setup's certificates are their own roots: Go accepts a leaf found in the root pool), and
 //! it must be valid for the server name by Go's `VerifyHostname`, where a wildcard stands
 //! for exactly one label; so `*.org` covers `example.org`, which webpki would refuse.
+//!
+//! A request may present a client certificate, as upstream's `GetClientCertificateHook`
+//! does: handed over whenever the server asks for one, which the request records so that a
+//! step can check the server did ask.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use nantian_e2e::harness::Reply;
+use rustls::client::ResolvesClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{WebPkiSupportedAlgorithms, ring};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::certificates::TrustedCertificate;
+use crate::certificates::{ClientCertificate, TrustedCertificate};
 
 /// The application protocols of an HTTPS request, as ALPN names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,19 +50,77 @@ impl Alpn {
     }
 }
 
+/// A client certificate to present, and whether a server has asked for it since this value
+/// was made (clones share the record; [`ClientAuth::fresh`] starts a new one).
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    key: Arc<CertifiedKey>,
+    asked: Arc<AtomicBool>,
+}
+
+impl ClientAuth {
+    /// Parses the pair like Go's `tls.X509KeyPair`: the certificate chain and its key.
+    pub fn new(pair: &ClientCertificate) -> Result<Self, String> {
+        let chain = CertificateDer::pem_slice_iter(pair.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("client certificate: {e}"))?;
+        if chain.is_empty() {
+            return Err("client certificate: no certificate in tls.crt".into());
+        }
+        let key = PrivateKeyDer::from_pem_slice(pair.key_pem.as_bytes())
+            .map_err(|e| format!("client certificate key: {e}"))?;
+        let signer = ring::sign::any_supported_type(&key)
+            .map_err(|e| format!("client certificate key: {e}"))?;
+        Ok(ClientAuth {
+            key: Arc::new(CertifiedKey::new(chain, signer)),
+            asked: Arc::default(),
+        })
+    }
+
+    /// The same certificate with a record of its own.
+    pub fn fresh(&self) -> Self {
+        ClientAuth {
+            key: self.key.clone(),
+            asked: Arc::default(),
+        }
+    }
+
+    /// Whether a server asked for a client certificate (and got this one).
+    pub fn asked(&self) -> bool {
+        self.asked.load(Ordering::Relaxed)
+    }
+}
+
+impl ResolvesClientCert for ClientAuth {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.asked.store(true, Ordering::Relaxed);
+        Some(self.key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 /// Sends `req` over a fresh TLS connection to `addr` with SNI `server_name`, trusting only
-/// `trusted`. For HTTP/1.1 the request's Host header names the virtual host; for HTTP/2 its
-/// URI's authority does. A failed handshake is an `Err` that says so.
+/// `trusted`, and presenting `client` if the server asks for a certificate. For HTTP/1.1
+/// the request's Host header names the virtual host; for HTTP/2 its URI's authority does.
+/// A failed handshake is an `Err` that says so.
 pub async fn send(
     addr: &str,
     trusted: &TrustedCertificate,
+    client: Option<&ClientAuth>,
     server_name: &str,
     alpn: Alpn,
     req: http::Request<Bytes>,
 ) -> Result<Reply, String> {
     let name = ServerName::try_from(server_name.to_string())
         .map_err(|e| format!("bad server name {server_name:?}: {e}"))?;
-    let config = client_config(trusted, alpn)?;
+    let config = client_config(trusted, client, alpn)?;
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("dial tcp {addr}: {e}"))?;
@@ -107,18 +173,25 @@ fn origin_form(req: http::Request<Bytes>) -> Result<http::Request<Bytes>, String
     Ok(http::Request::from_parts(parts, body))
 }
 
-fn client_config(trusted: &TrustedCertificate, alpn: Alpn) -> Result<ClientConfig, String> {
+fn client_config(
+    trusted: &TrustedCertificate,
+    client: Option<&ClientAuth>,
+    alpn: Alpn,
+) -> Result<ClientConfig, String> {
     let provider = Arc::new(ring::default_provider());
     let verifier = PinnedCertificate {
         trusted: trusted.clone(),
         algorithms: provider.signature_verification_algorithms,
     };
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match client {
+        Some(client) => builder.with_client_cert_resolver(Arc::new(client.clone())),
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![alpn.id().to_vec()];
     Ok(config)
 }
@@ -210,8 +283,7 @@ mod tests {
     use hyper::body::Incoming;
     use hyper::service::service_fn;
     use hyper_util::server::conn::auto;
-    use rustls::pki_types::PrivateKeyDer;
-    use rustls::pki_types::pem::PemObject;
+    use rustls::server::WebPkiClientVerifier;
     use serde_json::json;
     use tokio_rustls::TlsAcceptor;
 
@@ -226,6 +298,12 @@ mod tests {
     /// A TLS echo server with the certificate of Secret `secret`, speaking HTTP/1.1 and
     /// HTTP/2 as ALPN settles; its echo names the SNI and HTTP version it saw.
     async fn tls_echo(setup: &Setup, secret: &str) -> String {
+        tls_echo_checking_clients(setup, secret, None).await
+    }
+
+    /// [`tls_echo`] that asks for client certificates of the CA in ConfigMap `ca` and
+    /// refuses the handshake without one.
+    async fn tls_echo_checking_clients(setup: &Setup, secret: &str, ca: Option<&str>) -> String {
         let object = setup
             .objects
             .iter()
@@ -248,13 +326,31 @@ mod tests {
             object["stringData"]["tls.key"].as_str().unwrap().as_bytes(),
         )
         .unwrap();
-        let mut config =
-            rustls::ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(chain, key)
-                .unwrap();
+        let provider = Arc::new(ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let config_map = setup
+                    .objects
+                    .iter()
+                    .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == ca)
+                    .unwrap();
+                let mut roots = rustls::RootCertStore::empty();
+                let pem = config_map["data"]["ca.crt"].as_str().unwrap().as_bytes();
+                roots
+                    .add(CertificateDer::from_pem_slice(pem).unwrap())
+                    .unwrap();
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder.with_single_cert(chain, key).unwrap();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -344,6 +440,7 @@ mod tests {
         let reply = send(
             &addr,
             trusted,
+            None,
             "example.org",
             Alpn::Http1,
             get("https://127.0.0.1/a?b=c", Some("other.example.org")),
@@ -360,6 +457,7 @@ mod tests {
         let reply = send(
             &addr,
             trusted,
+            None,
             "third-example.wildcard.org",
             Alpn::H2,
             get("https://fith-example.wildcard.org/h2", None),
@@ -375,6 +473,7 @@ mod tests {
         let wrong_name = send(
             &addr,
             trusted,
+            None,
             "a.example.org",
             Alpn::Http1,
             get("https://127.0.0.1/", Some("a.example.org")),
@@ -387,6 +486,7 @@ mod tests {
         let untrusted = send(
             &addr,
             other,
+            None,
             "example.org",
             Alpn::Http1,
             get("https://127.0.0.1/", Some("example.org")),
@@ -394,6 +494,95 @@ mod tests {
         .await
         .unwrap_err();
         assert!(untrusted.starts_with("TLS handshake"), "{untrusted}");
+    }
+
+    #[tokio::test]
+    async fn requests_present_a_client_certificate_when_asked() {
+        let setup = certificates::generate().unwrap();
+        let secret = "gateway-conformance-infra/tls-validity-checks-certificate";
+        let trusted = &setup.certificates[&nn(secret)];
+        let client = |name: &str| {
+            let nn = nn(&format!("gateway-conformance-infra/{name}"));
+            ClientAuth::new(&setup.client_certificates[&nn]).unwrap()
+        };
+        let default_client = client("tls-validity-checks-client-certificate");
+        let per_port_client = client("tls-validity-checks-per-port-client-certificate");
+        let checking =
+            tls_echo_checking_clients(&setup, secret, Some("tls-validity-checks-ca-certificate"))
+                .await;
+        let request = async |addr: &str, client: Option<&ClientAuth>| {
+            let req = get("https://127.0.0.1/", Some("example.org"));
+            send(addr, trusted, client, "example.org", Alpn::Http1, req).await
+        };
+
+        // A certificate of the CA passes, and the server asked for it.
+        let reply = request(&checking, Some(&default_client)).await.unwrap();
+        assert_eq!(reply.status, 200);
+        assert!(default_client.asked());
+        // Another CA's certificate, or none, gets no response.
+        assert!(request(&checking, Some(&per_port_client)).await.is_err());
+        assert!(per_port_client.asked());
+        assert!(request(&checking, None).await.is_err());
+
+        // A server that does not ask never sees the certificate, and the record says so.
+        let plain = tls_echo(&setup, secret).await;
+        let unasked = default_client.fresh();
+        let reply = request(&plain, Some(&unasked)).await.unwrap();
+        assert_eq!(reply.status, 200);
+        assert!(!unasked.asked());
+        assert!(default_client.asked(), "fresh() starts a record of its own");
+    }
+
+    #[tokio::test]
+    async fn a_step_target_expects_failure_and_checks_the_client_certificate_was_asked_for() {
+        use crate::model::{Expectation, from_yaml};
+        use crate::roundtrip::{Target, TlsTarget, expect_eventually, expect_failure};
+
+        let setup = certificates::generate().unwrap();
+        let secret = "gateway-conformance-infra/tls-validity-checks-certificate";
+        let ca = "tls-validity-checks-ca-certificate";
+        let checking: std::net::SocketAddr = tls_echo_checking_clients(&setup, secret, Some(ca))
+            .await
+            .parse()
+            .unwrap();
+        let plain: std::net::SocketAddr = tls_echo(&setup, secret).await.parse().unwrap();
+        let target = |addr: std::net::SocketAddr, client: &str| {
+            let yaml =
+                format!("secret: {secret}\nclientCertificate: gateway-conformance-infra/{client}");
+            let request: crate::model::TlsRequest = from_yaml(&yaml).unwrap();
+            let pair = &setup.client_certificates[request.client_certificate.as_ref().unwrap()];
+            Target {
+                ip: addr.ip().to_string(),
+                port: addr.port(),
+                tls: Some(TlsTarget {
+                    certificate: setup.certificates[&nn(secret)].clone(),
+                    client: Some(ClientAuth::new(pair).unwrap()),
+                    request,
+                }),
+            }
+        };
+        let exp: Expectation =
+            from_yaml("request: {host: example.org, path: /}\nnamespace: tls").unwrap();
+        let max_time = std::time::Duration::from_secs(5);
+
+        let valid = target(checking, "tls-validity-checks-client-certificate");
+        let fresh = valid.with_fresh_client_record();
+        expect_eventually(&fresh, &exp, max_time).await.unwrap();
+        fresh.client_certificate_presented().unwrap();
+        let err = expect_failure(&valid.with_fresh_client_record(), &exp)
+            .await
+            .unwrap_err();
+        assert!(err.contains("Request should fail"), "{err}");
+
+        let other_ca = target(checking, "tls-validity-checks-per-port-client-certificate");
+        expect_failure(&other_ca, &exp).await.unwrap();
+        other_ca.client_certificate_presented().unwrap();
+
+        // The server never asked: the request passes, the check after it does not.
+        let unasked = target(plain, "tls-validity-checks-client-certificate");
+        expect_eventually(&unasked, &exp, max_time).await.unwrap();
+        let err = unasked.client_certificate_presented().unwrap_err();
+        assert!(err.contains("not presented"), "{err}");
     }
 
     #[tokio::test]
@@ -411,6 +600,7 @@ mod tests {
             tls: Some(TlsTarget {
                 request: from_yaml(&format!("secret: {secret}")).unwrap(),
                 certificate: setup.certificates[&nn(secret)].clone(),
+                client: None,
             }),
         };
         let exp = |yaml: &str| -> Expectation { from_yaml(yaml).unwrap() };
