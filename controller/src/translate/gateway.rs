@@ -223,9 +223,26 @@ impl GatewayState {
             }],
             _ => Vec::new(),
         };
+        let mut conditions = vec![accepted_condition, programmed_condition];
+        // The spec asks for a standing warning while any port lets clients through
+        // without a valid certificate.
+        let insecure = self.listeners.iter().any(|l| {
+            l.client_validation
+                .as_ref()
+                .is_some_and(|v| v.allow_insecure_fallback)
+        });
+        if insecure {
+            conditions.push(Condition::new(
+                "InsecureFrontendValidationMode",
+                true,
+                "ConfigurationChanged",
+                "tls.frontend validation is AllowInsecureFallback: clients without a valid certificate are served",
+                g,
+            ));
+        }
         let status = GatewayStatus {
             addresses,
-            conditions: sorted(vec![accepted_condition, programmed_condition]),
+            conditions: sorted(conditions),
             listeners: self.listeners.iter().map(|l| l.status(g)).collect(),
         };
         ObjectStatus {

@@ -10,6 +10,8 @@ use crate::status::{Condition, GatewayClassStatus, Problem, SupportedFeature, ki
 /// features whose behaviour the translator and host implement end to end belong here.
 pub const SUPPORTED_FEATURES: &[&str] = &[
     "Gateway",
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback",
     "GatewayHTTPListenerIsolation",
     "GatewayHTTPSListenerDetectMisdirectedRequests",
     "GatewayPort8080",
