@@ -13,6 +13,7 @@
 //! nantian, nantian-wasm; a subset does not touch bench/README.md) and
 //! `NANTIAN_BENCH_KEEP` (keep the run directory with configs and logs).
 
+mod certificate;
 mod http;
 mod nantian;
 mod procfs;
@@ -235,7 +236,8 @@ fn start_checked(
 }
 
 fn url(target: &targets::Running) -> String {
-    format!("http://{}{BENCH_PATH}", target.addr)
+    let scheme = if target.tls { "https" } else { "http" };
+    format!("{scheme}://{}{BENCH_PATH}", target.addr)
 }
 
 fn measure_round(
@@ -334,7 +336,12 @@ impl Started {
 /// Keeps the comparison honest: the request must reach our backend through the target, and
 /// the backend must see `x-bench: 1` exactly when the target is configured to add it.
 fn verify(kind: Kind, addr: SocketAddr) -> Result<()> {
-    let answer = http::get(addr, "/bench-verify").context("verification request")?;
+    let answer = if kind.tls() {
+        http::get_tls(addr, "/bench-verify")
+    } else {
+        http::get(addr, "/bench-verify")
+    }
+    .context("verification request")?;
     if answer.status != 200 {
         bail!(
             "verification request got HTTP {}: {}",

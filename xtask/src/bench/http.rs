@@ -50,6 +50,52 @@ pub fn wait_for(
     bail!("http://{addr}{path} not ready after {limit:?} (last: {last})")
 }
 
+/// `get` over TLS (any certificate accepted), by `curl`: the bench's certificate is
+/// self-signed and only checks that the target answers through TLS.
+pub fn get_tls(addr: SocketAddr, path: &str) -> Result<Answer> {
+    let output = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "5",
+            "-H",
+            "Host: bench.local",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg(format!("https://{addr}{path}"))
+        .output()
+        .context("running curl")?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').context("no status from curl")?;
+    Ok(Answer {
+        status: status.trim().parse().context("curl status")?,
+        body: body.to_owned(),
+    })
+}
+
+/// `wait_for` over TLS.
+pub fn wait_for_tls(
+    addr: SocketAddr,
+    path: &str,
+    limit: Duration,
+    accept: impl Fn(&Answer) -> bool,
+    mut check: impl FnMut() -> Result<()>,
+) -> Result<Answer> {
+    let start = Instant::now();
+    let mut last = String::from("no attempt");
+    while start.elapsed() < limit {
+        check()?;
+        match get_tls(addr, path) {
+            Ok(answer) if accept(&answer) => return Ok(answer),
+            Ok(answer) => last = format!("HTTP {}: {}", answer.status, answer.body.trim()),
+            Err(err) => last = err.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("https://{addr}{path} not ready after {limit:?} (last: {last})")
+}
+
 fn parse(raw: &[u8]) -> Result<Answer> {
     let head_end = find(raw, b"\r\n\r\n").context("no complete response head")?;
     let head = std::str::from_utf8(&raw[..head_end]).context("response head is not UTF-8")?;

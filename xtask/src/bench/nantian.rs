@@ -25,7 +25,11 @@ const HEADER_FILTER: &str = "      filters:
               - name: x-bench
                 value: \"1\"";
 
-pub fn start(env: &Env<'_>, with_filter: bool) -> Result<Running> {
+/// The HTTPS row's Gateway address and port.
+pub const GATEWAY_ADDRESS_TLS: &str = "127.0.30.7";
+const GATEWAY_PORT_TLS: u16 = 8443;
+
+pub fn start(env: &Env<'_>, with_filter: bool, tls: bool) -> Result<Running> {
     let controller = env.ws.bin("nantian-controller");
     let host = env.ws.bin("nantian-host");
     for binary in [&controller, &host] {
@@ -33,18 +37,13 @@ pub fn start(env: &Env<'_>, with_filter: bool) -> Result<Running> {
             bail!("{} is not built (cargo xtask build)", binary.display());
         }
     }
-    let gateway_address = if with_filter {
-        GATEWAY_ADDRESS_WITH_FILTER
-    } else {
-        GATEWAY_ADDRESS
+    let (gateway_address, port, name) = match (with_filter, tls) {
+        (true, _) => (GATEWAY_ADDRESS_WITH_FILTER, GATEWAY_PORT, "nantian-wasm"),
+        (false, true) => (GATEWAY_ADDRESS_TLS, GATEWAY_PORT_TLS, "nantian-tls"),
+        (false, false) => (GATEWAY_ADDRESS, GATEWAY_PORT, "nantian"),
     };
-    let addr = SocketAddr::new(gateway_address.parse()?, GATEWAY_PORT);
+    let addr = SocketAddr::new(gateway_address.parse()?, port);
     ensure_free(addr)?;
-    let name = if with_filter {
-        "nantian-wasm"
-    } else {
-        "nantian"
-    };
     let filter_dir = target_dir(env, &format!("{name}/filters"))?;
     // The controller loads every built-in filter when it starts, used or not.
     for (krate, file) in crate::BUILTIN_FILTERS {
@@ -62,11 +61,38 @@ pub fn start(env: &Env<'_>, with_filter: bool) -> Result<Running> {
     }
 
     let config_dir = target_dir(env, &format!("{name}/config"))?;
+    // The HTTPS row's certificate, as the Secret its listener refers to.
+    let extra_objects = if tls {
+        let cert = super::certificate::ensure(env.run_dir)?;
+        let indent = |path: &std::path::Path| -> Result<String> {
+            Ok(std::fs::read_to_string(path)?
+                .lines()
+                .map(|l| format!("    {l}\n"))
+                .collect())
+        };
+        format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: bench-cert\n  namespace: bench\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+            indent(&cert.cert)?,
+            indent(&cert.key)?
+        )
+    } else {
+        String::new()
+    };
     let config = fill(
         &read_template(env, "nantian.yaml.template")?,
         &[
             ("GATEWAY_ADDRESS", gateway_address),
-            ("GATEWAY_PORT", &GATEWAY_PORT.to_string()),
+            ("GATEWAY_PORT", &port.to_string()),
+            ("GATEWAY_PROTOCOL", if tls { "HTTPS" } else { "HTTP" }),
+            (
+                "LISTENER_TLS",
+                if tls {
+                    "      tls: {certificateRefs: [{name: bench-cert}]}"
+                } else {
+                    ""
+                },
+            ),
+            ("EXTRA_OBJECTS", &extra_objects),
             ("BACKEND_ADDRESS", &env.backend.ip().to_string()),
             ("BACKEND_PORT", &env.backend.port().to_string()),
             (
@@ -110,7 +136,7 @@ pub fn start(env: &Env<'_>, with_filter: bool) -> Result<Running> {
         || processes[0].check_running(),
     )
     .context("waiting for the controller's /readyz")?;
-    wait_ready(addr, Duration::from_secs(30), &mut processes)?;
+    wait_ready(addr, tls, Duration::from_secs(30), &mut processes)?;
 
     let hosts: Vec<u32> = procfs::descendants(processes[0].pid())
         .into_iter()
@@ -122,6 +148,7 @@ pub fn start(env: &Env<'_>, with_filter: bool) -> Result<Running> {
     let measured = hosts.iter().flat_map(|pid| procfs::tree(*pid)).collect();
     Ok(Running {
         addr,
+        tls,
         measured,
         processes,
     })

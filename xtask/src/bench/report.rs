@@ -56,32 +56,39 @@ pub fn render(rows: &[Row], preamble: &[String]) -> String {
         "| Target | req/s | p50 | p99 | CPU µs/req | CPU vs nginx | RSS MB idle → load | Notes |\n",
     );
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---|\n");
-    let nginx_cpu = measured(rows, Kind::Nginx).map(|m| m.cpu_us_per_req);
-    for row in rows {
-        let line = match &row.outcome {
-            Outcome::Measured(m) => format!(
-                "| {} | {} | {} | {} | {:.1} | {} | {:.1} → {:.1} | {} |",
-                row.kind.label(),
-                thousands(m.requests_per_sec),
-                latency(m.p50_us),
-                latency(m.p99_us),
-                m.cpu_us_per_req,
-                nginx_cpu
-                    .filter(|cpu| *cpu > 0.0)
-                    .map_or("–".to_owned(), |cpu| format!(
-                        "{:.2}×",
-                        m.cpu_us_per_req / cpu
-                    )),
-                m.idle_rss_mib,
-                m.load_rss_mib,
-                cell(&m.notes.join("; ")),
-            ),
-            Outcome::Skipped(reason) => format!(
-                "| {} | – | – | – | – | – | – | skipped: {} |",
-                row.kind.label(),
-                cell(reason)
-            ),
+    // TLS rows compare with nginx over TLS, the others with plain nginx.
+    let nginx_cpu = |kind: Kind| {
+        let baseline = if kind.tls() {
+            Kind::NginxTls
+        } else {
+            Kind::Nginx
         };
+        measured(rows, baseline).map(|m| m.cpu_us_per_req)
+    };
+    for row in rows {
+        let line =
+            match &row.outcome {
+                Outcome::Measured(m) => format!(
+                    "| {} | {} | {} | {} | {:.1} | {} | {:.1} → {:.1} | {} |",
+                    row.kind.label(),
+                    thousands(m.requests_per_sec),
+                    latency(m.p50_us),
+                    latency(m.p99_us),
+                    m.cpu_us_per_req,
+                    nginx_cpu(row.kind).filter(|cpu| *cpu > 0.0).map_or(
+                        "–".to_owned(),
+                        |cpu| format!("{:.2}×", m.cpu_us_per_req / cpu)
+                    ),
+                    m.idle_rss_mib,
+                    m.load_rss_mib,
+                    cell(&m.notes.join("; ")),
+                ),
+                Outcome::Skipped(reason) => format!(
+                    "| {} | – | – | – | – | – | – | skipped: {} |",
+                    row.kind.label(),
+                    cell(reason)
+                ),
+            };
         out.push_str(&line);
         out.push('\n');
     }
@@ -134,6 +141,19 @@ pub fn targets(rows: &[Row]) -> Vec<String> {
             verdict(h.idle_rss_mib < 30.0)
         ),
         None => "nantian-host idle RSS < 30 MB: not measured".to_owned(),
+    });
+    let (tls_host, tls_nginx) = (
+        measured(rows, Kind::NantianTls),
+        measured(rows, Kind::NginxTls),
+    );
+    out.push(match (tls_host, tls_nginx) {
+        (Some(h), Some(n)) => format!(
+            "TLS 1.3: nantian-host CPU/request ≤ nginx: {:.1} vs {:.1} µs — {}",
+            h.cpu_us_per_req,
+            n.cpu_us_per_req,
+            verdict(h.cpu_us_per_req <= n.cpu_us_per_req)
+        ),
+        _ => "TLS 1.3: nantian-host CPU/request ≤ nginx: not measured".to_owned(),
     });
     out
 }

@@ -21,6 +21,8 @@ pub const BENCH_BODY: &str = "nantian-echo bench\n";
 
 pub const NGINX_ADDR: &str = "127.0.30.2:8080";
 pub const HAPROXY_ADDR: &str = "127.0.30.3:8080";
+pub const NGINX_TLS_ADDR: &str = "127.0.30.5:8443";
+pub const HAPROXY_TLS_ADDR: &str = "127.0.30.6:8443";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -29,15 +31,21 @@ pub enum Kind {
     Haproxy,
     Nantian,
     NantianWasm,
+    NginxTls,
+    HaproxyTls,
+    NantianTls,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Direct,
         Kind::Nginx,
         Kind::Haproxy,
         Kind::Nantian,
         Kind::NantianWasm,
+        Kind::NginxTls,
+        Kind::HaproxyTls,
+        Kind::NantianTls,
     ];
 
     pub fn label(self) -> &'static str {
@@ -47,7 +55,15 @@ impl Kind {
             Kind::Haproxy => "HAProxy",
             Kind::Nantian => "nantian-host",
             Kind::NantianWasm => "nantian-host + Wasm header filter",
+            Kind::NginxTls => "nginx, TLS 1.3",
+            Kind::HaproxyTls => "HAProxy, TLS 1.3",
+            Kind::NantianTls => "nantian-host, TLS 1.3",
         }
+    }
+
+    /// HTTPS (TLS 1.3) between wrk and the proxy.
+    pub fn tls(self) -> bool {
+        matches!(self, Kind::NginxTls | Kind::HaproxyTls | Kind::NantianTls)
     }
 
     /// The short name of `NANTIAN_BENCH_TARGETS`.
@@ -58,12 +74,18 @@ impl Kind {
             Kind::Haproxy => "haproxy",
             Kind::Nantian => "nantian",
             Kind::NantianWasm => "nantian-wasm",
+            Kind::NginxTls => "nginx-tls",
+            Kind::HaproxyTls => "haproxy-tls",
+            Kind::NantianTls => "nantian-tls",
         }
     }
 
     /// Whether the backend must see `x-bench: 1` (and must not, otherwise).
     pub fn adds_header(self) -> bool {
-        matches!(self, Kind::Nginx | Kind::Haproxy | Kind::NantianWasm)
+        matches!(
+            self,
+            Kind::Nginx | Kind::Haproxy | Kind::NantianWasm | Kind::NginxTls | Kind::HaproxyTls
+        )
     }
 }
 
@@ -82,6 +104,8 @@ pub struct Env<'a> {
 /// A started target, ready for traffic. Dropping it stops its processes.
 pub struct Running {
     pub addr: SocketAddr,
+    /// HTTPS with the run's self-signed certificate.
+    pub tls: bool,
     /// The processes whose CPU time and memory are the target's.
     pub measured: Vec<u32>,
     pub(super) processes: Vec<Process>,
@@ -100,13 +124,17 @@ pub fn start(kind: Kind, env: &Env<'_>) -> Result<Running> {
     match kind {
         Kind::Direct => Ok(Running {
             addr: env.backend,
+            tls: false,
             measured: procfs::tree(env.backend_pid),
             processes: Vec::new(),
         }),
-        Kind::Nginx => start_nginx(env),
-        Kind::Haproxy => start_haproxy(env),
-        Kind::Nantian => nantian::start(env, false),
-        Kind::NantianWasm => nantian::start(env, true),
+        Kind::Nginx => start_nginx(env, false),
+        Kind::Haproxy => start_haproxy(env, false),
+        Kind::Nantian => nantian::start(env, false, false),
+        Kind::NantianWasm => nantian::start(env, true, false),
+        Kind::NginxTls => start_nginx(env, true),
+        Kind::HaproxyTls => start_haproxy(env, true),
+        Kind::NantianTls => nantian::start(env, false, true),
     }
 }
 
@@ -141,28 +169,44 @@ pub(super) fn target_dir(env: &Env<'_>, name: &str) -> Result<PathBuf> {
 /// Waits until `GET /bench` through the target returns the backend's bench body.
 pub(super) fn wait_ready(
     addr: SocketAddr,
+    tls: bool,
     limit: Duration,
     processes: &mut [Process],
 ) -> Result<()> {
-    http::wait_for(
-        addr,
-        BENCH_PATH,
-        limit,
-        |answer| answer.status == 200 && answer.body == BENCH_BODY,
-        || processes.iter_mut().try_for_each(Process::check_running),
-    )
+    let ready = |answer: &http::Answer| answer.status == 200 && answer.body == BENCH_BODY;
+    let check = || processes.iter_mut().try_for_each(Process::check_running);
+    if tls {
+        http::wait_for_tls(addr, BENCH_PATH, limit, ready, check)
+    } else {
+        http::wait_for(addr, BENCH_PATH, limit, ready, check)
+    }
     .map(|_| ())
 }
 
-fn start_nginx(env: &Env<'_>) -> Result<Running> {
-    let addr: SocketAddr = NGINX_ADDR.parse()?;
+fn start_nginx(env: &Env<'_>, tls: bool) -> Result<Running> {
+    let listen = if tls { NGINX_TLS_ADDR } else { NGINX_ADDR };
+    let addr: SocketAddr = listen.parse()?;
     ensure_free(addr)?;
-    let dir = target_dir(env, "nginx")?;
+    let dir = target_dir(env, if tls { "nginx-tls" } else { "nginx" })?;
+    let (listen, tls_lines) = if tls {
+        let cert = super::certificate::ensure(env.run_dir)?;
+        (
+            format!("{listen} ssl"),
+            format!(
+                "            ssl_certificate {};\n            ssl_certificate_key {};\n            ssl_protocols TLSv1.3;",
+                cert.cert.display(),
+                cert.key.display()
+            ),
+        )
+    } else {
+        (listen.to_owned(), String::new())
+    };
     let config = fill(
         &read_template(env, "nginx.conf.template")?,
         &[
             ("RUN_DIR", &dir.display().to_string()),
-            ("LISTEN", NGINX_ADDR),
+            ("LISTEN", &listen),
+            ("TLS", &tls_lines),
             ("BACKEND", &env.backend.to_string()),
             ("TEMP_PATHS", &nginx_temp_paths(&env.tools.nginx, &dir)?),
         ],
@@ -177,7 +221,7 @@ fn start_nginx(env: &Env<'_>) -> Result<Running> {
         .arg(dir.join("nginx-startup.log"))
         .arg("-c")
         .arg(&config_path);
-    run_proxy(env, "nginx", &mut command, addr)
+    run_proxy(env, "nginx", &mut command, addr, tls)
 }
 
 /// `*_temp_path` directives inside the run directory for every module this nginx has,
@@ -203,22 +247,29 @@ fn nginx_temp_paths(nginx: &Path, dir: &Path) -> Result<String> {
     Ok(lines.join("\n"))
 }
 
-fn start_haproxy(env: &Env<'_>) -> Result<Running> {
-    let addr: SocketAddr = HAPROXY_ADDR.parse()?;
+fn start_haproxy(env: &Env<'_>, tls: bool) -> Result<Running> {
+    let listen = if tls { HAPROXY_TLS_ADDR } else { HAPROXY_ADDR };
+    let addr: SocketAddr = listen.parse()?;
     ensure_free(addr)?;
-    let dir = target_dir(env, "haproxy")?;
+    let dir = target_dir(env, if tls { "haproxy-tls" } else { "haproxy" })?;
+    let listen = if tls {
+        let cert = super::certificate::ensure(env.run_dir)?;
+        format!(
+            "{listen} ssl crt {} ssl-min-ver TLSv1.3",
+            cert.bundle.display()
+        )
+    } else {
+        listen.to_owned()
+    };
     let config = fill(
         &read_template(env, "haproxy.cfg.template")?,
-        &[
-            ("LISTEN", HAPROXY_ADDR),
-            ("BACKEND", &env.backend.to_string()),
-        ],
+        &[("LISTEN", &listen), ("BACKEND", &env.backend.to_string())],
     );
     let config_path = dir.join("haproxy.cfg");
     std::fs::write(&config_path, config)?;
     let mut command = Command::new(&env.tools.haproxy);
     command.arg("-db").arg("-f").arg(&config_path);
-    run_proxy(env, "haproxy", &mut command, addr)
+    run_proxy(env, "haproxy", &mut command, addr, tls)
 }
 
 /// Starts a third-party proxy pinned to the proxy CPU, waits until it answers, and
@@ -228,11 +279,13 @@ fn run_proxy(
     name: &str,
     command: &mut Command,
     addr: SocketAddr,
+    tls: bool,
 ) -> Result<Running> {
     let mut processes = vec![Process::spawn(name, command, env.proxy_cpu, env.run_dir)?];
-    wait_ready(addr, Duration::from_secs(10), &mut processes)?;
+    wait_ready(addr, tls, Duration::from_secs(10), &mut processes)?;
     Ok(Running {
         addr,
+        tls,
         measured: procfs::tree(processes[0].pid()),
         processes,
     })
@@ -259,14 +312,17 @@ mod tests {
         let cases: [(&str, &[&str]); 3] = [
             (
                 "nginx.conf.template",
-                &["RUN_DIR", "LISTEN", "BACKEND", "TEMP_PATHS"],
+                &["RUN_DIR", "LISTEN", "TLS", "BACKEND", "TEMP_PATHS"],
             ),
             ("haproxy.cfg.template", &["LISTEN", "BACKEND"]),
             (
                 "nantian.yaml.template",
                 &[
                     "GATEWAY_ADDRESS",
+                    "GATEWAY_PROTOCOL",
                     "GATEWAY_PORT",
+                    "LISTENER_TLS",
+                    "EXTRA_OBJECTS",
                     "BACKEND_ADDRESS",
                     "BACKEND_PORT",
                     "ROUTE_FILTERS",
