@@ -163,14 +163,17 @@ impl Standalone {
             if rx.recv().await.is_none() {
                 return Ok(());
             }
-            // Editors write files in several steps; settle before reading.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Editors write files in several steps; settle briefly before reading. A step
+            // that lands after this still triggers its own translation.
+            tokio::time::sleep(Duration::from_millis(5)).await;
             while rx.try_recv().is_ok() {}
         }
     }
 
     fn sync(&self, allocator: &mut AddressAllocator) {
+        let started = std::time::Instant::now();
         let (resources, errors) = load::load_dir(&self.config_dir);
+        let loaded = started.elapsed();
         for e in &errors {
             warn!("{e}");
         }
@@ -200,6 +203,8 @@ impl Standalone {
             gateways = snapshots.len(),
             statuses = translation.statuses.len(),
             errors = errors.len(),
+            load_ms = loaded.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
             "translated {}",
             self.config_dir.display()
         );

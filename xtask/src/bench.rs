@@ -18,6 +18,7 @@ mod http;
 mod nantian;
 mod procfs;
 mod report;
+mod route_table;
 mod targets;
 mod tools;
 mod wrk;
@@ -176,10 +177,31 @@ pub fn run(ws: &Workspace) -> Result<()> {
         rows.push(Row { kind, outcome });
     }
     rows.sort_by_key(|row| settings.kinds.iter().position(|k| *k == row.kind));
+    // The route-table measurement runs with the full set only (it takes a while).
+    let route_table = if settings.kinds == Kind::ALL
+        || std::env::var("NANTIAN_BENCH_ROUTE_TABLE").is_ok_and(|v| v == "1")
+    {
+        eprintln!("bench: route table of {} HTTPRoutes …", route_table::ROUTES);
+        Some(route_table::measure(&env).map_err(|e| format!("{e:#}")))
+    } else {
+        None
+    };
     drop(backend_process);
 
     let preamble = preamble(&settings, &tools, load_cpu.is_some());
-    let section = report::render(&rows, &preamble);
+    let mut section = report::render(&rows, &preamble);
+    match &route_table {
+        Some(Ok(table)) => {
+            section.push_str("\nRoute table (one host, plain HTTP):\n\n");
+            for line in table.lines() {
+                section.push_str(&format!("- {line}\n"));
+            }
+        }
+        Some(Err(reason)) => {
+            section.push_str(&format!("\nRoute table: not measured ({reason})\n"));
+        }
+        None => {}
+    }
     println!("\n{section}");
     if settings.kinds == Kind::ALL {
         let readme = ws.root.join("bench").join("README.md");

@@ -29,7 +29,56 @@ const HEADER_FILTER: &str = "      filters:
 pub const GATEWAY_ADDRESS_TLS: &str = "127.0.30.7";
 const GATEWAY_PORT_TLS: u16 = 8443;
 
+/// The route-table measurement's Gateway address.
+pub const GATEWAY_ADDRESS_ROUTES: &str = "127.0.30.8";
+
 pub fn start(env: &Env<'_>, with_filter: bool, tls: bool) -> Result<Running> {
+    let (gateway_address, port, name) = match (with_filter, tls) {
+        (true, _) => (GATEWAY_ADDRESS_WITH_FILTER, GATEWAY_PORT, "nantian-wasm"),
+        (false, true) => (GATEWAY_ADDRESS_TLS, GATEWAY_PORT_TLS, "nantian-tls"),
+        (false, false) => (GATEWAY_ADDRESS, GATEWAY_PORT, "nantian"),
+    };
+    start_with(
+        env,
+        name,
+        gateway_address,
+        port,
+        with_filter,
+        tls,
+        String::new(),
+    )
+    .map(|(r, _)| r)
+}
+
+/// The plain row's setup plus `routes` more HTTPRoutes (`/r0` … on the same backend);
+/// also returns the config directory, for edits.
+pub fn start_route_table(env: &Env<'_>, routes: usize) -> Result<(Running, std::path::PathBuf)> {
+    let mut extra = String::new();
+    for i in 0..routes {
+        extra.push_str(&format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r{i}, namespace: bench}}\nspec:\n  parentRefs: [{{name: bench}}]\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /r{i}}}}}]\n    backendRefs: [{{name: echo, port: 80}}]\n"
+        ));
+    }
+    start_with(
+        env,
+        "nantian-routes",
+        GATEWAY_ADDRESS_ROUTES,
+        GATEWAY_PORT,
+        false,
+        false,
+        extra,
+    )
+}
+
+fn start_with(
+    env: &Env<'_>,
+    name: &str,
+    gateway_address: &str,
+    port: u16,
+    with_filter: bool,
+    tls: bool,
+    extra_routes: String,
+) -> Result<(Running, std::path::PathBuf)> {
     let controller = env.ws.bin("nantian-controller");
     let host = env.ws.bin("nantian-host");
     for binary in [&controller, &host] {
@@ -37,11 +86,6 @@ pub fn start(env: &Env<'_>, with_filter: bool, tls: bool) -> Result<Running> {
             bail!("{} is not built (cargo xtask build)", binary.display());
         }
     }
-    let (gateway_address, port, name) = match (with_filter, tls) {
-        (true, _) => (GATEWAY_ADDRESS_WITH_FILTER, GATEWAY_PORT, "nantian-wasm"),
-        (false, true) => (GATEWAY_ADDRESS_TLS, GATEWAY_PORT_TLS, "nantian-tls"),
-        (false, false) => (GATEWAY_ADDRESS, GATEWAY_PORT, "nantian"),
-    };
     let addr = SocketAddr::new(gateway_address.parse()?, port);
     ensure_free(addr)?;
     let filter_dir = target_dir(env, &format!("{name}/filters"))?;
@@ -77,7 +121,7 @@ pub fn start(env: &Env<'_>, with_filter: bool, tls: bool) -> Result<Running> {
         )
     } else {
         String::new()
-    };
+    } + &extra_routes;
     let config = fill(
         &read_template(env, "nantian.yaml.template")?,
         &[
@@ -146,12 +190,15 @@ pub fn start(env: &Env<'_>, with_filter: bool, tls: bool) -> Result<Running> {
         bail!("the controller is ready but no nantian-host process runs under it");
     }
     let measured = hosts.iter().flat_map(|pid| procfs::tree(*pid)).collect();
-    Ok(Running {
-        addr,
-        tls,
-        measured,
-        processes,
-    })
+    Ok((
+        Running {
+            addr,
+            tls,
+            measured,
+            processes,
+        },
+        config_dir,
+    ))
 }
 
 /// A port nothing listens on right now (the OS picks it; the socket is closed again).
