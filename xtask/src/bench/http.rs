@@ -34,20 +34,9 @@ pub fn wait_for(
     path: &str,
     limit: Duration,
     accept: impl Fn(&Answer) -> bool,
-    mut check: impl FnMut() -> Result<()>,
+    check: impl FnMut() -> Result<()>,
 ) -> Result<Answer> {
-    let start = Instant::now();
-    let mut last = String::from("no attempt");
-    while start.elapsed() < limit {
-        check()?;
-        match get(addr, path) {
-            Ok(answer) if accept(&answer) => return Ok(answer),
-            Ok(answer) => last = format!("HTTP {}: {}", answer.status, answer.body.trim()),
-            Err(err) => last = err.to_string(),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("http://{addr}{path} not ready after {limit:?} (last: {last})")
+    retry(get, "http", addr, path, limit, accept, check)
 }
 
 /// `get` over TLS (any certificate accepted), by `curl`: the bench's certificate is
@@ -80,20 +69,32 @@ pub fn wait_for_tls(
     path: &str,
     limit: Duration,
     accept: impl Fn(&Answer) -> bool,
+    check: impl FnMut() -> Result<()>,
+) -> Result<Answer> {
+    retry(get_tls, "https", addr, path, limit, accept, check)
+}
+
+fn retry(
+    get: fn(SocketAddr, &str) -> Result<Answer>,
+    scheme: &str,
+    addr: SocketAddr,
+    path: &str,
+    limit: Duration,
+    accept: impl Fn(&Answer) -> bool,
     mut check: impl FnMut() -> Result<()>,
 ) -> Result<Answer> {
     let start = Instant::now();
     let mut last = String::from("no attempt");
     while start.elapsed() < limit {
         check()?;
-        match get_tls(addr, path) {
+        match get(addr, path) {
             Ok(answer) if accept(&answer) => return Ok(answer),
             Ok(answer) => last = format!("HTTP {}: {}", answer.status, answer.body.trim()),
             Err(err) => last = err.to_string(),
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    bail!("https://{addr}{path} not ready after {limit:?} (last: {last})")
+    bail!("{scheme}://{addr}{path} not ready after {limit:?} (last: {last})")
 }
 
 fn parse(raw: &[u8]) -> Result<Answer> {
