@@ -31,6 +31,8 @@ pub mod tls;
 pub mod upstream;
 mod upstream_h1;
 mod upstream_h1_direct;
+#[cfg(test)]
+mod upstream_test_backend;
 pub mod xds_client;
 
 pub use gateway::Gateway;

@@ -409,50 +409,18 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use http_body_util::{BodyExt, Full};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
 
     use super::*;
 
-    /// A backend answering every request on a connection with `200` and the request head
-    /// it saw; with `close_after_first`, it closes each connection after one answer
-    /// without saying so (as a backend whose keep-alive timeout just ran out does).
+    /// A backend answering every request with `200` and the request head it saw.
     async fn backend(close_after_first: bool) -> (Authority, Arc<AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counted = connections.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut socket, _) = listener.accept().await.unwrap();
-                counted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    loop {
-                        let mut chunk = [0u8; 4096];
-                        let Ok(n) = socket.read(&mut chunk).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                            continue;
-                        };
-                        let head: Vec<u8> = buf.drain(..end + 4).collect();
-                        let answer =
-                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", head.len());
-                        let _ = socket.write_all(answer.as_bytes()).await;
-                        let _ = socket.write_all(&head).await;
-                        if close_after_first {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        (addr.to_string().parse().unwrap(), connections)
+        let echo_head = |head: &[u8]| {
+            let status = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", head.len());
+            vec![[status.as_bytes(), head].concat()]
+        };
+        let (addr, connections) =
+            crate::upstream_test_backend::backend(echo_head, close_after_first).await;
+        (addr.parse().unwrap(), connections)
     }
 
     fn pool() -> Http1Pool {

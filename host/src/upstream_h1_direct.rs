@@ -557,44 +557,10 @@ mod tests {
     use crate::upstream::UpstreamError;
     use crate::upstream_h1::Http1Pool;
 
-    /// A backend that answers every request head with `answer`, written in the given
-    /// pieces with a short pause between them (so the proxy sees them arrive apart),
-    /// then closes the connection if `close` is set.
+    /// A backend answering every request head with `answer`, in those pieces.
     async fn scripted(answer: &'static [&'static [u8]], close: bool) -> (String, Arc<AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counted = connections.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut socket, _) = listener.accept().await.unwrap();
-                counted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    loop {
-                        let mut chunk = [0u8; 4096];
-                        let Ok(n) = socket.read(&mut chunk).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            buf.drain(..end + 4);
-                            for piece in answer {
-                                let _ = socket.write_all(piece).await;
-                                tokio::time::sleep(Duration::from_millis(5)).await;
-                            }
-                            if close {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        (addr, connections)
+        let pieces = |_: &[u8]| answer.iter().map(|p| p.to_vec()).collect();
+        crate::upstream_test_backend::backend(pieces, close).await
     }
 
     fn request(method: Method) -> Request<ProxyBody> {
