@@ -6,7 +6,8 @@
 //! started, responses not yet fully written — and one coarse per-connection tick looks
 //! at the counters: a connection with nothing in flight and no new request for
 //! [`IDLE_TICKS`] ticks is idle (keep-alive) or stuck in a request head (slowloris), and
-//! is shut down. Per request this is two relaxed atomic adds and one subtract.
+//! is shut down. Per request this is a few relaxed atomic operations (the counters and the
+//! guard's handle on them).
 
 use std::pin::Pin;
 use std::sync::Arc;
