@@ -84,42 +84,38 @@ pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<Pr
         SmallVec::new()
     };
 
-    if !run.needs_more_phases() {
-        // Nothing left for the filters: give their instances back before waiting upstream.
-        drop(run);
-        // A request without a body (most GETs) forwards an empty one: no box, no polling.
-        let mut body = if body.is_end_stream() {
-            ProxyBody::default()
-        } else {
-            box_body(body)
-        };
-        if !mirrors.is_empty() {
-            body = mirror::start(&mirrors, &parts, body);
-        }
-        let deadline = backend_deadline(&p.rule.timeouts, request_deadline);
-        let result = send_within(upstream, Request::from_parts(parts, body), deadline).await;
-        return match result {
-            Ok(resp) => upstream_response(resp, client_upgrade, None),
-            Err(e) => e.response(),
-        };
-    }
-
+    // Filters with later phases share their run with the bodies and the response; with
+    // none, their instances go back before waiting upstream.
     let filter_request_body = run.has_request_body_phase() && !body.is_end_stream();
-    if filter_request_body {
-        // Filters may change the length; hyper chunks the body instead.
-        parts.headers.remove(CONTENT_LENGTH);
-    }
-    let shared = SharedRun::new(run, copy_request_head(&parts));
-    let mut body = if filter_request_body {
-        FilteredBody::new(body, shared.clone(), Direction::Request).boxed_unsync()
+    let shared = if run.needs_more_phases() {
+        Some(SharedRun::new(run, copy_request_head(&parts)))
     } else {
-        box_body(body)
+        drop(run);
+        None
+    };
+    let mut body = match &shared {
+        Some(shared) if filter_request_body => {
+            // Filters may change the length; hyper chunks the body instead.
+            parts.headers.remove(CONTENT_LENGTH);
+            FilteredBody::new(body, shared.clone(), Direction::Request).boxed_unsync()
+        }
+        // A request without a body (most GETs) forwards an empty one: no box, no polling.
+        _ if body.is_end_stream() => ProxyBody::default(),
+        _ => box_body(body),
     };
     if !mirrors.is_empty() {
         body = mirror::start(&mirrors, &parts, body);
     }
     let deadline = backend_deadline(&p.rule.timeouts, request_deadline);
+    // One await of the upstream for every case: each call site would add the size of the
+    // send future to this one, which is moved several times per request.
     let result = send_within(upstream, Request::from_parts(parts, body), deadline).await;
+    let Some(shared) = shared else {
+        return match result {
+            Ok(resp) => upstream_response(resp, client_upgrade, None),
+            Err(e) => e.response(),
+        };
+    };
     // A request-body filter that answered wins over whatever the upstream said.
     if let Some(local) = lock(&shared).local_response.take() {
         return local;
@@ -237,10 +233,14 @@ async fn send_within(
     req: Request<ProxyBody>,
     deadline: Option<Instant>,
 ) -> Result<Response<ProxyBody>, SendError> {
+    // One `send` future for both cases: every call site would add its size to the
+    // request's future, which is moved several times per request.
+    let send = upstream.send(req);
+    let send = std::pin::pin!(send);
     let Some(deadline) = deadline else {
-        return upstream.send(req).await.map_err(SendError::Upstream);
+        return send.await.map_err(SendError::Upstream);
     };
-    match tokio::time::timeout_at(deadline, upstream.send(req)).await {
+    match tokio::time::timeout_at(deadline, send).await {
         Ok(Ok(resp)) => Ok(resp.map(|body| DeadlineBody::wrap(body, deadline))),
         Ok(Err(e)) => Err(SendError::Upstream(e)),
         Err(_) => {

@@ -46,7 +46,7 @@ type ConnBuilder = auto::Builder<TokioExecutor>;
 fn conn_builder() -> ConnBuilder {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // No per-request header timer: the connection watchdog in `idle` covers slow heads.
-    builder.http1().header_read_timeout(None);
+    builder.http1().header_read_timeout(None).writev(false);
     builder.http2().timer(TokioTimer::new());
     builder
 }

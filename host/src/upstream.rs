@@ -5,6 +5,7 @@
 //! endpoint changes keep warm connections. The endpoints themselves are part of each
 //! snapshot's immutable [`Upstream`]; picking one is an atomic increment, no lock.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -204,13 +205,19 @@ impl Upstream {
             .pick()
             .ok_or_else(|| UpstreamError::NoEndpoints(self.name.clone()))?;
         let started = Instant::now();
-        let result = match (&self.client.transport, &endpoint.http1) {
-            (Transport::Http1(pool), Some(idle)) => pool.send(idle, req).await,
-            (Transport::H2c(connections), _) => {
-                send_h2c(connections, &endpoint.authority, req).await
+        let result = match &self.client.transport {
+            Transport::Http1(pool) => {
+                let idle = match &endpoint.http1 {
+                    Some(idle) => Cow::Borrowed(idle),
+                    None => Cow::Owned(pool.endpoint(&endpoint.authority)),
+                };
+                pool.send(&idle, req).await
             }
-            (Transport::Http1(pool), None) => {
-                pool.send(&pool.endpoint(&endpoint.authority), req).await
+            // Boxed: HTTP/2 allocates per request anyway, and inline its future would
+            // grow every HTTP/1 request's future too.
+            Transport::H2c(connections) => {
+                let h2c = Box::pin(send_h2c(connections, &endpoint.authority, req));
+                h2c.await
             }
         };
         self.duration.observe(started.elapsed().as_secs_f64());

@@ -187,6 +187,18 @@ impl Http1Pool {
             let (head, _) = req.into_parts();
             return self.send_direct(endpoint, &head).await;
         }
+        // Boxed: requests with bodies and upgrades are the rarer case, and inline this
+        // future would grow the direct path's.
+        let pooled = Box::pin(self.send_pooled(endpoint, req));
+        pooled.await
+    }
+
+    /// A request on a hyper client connection (bodies, upgrades).
+    async fn send_pooled(
+        &self,
+        endpoint: &Arc<EndpointIdle>,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
         loop {
             let Checkout { mut sender, reused } = self.checkout(endpoint).await?;
             match sender.try_send_request(req).await {
