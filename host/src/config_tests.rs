@@ -40,6 +40,7 @@ fn backend() -> pb::Backend {
             address: "10.0.0.1".into(),
             port: 8080,
         }],
+        tls: None,
     }
 }
 

@@ -277,6 +277,7 @@ mod tests {
                 address: "10.0.0.1".into(),
                 port: endpoint_port,
             }],
+            tls: None,
         };
         ResourceMap::from([(
             backend.name.clone(),

@@ -86,6 +86,7 @@ pub(super) fn resolve(
         name: format!("backend/{ns}/{name}:{port}"),
         protocol: protocol.to_string(),
         endpoints: endpoints(res, ns, name, service_port),
+        tls: None,
     })
 }
 

@@ -199,6 +199,7 @@ pub fn backend(name: &str, protocol: &str, endpoints: &[SocketAddr]) -> pb::Back
                 port: e.port().into(),
             })
             .collect(),
+        tls: None,
     }
 }
 
