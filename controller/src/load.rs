@@ -208,7 +208,7 @@ fn scope(group: &str, kind: &str) -> Option<bool> {
     match (group, kind) {
         ("", "Namespace") | (GATEWAY_GROUP, "GatewayClass") => Some(false),
         ("", "Service" | "Secret" | "ConfigMap")
-        | (GATEWAY_GROUP, "Gateway" | "HTTPRoute" | "ReferenceGrant")
+        | (GATEWAY_GROUP, "Gateway" | "HTTPRoute" | "ReferenceGrant" | "BackendTLSPolicy")
         | ("discovery.k8s.io", "EndpointSlice") => Some(true),
         _ => None,
     }
@@ -258,6 +258,7 @@ fn load_value(
         "EndpointSlice" => insert!(endpoint_slices),
         "Secret" => insert!(secrets),
         "ConfigMap" => insert!(config_maps),
+        "BackendTLSPolicy" => insert!(backend_tls_policies),
         _ => unreachable!("scope() admitted only the kinds above"),
     }
     if duplicate {

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use gateway_api::backendtlspolicies::BackendTlsPolicy;
 use gateway_api::gatewayclasses::GatewayClass;
 use gateway_api::gateways::Gateway;
 use gateway_api::httproutes::HttpRoute;
@@ -31,6 +32,7 @@ pub struct Resources {
     pub endpoint_slices: BTreeMap<Key, EndpointSlice>,
     pub secrets: BTreeMap<Key, Secret>,
     pub config_maps: BTreeMap<Key, ConfigMap>,
+    pub backend_tls_policies: BTreeMap<Key, BackendTlsPolicy>,
 }
 
 impl Resources {
@@ -45,6 +47,7 @@ impl Resources {
             + self.endpoint_slices.len()
             + self.secrets.len()
             + self.config_maps.len()
+            + self.backend_tls_policies.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -64,6 +67,7 @@ impl Resources {
             "EndpointSlice" => self.endpoint_slices.contains_key(&key),
             "Secret" => self.secrets.contains_key(&key),
             "ConfigMap" => self.config_maps.contains_key(&key),
+            "BackendTLSPolicy" => self.backend_tls_policies.contains_key(&key),
             _ => false,
         }
     }
@@ -184,6 +188,7 @@ meta_ext!(
     EndpointSlice,
     Secret,
     ConfigMap,
+    BackendTlsPolicy,
 );
 
 #[cfg(test)]

@@ -4,20 +4,29 @@ use gateway_api::httproutes::HttpRouteRulesBackendRefs;
 use k8s_openapi::api::core::v1::ServicePort;
 use nantian_proto::config;
 
+use super::backend_tls::BackendTlsPolicies;
 use super::listener::{GATEWAY_GROUP, HTTP_ROUTE};
 use super::reference_grant;
-use crate::model::{MetaExt, Resources};
+use crate::model::{Key, MetaExt, Resources};
 use crate::status::{Problem, reason};
 
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// A backendRef resolved to a Service port.
+pub(super) struct ResolvedBackend {
+    pub backend: config::Backend,
+    /// The Service (namespace, name).
+    pub service: Key,
+}
 
 /// Resolves one backendRef of a route in `route_ns`, or says why it is invalid (the
 /// reason becomes the route's ResolvedRefs=False reason).
 pub(super) fn resolve(
     res: &Resources,
+    policies: &BackendTlsPolicies,
     route_ns: &str,
     bref: &HttpRouteRulesBackendRefs,
-) -> Result<config::Backend, Problem> {
+) -> Result<ResolvedBackend, Problem> {
     let group = bref.group.as_deref().unwrap_or("");
     let kind = bref.kind.as_deref().unwrap_or("Service");
     let ns = bref.namespace.as_deref().unwrap_or(route_ns);
@@ -82,16 +91,23 @@ pub(super) fn resolve(
             format!("Service {ns}/{name} port {port}: appProtocol {app_protocol} is not supported"),
         )
     })?;
-    Ok(config::Backend {
-        name: format!("backend/{ns}/{name}:{port}"),
-        protocol: protocol.to_string(),
-        endpoints: endpoints(res, ns, name, service_port),
-        tls: None,
+    let policy = policies.for_port(ns, name, service_port.name.as_deref().unwrap_or(""));
+    Ok(ResolvedBackend {
+        backend: config::Backend {
+            name: format!("backend/{ns}/{name}:{port}"),
+            protocol: protocol.to_string(),
+            endpoints: endpoints(res, ns, name, service_port),
+            tls: policy.map(|p| p.tls.clone()),
+        },
+        service: (ns.to_string(), name.to_string()),
     })
 }
 
 /// "http" (HTTP/1.1) unless the port's appProtocol asks for cleartext HTTP/2; any other
 /// appProtocol comes back as Err.
+///
+/// `HTTPS` is HTTP/1.1 too: whether the host speaks TLS to the port, and how it verifies
+/// it, is what a BackendTLSPolicy says, not the appProtocol.
 ///
 /// `kubernetes.io/ws` (WebSocket over cleartext) is HTTP/1.1: the handshake is an HTTP/1.1
 /// `Upgrade` request, which the host forwards and then tunnels, so it needs no protocol of
@@ -100,6 +116,7 @@ fn protocol(port: &ServicePort) -> Result<&'static str, String> {
     match port.app_protocol.as_deref() {
         None | Some("") => Ok("http"),
         Some(p) if p.eq_ignore_ascii_case("http") || p == "kubernetes.io/http" => Ok("http"),
+        Some(p) if p.eq_ignore_ascii_case("https") || p == "kubernetes.io/https" => Ok("http"),
         Some("kubernetes.io/ws") => Ok("http"),
         Some(p) if p.eq_ignore_ascii_case("h2c") || p == "kubernetes.io/h2c" => Ok("h2c"),
         Some(other) => Err(other.to_string()),

@@ -42,76 +42,108 @@ pub(super) fn listener_certificates(
     }
     let mut problems = Vec::new();
     for r in refs {
-        let group = r.group.as_deref().unwrap_or("");
-        let kind = r.kind.as_deref().unwrap_or("Secret");
-        let ns = r.namespace.as_deref().unwrap_or(gateway_ns);
-        let what = format!("certificateRef {ns}/{}", r.name);
-        if !group.is_empty() || kind != "Secret" {
-            problems.push(Problem::new(
-                reason::INVALID_CERTIFICATE_REF,
-                format!("{what}: kind {kind} is not supported, only core Secret"),
-            ));
-            continue;
-        }
-        let permitted = reference_grant::permits(
-            res,
-            &reference_grant::From {
-                group: GATEWAY_GROUP,
-                kind: "Gateway",
-                namespace: gateway_ns,
-            },
-            &reference_grant::To {
-                group: "",
-                kind: "Secret",
-                namespace: ns,
-                name: &r.name,
-            },
-        );
-        if !permitted {
-            problems.push(Problem::new(
-                reason::REF_NOT_PERMITTED,
-                format!("{what}: no ReferenceGrant in namespace {ns} allows it"),
-            ));
-            continue;
-        }
-        let Some(secret) = res.secrets.get(&(ns.to_string(), r.name.clone())) else {
-            problems.push(Problem::new(
-                reason::INVALID_CERTIFICATE_REF,
-                format!("{what}: Secret not found"),
-            ));
-            continue;
+        let reference = SecretRef {
+            group: r.group.as_deref().unwrap_or(""),
+            kind: r.kind.as_deref().unwrap_or("Secret"),
+            namespace: r.namespace.as_deref().unwrap_or(gateway_ns),
+            name: &r.name,
         };
-        let has = |key: &str| {
-            secret.data.as_ref().is_some_and(|d| d.contains_key(key))
-                || secret
-                    .string_data
-                    .as_ref()
-                    .is_some_and(|d| d.contains_key(key))
-        };
-        if secret.type_.as_deref() != Some("kubernetes.io/tls")
-            || !has("tls.crt")
-            || !has("tls.key")
-        {
-            problems.push(Problem::new(
-                reason::INVALID_CERTIFICATE_REF,
-                format!("{what}: not a kubernetes.io/tls Secret with tls.crt and tls.key"),
-            ));
-            continue;
-        }
-        let certificate = config::TlsCertificate {
-            source: format!("{ns}/{}", r.name),
-            cert_chain_pem: secret_text(secret, "tls.crt"),
-            private_key_pem: secret_text(secret, "tls.key"),
-        };
-        match check_pem(&certificate) {
-            Ok(()) => certificates.push(certificate),
-            Err(why) => problems.push(Problem::new(
-                reason::INVALID_CERTIFICATE_REF,
-                format!("{what}: {why}"),
-            )),
+        match secret_certificate(res, gateway_ns, &reference, reason::INVALID_CERTIFICATE_REF) {
+            Ok(certificate) => certificates.push(certificate),
+            Err(problem) => problems.push(problem),
         }
     }
     (certificates, problems)
+}
+
+/// A Gateway's reference to a kubernetes.io/tls Secret.
+pub(super) struct SecretRef<'a> {
+    pub group: &'a str,
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+/// The certificate and key of the Secret a Gateway in `gateway_ns` refers to, or why it
+/// can't be used: `invalid_reason` for a wrong kind or a bad Secret, RefNotPermitted for a
+/// cross-namespace reference without a ReferenceGrant.
+pub(super) fn secret_certificate(
+    res: &Resources,
+    gateway_ns: &str,
+    r: &SecretRef<'_>,
+    invalid_reason: &'static str,
+) -> Result<config::TlsCertificate, Problem> {
+    let ns = r.namespace;
+    let what = format!("certificateRef {ns}/{}", r.name);
+    let invalid = |why: String| Problem::new(invalid_reason, format!("{what}: {why}"));
+    if !r.group.is_empty() || r.kind != "Secret" {
+        return Err(invalid(format!(
+            "kind {} is not supported, only core Secret",
+            r.kind
+        )));
+    }
+    let permitted = reference_grant::permits(
+        res,
+        &reference_grant::From {
+            group: GATEWAY_GROUP,
+            kind: "Gateway",
+            namespace: gateway_ns,
+        },
+        &reference_grant::To {
+            group: "",
+            kind: "Secret",
+            namespace: ns,
+            name: r.name,
+        },
+    );
+    if !permitted {
+        return Err(Problem::new(
+            reason::REF_NOT_PERMITTED,
+            format!("{what}: no ReferenceGrant in namespace {ns} allows it"),
+        ));
+    }
+    let Some(secret) = res.secrets.get(&(ns.to_string(), r.name.to_string())) else {
+        return Err(invalid("Secret not found".into()));
+    };
+    let has = |key: &str| {
+        secret.data.as_ref().is_some_and(|d| d.contains_key(key))
+            || secret
+                .string_data
+                .as_ref()
+                .is_some_and(|d| d.contains_key(key))
+    };
+    if secret.type_.as_deref() != Some("kubernetes.io/tls") || !has("tls.crt") || !has("tls.key") {
+        return Err(invalid(
+            "not a kubernetes.io/tls Secret with tls.crt and tls.key".into(),
+        ));
+    }
+    let certificate = config::TlsCertificate {
+        source: format!("{ns}/{}", r.name),
+        cert_chain_pem: secret_text(secret, "tls.crt"),
+        private_key_pem: secret_text(secret, "tls.key"),
+    };
+    check_pem(&certificate).map_err(invalid)?;
+    Ok(certificate)
+}
+
+/// The PEM CA bundle of ConfigMap `ns/name` (its `ca.crt`), or why it is unusable.
+pub(super) fn ca_bundle_pem(res: &Resources, ns: &str, name: &str) -> Result<String, String> {
+    let map = res
+        .config_maps
+        .get(&(ns.to_string(), name.to_string()))
+        .ok_or("ConfigMap not found")?;
+    let pem = map
+        .data
+        .as_ref()
+        .and_then(|d| d.get("ca.crt"))
+        .ok_or("no ca.crt key")?;
+    let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("ca.crt is not PEM: {e}"))?;
+    if certificates.is_empty() {
+        return Err("ca.crt holds no certificate".into());
+    }
+    Ok(pem.clone())
 }
 
 /// A Secret key's value: `data` (already base64-decoded), else `stringData`.

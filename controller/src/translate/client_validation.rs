@@ -3,10 +3,9 @@
 
 use gateway_api::gateways::Gateway;
 use nantian_proto::config;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 
+use super::certificate::ca_bundle_pem;
 use super::listener::{GATEWAY_GROUP, ListenerState};
 use super::reference_grant;
 use crate::model::{MetaExt, Resources};
@@ -122,21 +121,6 @@ fn ca_bundle(res: &Resources, gateway_ns: &str, r: &ObjectRef) -> Result<String,
             format!("{what}: no ReferenceGrant in namespace {ns} allows it"),
         ));
     }
-    let invalid = |why: &str| Problem::new(INVALID_CA_CERTIFICATE_REF, format!("{what}: {why}"));
-    let map = res
-        .config_maps
-        .get(&(ns.to_string(), r.name.clone()))
-        .ok_or_else(|| invalid("ConfigMap not found"))?;
-    let pem = map
-        .data
-        .as_ref()
-        .and_then(|d| d.get("ca.crt"))
-        .ok_or_else(|| invalid("no ca.crt key"))?;
-    let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(&format!("ca.crt is not PEM: {e}")))?;
-    if certificates.is_empty() {
-        return Err(invalid("ca.crt holds no certificate"));
-    }
-    Ok(pem.clone())
+    ca_bundle_pem(res, ns, &r.name)
+        .map_err(|why| Problem::new(INVALID_CA_CERTIFICATE_REF, format!("{what}: {why}")))
 }

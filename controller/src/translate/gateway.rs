@@ -1,12 +1,13 @@
 //! Stage 2: our Gateways — address, listeners — and, once routes have attached, their
 //! status and IR.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use gateway_api::gateways::Gateway;
 use nantian_proto::config;
 
+use super::certificate::{SecretRef, secret_certificate};
 use super::client_validation;
 use super::conflict::mark_conflicts;
 use super::gateway_class::OurClasses;
@@ -14,6 +15,8 @@ use super::listener::ListenerState;
 use super::{GATEWAY_API_VERSION, GatewayIr, ObjectStatus, TranslateOptions};
 use crate::model::{Key, MetaExt, Resources};
 use crate::status::{Condition, GatewayAddress, GatewayStatus, Problem, kind, reason, sorted};
+
+const INVALID_CLIENT_CERTIFICATE_REF: &str = "InvalidClientCertificateRef";
 
 /// What the translator knows about one of our Gateways while it runs.
 #[derive(Clone, Debug)]
@@ -29,6 +32,11 @@ pub(super) struct GatewayState {
     pub routes: Vec<config::Route>,
     pub backends: BTreeMap<String, config::Backend>,
     pub modules: BTreeMap<String, config::FilterModule>,
+    /// `spec.tls.backend.clientCertificateRef`: `None` when unset, else the certificate the
+    /// host presents to TLS backends, or why it can't (the Gateway's ResolvedRefs).
+    pub backend_client_certificate: Option<Result<config::TlsCertificate, Problem>>,
+    /// The Services (namespace, name) this Gateway's routes reach.
+    pub services: BTreeSet<Key>,
 }
 
 /// Our Gateways by (namespace, name): those whose class is one of ours.
@@ -89,10 +97,39 @@ pub(super) fn build_gateways(
                 routes: Vec::new(),
                 backends: BTreeMap::new(),
                 modules: BTreeMap::new(),
+                backend_client_certificate: backend_client_certificate(res, gw),
+                services: BTreeSet::new(),
             },
         );
     }
     out
+}
+
+/// The certificate of `spec.tls.backend.clientCertificateRef`, if set.
+fn backend_client_certificate(
+    res: &Resources,
+    gw: &Gateway,
+) -> Option<Result<config::TlsCertificate, Problem>> {
+    let r = gw
+        .spec
+        .tls
+        .as_ref()?
+        .backend
+        .as_ref()?
+        .client_certificate_ref
+        .as_ref()?;
+    let reference = SecretRef {
+        group: r.group.as_deref().unwrap_or(""),
+        kind: r.kind.as_deref().unwrap_or("Secret"),
+        namespace: r.namespace.as_deref().unwrap_or(gw.namespace()),
+        name: &r.name,
+    };
+    Some(secret_certificate(
+        res,
+        gw.namespace(),
+        &reference,
+        INVALID_CLIENT_CERTIFICATE_REF,
+    ))
 }
 
 /// The Gateway's one address: the IPAddress it asks for in spec.addresses, else the one
@@ -224,6 +261,16 @@ impl GatewayState {
             _ => Vec::new(),
         };
         let mut conditions = vec![accepted_condition, programmed_condition];
+        // Gateway-level references: only the backend client certificate so far.
+        if let Some(certificate) = &self.backend_client_certificate {
+            conditions.push(Condition::from_outcome(
+                kind::RESOLVED_REFS,
+                &certificate.as_ref().map(|_| ()).map_err(Clone::clone),
+                reason::RESOLVED_REFS,
+                "All references resolved",
+                g,
+            ));
+        }
         // The spec asks for a standing warning while any port lets clients through
         // without a valid certificate.
         let insecure = self.listeners.iter().any(|l| {

@@ -11,6 +11,7 @@
 //! Invalid input becomes a condition on its object, never an error.
 
 mod backend;
+mod backend_tls;
 mod certificate;
 mod client_validation;
 mod conflict;
@@ -25,13 +26,13 @@ mod route;
 mod rule;
 mod selector;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use nantian_proto::config;
 use serde::Serialize;
 
-use crate::model::Resources;
+use crate::model::{Key, Resources};
 
 pub use gateway_class::SUPPORTED_FEATURES;
 pub use hostname::intersects as hostnames_intersect;
@@ -74,7 +75,7 @@ impl Default for TranslateOptions {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Translation {
-    /// Sorted by kind (GatewayClass, Gateway, HTTPRoute), then namespace and name.
+    /// Sorted by kind (GatewayClass, Gateway, HTTPRoute, policies), then namespace and name.
     pub statuses: Vec<ObjectStatus>,
     /// One per programmed Gateway of ours, sorted by namespace and name.
     pub gateways: Vec<GatewayIr>,
@@ -113,7 +114,8 @@ impl ObjectStatus {
         match self.kind.as_str() {
             "GatewayClass" => 0,
             "Gateway" => 1,
-            _ => 2,
+            "HTTPRoute" => 2,
+            _ => 3,
         }
     }
 }
@@ -125,7 +127,13 @@ pub fn translate(res: &Resources, opts: &TranslateOptions) -> Translation {
 
     let our_classes = gateway_class::translate_classes(res, opts, &mut statuses);
     let mut gateways = gateway::build_gateways(res, opts, &our_classes);
-    route::translate_routes(res, opts, &mut gateways, &mut statuses);
+    let tls_policies = backend_tls::resolve(res);
+    route::translate_routes(res, opts, &tls_policies, &mut gateways, &mut statuses);
+    let reached: BTreeMap<Key, BTreeSet<Key>> = gateways
+        .iter()
+        .map(|(key, gw)| (key.clone(), gw.services.clone()))
+        .collect();
+    tls_policies.statuses(opts, &reached, &mut statuses);
 
     let mut irs = Vec::new();
     for gw in gateways.into_values() {

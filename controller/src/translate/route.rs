@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gateway_api::httproutes::{HttpRoute, HttpRouteParentRefs};
 
+use super::backend_tls::BackendTlsPolicies;
 use super::gateway::GatewayState;
 use super::hostname;
 use super::listener::{GATEWAY_GROUP, HTTP_ROUTE, ir_name};
@@ -18,13 +19,14 @@ use crate::status::{
 pub(super) fn translate_routes(
     res: &Resources,
     opts: &TranslateOptions,
+    policies: &BackendTlsPolicies,
     gateways: &mut BTreeMap<Key, GatewayState>,
     statuses: &mut Vec<ObjectStatus>,
 ) {
     for route in res.http_routes.values() {
         let route_ns = route.namespace();
         let generation = route.generation();
-        let rules = translate_rules(res, opts, route);
+        let rules = translate_rules(res, opts, policies, route);
         let mut parents = Vec::new();
         // Listener indexes per Gateway this route is accepted on; a set, so a route that
         // reaches one listener through two parentRefs counts once.
@@ -189,8 +191,17 @@ fn program(gw: &mut GatewayState, listeners: &BTreeSet<usize>, rules: &RulesOutc
         gw.routes.push(route);
     }
     for backend in &rules.backends {
-        gw.backends.insert(backend.name.clone(), backend.clone());
+        let mut backend = backend.clone();
+        // The client certificate is the Gateway's, the rest of the TLS settings the
+        // Service port's: this Gateway's host gets both.
+        if let (Some(tls), Some(Ok(certificate))) =
+            (&mut backend.tls, &gw.backend_client_certificate)
+        {
+            tls.client_certificate = Some(certificate.clone());
+        }
+        gw.backends.insert(backend.name.clone(), backend);
     }
+    gw.services.extend(rules.services.iter().cloned());
     for module in &rules.modules {
         gw.modules.insert(module.name.clone(), module.clone());
     }

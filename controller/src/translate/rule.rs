@@ -1,7 +1,7 @@
 //! HTTPRoute rules → `config::Route`s (one per rule), with the backends and filter modules
 //! they use, independent of which Gateway they attach to.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use gateway_api::httproutes::{
     HttpRoute, HttpRouteRules, HttpRouteRulesBackendRefs, HttpRouteRulesFiltersRequestMirror,
@@ -11,14 +11,17 @@ use gateway_api::httproutes::{
 };
 use nantian_proto::config;
 
+use super::backend_tls::BackendTlsPolicies;
 use super::{TranslateOptions, backend, filter};
-use crate::model::{MetaExt, Resources};
+use crate::model::{Key, MetaExt, Resources};
 use crate::status::{Problem, combine, reason};
 
 pub(super) struct RulesOutcome {
     /// One per rule, `listeners` still empty; none when the route is unsupported.
     pub routes: Vec<config::Route>,
     pub backends: Vec<config::Backend>,
+    /// The Services of those backends (namespace, name).
+    pub services: BTreeSet<Key>,
     pub modules: Vec<config::FilterModule>,
     /// Set when the route uses something Nantian does not implement: the route is then
     /// not accepted (UnsupportedValue) and none of its rules is programmed.
@@ -29,11 +32,13 @@ pub(super) struct RulesOutcome {
 pub(super) fn translate_rules(
     res: &Resources,
     opts: &TranslateOptions,
+    policies: &BackendTlsPolicies,
     route: &HttpRoute,
 ) -> RulesOutcome {
     let route_ns = route.namespace();
     let mut routes = Vec::new();
     let mut backends = BTreeMap::new();
+    let mut services = BTreeSet::new();
     let mut modules = BTreeMap::new();
     let mut unsupported = Vec::new();
     let mut ref_problems = Vec::new();
@@ -73,9 +78,11 @@ pub(super) fn translate_rules(
                 port: m.backend_ref.port,
                 ..Default::default()
             };
-            match backend::resolve(res, route_ns, &bref) {
-                Ok(b) => {
+            match backend::resolve(res, policies, route_ns, &bref) {
+                Ok(resolved) => {
+                    let b = resolved.backend;
                     let name = b.name.clone();
+                    services.insert(resolved.service);
                     backends.insert(b.name.clone(), b);
                     Some(name)
                 }
@@ -110,8 +117,10 @@ pub(super) fn translate_rules(
                 Vec::new()
             });
             let weight = u32::try_from(bref.weight.unwrap_or(1)).unwrap_or(0);
-            match backend::resolve(res, route_ns, bref) {
-                Ok(b) => {
+            match backend::resolve(res, policies, route_ns, bref) {
+                Ok(resolved) => {
+                    let b = resolved.backend;
+                    services.insert(resolved.service);
                     backend_refs.push(config::BackendRef {
                         backend: b.name.clone(),
                         weight,
@@ -154,10 +163,12 @@ pub(super) fn translate_rules(
         routes.clear();
         backends.clear();
         modules.clear();
+        services.clear();
     }
     RulesOutcome {
         routes,
         backends: backends.into_values().collect(),
+        services,
         modules: modules.into_values().collect(),
         unsupported,
         resolved_refs: combine(ref_problems),
