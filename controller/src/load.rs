@@ -4,8 +4,9 @@
 //! error can name its file and absolute line, and so that one bad document is skipped while
 //! the others still load.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -36,44 +37,119 @@ impl fmt::Display for LoadError {
 
 /// Loads every `*.yaml` / `*.yml` file directly in `dir` (not recursively), in file-name order.
 pub fn load_dir(dir: &Path) -> (Resources, Vec<LoadError>) {
-    let mut resources = Resources::default();
-    let mut errors = Vec::new();
-    let read_error = |path: &Path, err: std::io::Error| LoadError {
-        file: path.display().to_string(),
-        line: 0,
-        object: None,
-        reason: err.to_string(),
-    };
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) => {
-            errors.push(read_error(dir, err));
-            return (resources, errors);
+    DirLoader::default().load(dir)
+}
+
+/// Loads a directory again and again, parsing only the files whose text changed since the
+/// last load: with a thousand routes, parsing is most of the time from an edit to the
+/// new config, and an edit usually touches one file.
+#[derive(Default)]
+pub struct DirLoader {
+    files: BTreeMap<PathBuf, ParsedFile>,
+}
+
+/// One file as last parsed. Keyed by its text, not its mtime: a rewrite within the
+/// mtime's granularity must not be missed.
+struct ParsedFile {
+    text: String,
+    resources: Resources,
+    /// Every object defined, with its line, in file order (for duplicates across files).
+    objects: Vec<(ObjectRef, usize)>,
+    errors: Vec<LoadError>,
+}
+
+impl DirLoader {
+    /// Like [`load_dir`]; files that vanished are forgotten.
+    pub fn load(&mut self, dir: &Path) -> (Resources, Vec<LoadError>) {
+        let mut resources = Resources::default();
+        let mut errors = Vec::new();
+        let read_error = |path: &Path, err: std::io::Error| LoadError {
+            file: path.display().to_string(),
+            line: 0,
+            object: None,
+            reason: err.to_string(),
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(err) => {
+                errors.push(read_error(dir, err));
+                self.files.clear();
+                return (resources, errors);
+            }
+        };
+        let mut paths: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|ext| ext == "yaml" || ext == "yml")
+            })
+            .collect();
+        paths.sort();
+        let mut files = BTreeMap::new();
+        for path in paths {
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                // Deleted between listing and reading: the next change event reloads anyway.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => {
+                    errors.push(read_error(&path, err));
+                    continue;
+                }
+            };
+            let parsed = match self.files.remove(&path) {
+                Some(parsed) if parsed.text == text => parsed,
+                _ => ParsedFile::parse(&path.display().to_string(), text),
+            };
+            // Later files replace objects of earlier ones, and say so.
+            for (object, line) in &parsed.objects {
+                if resources.contains(object) {
+                    errors.push(LoadError {
+                        file: path.display().to_string(),
+                        line: *line,
+                        object: Some(object.clone()),
+                        reason: DUPLICATE.into(),
+                    });
+                }
+            }
+            errors.extend(parsed.errors.iter().cloned());
+            resources.extend_from(&parsed.resources);
+            files.insert(path, parsed);
         }
-    };
-    let mut files: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .filter(|p| {
-            p.extension()
-                .is_some_and(|ext| ext == "yaml" || ext == "yml")
-        })
-        .collect();
-    files.sort();
-    for path in files {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => errors.extend(load_str(&path.display().to_string(), &text, &mut resources)),
-            // Deleted between listing and reading: the next change event reloads anyway.
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => errors.push(read_error(&path, err)),
+        self.files = files;
+        (resources, errors)
+    }
+}
+
+impl ParsedFile {
+    fn parse(file_label: &str, text: String) -> Self {
+        let mut resources = Resources::default();
+        let mut objects = Vec::new();
+        let errors = load_text(file_label, &text, &mut resources, &mut objects);
+        ParsedFile {
+            text,
+            resources,
+            objects,
+            errors,
         }
     }
-    (resources, errors)
 }
+
+const DUPLICATE: &str = "duplicate object: this definition replaces an earlier one";
 
 /// Loads the documents of one file's text into `into`; `file_label` names the file in errors.
 pub fn load_str(file_label: &str, text: &str, into: &mut Resources) -> Vec<LoadError> {
+    load_text(file_label, text, into, &mut Vec::new())
+}
+
+/// [`load_str`], noting every object loaded and its line in `objects`.
+fn load_text(
+    file_label: &str,
+    text: &str,
+    into: &mut Resources,
+    objects: &mut Vec<(ObjectRef, usize)>,
+) -> Vec<LoadError> {
     let mut errors = Vec::new();
     for doc in split_documents(text) {
         let ctx = DocContext {
@@ -93,8 +169,8 @@ pub fn load_str(file_label: &str, text: &str, into: &mut Resources) -> Vec<LoadE
         }
         let is_list = header(&value).is_ok_and(|h| h.kind == "List" && h.group.is_empty());
         if is_list {
-            errors.extend(load_list_items(&ctx, &value, into));
-        } else if let Err(err) = load_value(&ctx, Some(&doc.text), &value, into) {
+            errors.extend(load_list_items(&ctx, &value, into, objects));
+        } else if let Err(err) = load_value(&ctx, Some(&doc.text), &value, into, objects) {
             errors.push(*err);
         }
     }
@@ -220,6 +296,7 @@ fn load_value(
     text: Option<&str>,
     value: &Value,
     into: &mut Resources,
+    objects: &mut Vec<(ObjectRef, usize)>,
 ) -> Result<(), Box<LoadError>> {
     let h = header(value).map_err(|reason| ctx.error(ctx.first_line, None, reason))?;
     let Some(namespaced) = scope(&h.group, &h.kind) else {
@@ -261,17 +338,19 @@ fn load_value(
         "BackendTLSPolicy" => insert!(backend_tls_policies),
         _ => unreachable!("scope() admitted only the kinds above"),
     }
+    objects.push((object.clone(), ctx.first_line));
     if duplicate {
-        return Err(ctx.error(
-            ctx.first_line,
-            Some(object),
-            "duplicate object: this definition replaces an earlier one".into(),
-        ));
+        return Err(ctx.error(ctx.first_line, Some(object), DUPLICATE.into()));
     }
     Ok(())
 }
 
-fn load_list_items(ctx: &DocContext<'_>, list: &Value, into: &mut Resources) -> Vec<LoadError> {
+fn load_list_items(
+    ctx: &DocContext<'_>,
+    list: &Value,
+    into: &mut Resources,
+    objects: &mut Vec<(ObjectRef, usize)>,
+) -> Vec<LoadError> {
     let Some(items) = list.get("items").and_then(Value::as_sequence) else {
         return Vec::new();
     };
@@ -279,10 +358,12 @@ fn load_list_items(ctx: &DocContext<'_>, list: &Value, into: &mut Resources) -> 
         .iter()
         .enumerate()
         .filter_map(|(i, item)| {
-            load_value(ctx, None, item, into).err().map(|mut err| {
-                err.reason = format!("items[{i}]: {}", err.reason);
-                *err
-            })
+            load_value(ctx, None, item, into, objects)
+                .err()
+                .map(|mut err| {
+                    err.reason = format!("items[{i}]: {}", err.reason);
+                    *err
+                })
         })
         .collect()
 }

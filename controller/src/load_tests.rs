@@ -295,3 +295,63 @@ fn load_dir_on_a_missing_directory_reports_it() {
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].line, 0);
 }
+
+fn service_yaml(name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  ports:\n  - port: {port}\n"
+    )
+}
+
+fn service_port(res: &Resources, name: &str) -> i32 {
+    res.services[&("default".to_string(), name.to_string())]
+        .spec
+        .as_ref()
+        .unwrap()
+        .ports
+        .as_ref()
+        .unwrap()[0]
+        .port
+}
+
+#[test]
+fn a_dir_loader_sees_edits_removals_and_duplicates_across_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.yaml");
+    let b = dir.path().join("b.yaml");
+    std::fs::write(&a, service_yaml("web", 80)).unwrap();
+    std::fs::write(&b, service_yaml("api", 90)).unwrap();
+    let mut loader = DirLoader::default();
+
+    let (res, errors) = loader.load(dir.path());
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        (service_port(&res, "web"), service_port(&res, "api")),
+        (80, 90)
+    );
+
+    // Same length, same second: only the text tells the edit apart.
+    std::fs::write(&a, service_yaml("web", 81)).unwrap();
+    let (res, _) = loader.load(dir.path());
+    assert_eq!(
+        (service_port(&res, "web"), service_port(&res, "api")),
+        (81, 90)
+    );
+
+    // b now redefines web: the later file wins, and that is reported on every load,
+    // cached or not.
+    std::fs::write(&b, service_yaml("web", 99)).unwrap();
+    for _ in 0..2 {
+        let (res, errors) = loader.load(dir.path());
+        assert_eq!(service_port(&res, "web"), 99);
+        assert!(!res.services.contains_key(&("default".into(), "api".into())));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].file.ends_with("b.yaml"));
+        assert_eq!((errors[0].line, errors[0].reason.as_str()), (1, DUPLICATE));
+    }
+
+    std::fs::remove_file(&b).unwrap();
+    let (res, errors) = loader.load(dir.path());
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(res.services.len(), 1);
+    assert_eq!(service_port(&res, "web"), 81);
+}

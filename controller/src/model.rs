@@ -54,6 +54,23 @@ impl Resources {
         self.len() == 0
     }
 
+    /// Adds copies of every object of `other`, replacing objects with the same key.
+    pub fn extend_from(&mut self, other: &Resources) {
+        fn copy<T: Clone>(into: &mut BTreeMap<Key, T>, from: &BTreeMap<Key, T>) {
+            into.extend(from.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        copy(&mut self.namespaces, &other.namespaces);
+        copy(&mut self.gateway_classes, &other.gateway_classes);
+        copy(&mut self.gateways, &other.gateways);
+        copy(&mut self.http_routes, &other.http_routes);
+        copy(&mut self.reference_grants, &other.reference_grants);
+        copy(&mut self.services, &other.services);
+        copy(&mut self.endpoint_slices, &other.endpoint_slices);
+        copy(&mut self.secrets, &other.secrets);
+        copy(&mut self.config_maps, &other.config_maps);
+        copy(&mut self.backend_tls_policies, &other.backend_tls_policies);
+    }
+
     /// Whether an object with this reference is present.
     pub fn contains(&self, object: &ObjectRef) -> bool {
         let key = object.key();

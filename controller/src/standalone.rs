@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use nantian_proto::config::{FilterModule, filter_module};
 
-use crate::load::{self, LoadError};
+use crate::load::{DirLoader, LoadError};
 use crate::model::Resources;
 use crate::snapshot::{GatewayKey, GatewaySnapshot};
 use crate::status;
@@ -158,8 +158,9 @@ impl Standalone {
         watcher.watch(&self.config_dir, RecursiveMode::NonRecursive)?;
 
         let mut allocator = AddressAllocator::default();
+        let mut loader = DirLoader::default();
         loop {
-            self.sync(&mut allocator);
+            self.sync(&mut allocator, &mut loader);
             if rx.recv().await.is_none() {
                 return Ok(());
             }
@@ -170,9 +171,9 @@ impl Standalone {
         }
     }
 
-    fn sync(&self, allocator: &mut AddressAllocator) {
+    fn sync(&self, allocator: &mut AddressAllocator, loader: &mut DirLoader) {
         let started = std::time::Instant::now();
-        let (resources, errors) = load::load_dir(&self.config_dir);
+        let (resources, errors) = loader.load(&self.config_dir);
         let loaded = started.elapsed();
         for e in &errors {
             warn!("{e}");
