@@ -284,7 +284,10 @@ fn scope(group: &str, kind: &str) -> Option<bool> {
     match (group, kind) {
         ("", "Namespace") | (GATEWAY_GROUP, "GatewayClass") => Some(false),
         ("", "Service" | "Secret" | "ConfigMap")
-        | (GATEWAY_GROUP, "Gateway" | "HTTPRoute" | "ReferenceGrant" | "BackendTLSPolicy")
+        | (
+            GATEWAY_GROUP,
+            "Gateway" | "HTTPRoute" | "ReferenceGrant" | "BackendTLSPolicy" | "ListenerSet",
+        )
         | ("discovery.k8s.io", "EndpointSlice") => Some(true),
         _ => None,
     }
@@ -336,6 +339,7 @@ fn load_value(
         "Secret" => insert!(secrets),
         "ConfigMap" => insert!(config_maps),
         "BackendTLSPolicy" => insert!(backend_tls_policies),
+        "ListenerSet" => insert!(listener_sets),
         _ => unreachable!("scope() admitted only the kinds above"),
     }
     objects.push((object.clone(), ctx.first_line));

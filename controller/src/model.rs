@@ -11,6 +11,7 @@ use gateway_api::backendtlspolicies::BackendTlsPolicy;
 use gateway_api::gatewayclasses::GatewayClass;
 use gateway_api::gateways::Gateway;
 use gateway_api::httproutes::HttpRoute;
+use gateway_api::listenersets::ListenerSet;
 use gateway_api::referencegrants::ReferenceGrant;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -33,6 +34,7 @@ pub struct Resources {
     pub secrets: BTreeMap<Key, Secret>,
     pub config_maps: BTreeMap<Key, ConfigMap>,
     pub backend_tls_policies: BTreeMap<Key, BackendTlsPolicy>,
+    pub listener_sets: BTreeMap<Key, ListenerSet>,
 }
 
 impl Resources {
@@ -48,6 +50,7 @@ impl Resources {
             + self.secrets.len()
             + self.config_maps.len()
             + self.backend_tls_policies.len()
+            + self.listener_sets.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -69,6 +72,7 @@ impl Resources {
         copy(&mut self.secrets, &other.secrets);
         copy(&mut self.config_maps, &other.config_maps);
         copy(&mut self.backend_tls_policies, &other.backend_tls_policies);
+        copy(&mut self.listener_sets, &other.listener_sets);
     }
 
     /// Whether an object with this reference is present.
@@ -85,6 +89,7 @@ impl Resources {
             "Secret" => self.secrets.contains_key(&key),
             "ConfigMap" => self.config_maps.contains_key(&key),
             "BackendTLSPolicy" => self.backend_tls_policies.contains_key(&key),
+            "ListenerSet" => self.listener_sets.contains_key(&key),
             _ => false,
         }
     }
@@ -206,6 +211,7 @@ meta_ext!(
     Secret,
     ConfigMap,
     BackendTlsPolicy,
+    ListenerSet,
 );
 
 #[cfg(test)]

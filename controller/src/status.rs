@@ -144,6 +144,9 @@ pub struct GatewayStatus {
     pub addresses: Vec<GatewayAddress>,
     pub conditions: Vec<Condition>,
     pub listeners: Vec<ListenerStatus>,
+    /// Only for Gateways whose allowedListeners admits ListenerSets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attached_listener_sets: Option<i32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

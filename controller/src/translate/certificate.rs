@@ -17,9 +17,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 /// the others (for its ResolvedRefs condition).
 pub(super) fn listener_certificates(
     res: &Resources,
-    gateway_ns: &str,
+    owner: &Owner<'_>,
     spec: &GatewayListeners,
 ) -> (Vec<config::TlsCertificate>, Vec<Problem>) {
+    let gateway_ns = owner.namespace;
     let mut certificates = Vec::new();
     let refs = spec
         .tls
@@ -48,12 +49,19 @@ pub(super) fn listener_certificates(
             namespace: r.namespace.as_deref().unwrap_or(gateway_ns),
             name: &r.name,
         };
-        match secret_certificate(res, gateway_ns, &reference, reason::INVALID_CERTIFICATE_REF) {
+        match secret_certificate(res, owner, &reference, reason::INVALID_CERTIFICATE_REF) {
             Ok(certificate) => certificates.push(certificate),
             Err(problem) => problems.push(problem),
         }
     }
     (certificates, problems)
+}
+
+/// The object that refers to a Secret: a Gateway, or a ListenerSet for its listeners
+/// (ReferenceGrants name the referring kind).
+pub(super) struct Owner<'a> {
+    pub kind: &'a str,
+    pub namespace: &'a str,
 }
 
 /// A Gateway's reference to a kubernetes.io/tls Secret.
@@ -64,12 +72,12 @@ pub(super) struct SecretRef<'a> {
     pub name: &'a str,
 }
 
-/// The certificate and key of the Secret a Gateway in `gateway_ns` refers to, or why it
-/// can't be used: `invalid_reason` for a wrong kind or a bad Secret, RefNotPermitted for a
+/// The certificate and key of the Secret `owner` refers to, or why it can't be used:
+/// `invalid_reason` for a wrong kind or a bad Secret, RefNotPermitted for a
 /// cross-namespace reference without a ReferenceGrant.
 pub(super) fn secret_certificate(
     res: &Resources,
-    gateway_ns: &str,
+    owner: &Owner<'_>,
     r: &SecretRef<'_>,
     invalid_reason: &'static str,
 ) -> Result<config::TlsCertificate, Problem> {
@@ -86,8 +94,8 @@ pub(super) fn secret_certificate(
         res,
         &reference_grant::From {
             group: GATEWAY_GROUP,
-            kind: "Gateway",
-            namespace: gateway_ns,
+            kind: owner.kind,
+            namespace: owner.namespace,
         },
         &reference_grant::To {
             group: "",

@@ -4,14 +4,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use gateway_api::gateways::Gateway;
+use gateway_api::gateways::{Gateway, GatewayAllowedListenersNamespacesFrom};
 use nantian_proto::config;
 
-use super::certificate::{SecretRef, secret_certificate};
+use super::certificate::{Owner, SecretRef, secret_certificate};
 use super::client_validation;
 use super::conflict::mark_conflicts;
 use super::gateway_class::OurClasses;
-use super::listener::ListenerState;
+use super::listener::{ListenerOrigin, ListenerState};
+use super::listener_set::{self, ListenerSetState};
 use super::{GATEWAY_API_VERSION, GatewayIr, ObjectStatus, TranslateOptions};
 use crate::model::{Key, MetaExt, Resources};
 use crate::status::{Condition, GatewayAddress, GatewayStatus, Problem, kind, reason, sorted};
@@ -37,6 +38,11 @@ pub(super) struct GatewayState {
     pub backend_client_certificate: Option<Result<config::TlsCertificate, Problem>>,
     /// The Services (namespace, name) this Gateway's routes reach.
     pub services: BTreeSet<Key>,
+    /// ListenerSets naming this Gateway, in precedence order; the listeners of the
+    /// admitted ones are in `listeners` after the Gateway's own.
+    pub listener_sets: Vec<ListenerSetState>,
+    /// Whether allowedListeners admits any ListenerSets (then the status counts them).
+    pub admits_listener_sets: bool,
 }
 
 /// Our Gateways by (namespace, name): those whose class is one of ours.
@@ -55,12 +61,13 @@ pub(super) fn build_gateways(
             .spec
             .listeners
             .iter()
-            .map(|l| ListenerState::build(res, &namespace, l))
+            .map(|l| ListenerState::build(res, ListenerOrigin::Gateway, &namespace, l))
             .collect();
+        mark_conflicts(&mut listeners);
+        let listener_sets = listener_set::merge(res, gw, &mut listeners);
         for listener in &mut listeners {
             client_validation::apply(res, gw, listener);
         }
-        mark_conflicts(&mut listeners);
         let (address, address_problem) = address(gw, opts);
         let class_problem = class.clone().err().map(|p| {
             Problem::new(
@@ -98,6 +105,16 @@ pub(super) fn build_gateways(
                 backends: BTreeMap::new(),
                 modules: BTreeMap::new(),
                 backend_client_certificate: backend_client_certificate(res, gw),
+                listener_sets,
+                admits_listener_sets: gw
+                    .spec
+                    .allowed_listeners
+                    .as_ref()
+                    .and_then(|a| a.namespaces.as_ref())
+                    .and_then(|n| n.from.as_ref())
+                    .is_some_and(|from| {
+                        !matches!(from, GatewayAllowedListenersNamespacesFrom::None)
+                    }),
                 services: BTreeSet::new(),
             },
         );
@@ -124,9 +141,13 @@ fn backend_client_certificate(
         namespace: r.namespace.as_deref().unwrap_or(gw.namespace()),
         name: &r.name,
     };
+    let owner = Owner {
+        kind: "Gateway",
+        namespace: gw.namespace(),
+    };
     Some(secret_certificate(
         res,
-        gw.namespace(),
+        &owner,
         &reference,
         INVALID_CLIENT_CERTIFICATE_REF,
     ))
@@ -204,9 +225,14 @@ impl GatewayState {
         }
     }
 
-    fn invalid_listener_names(&self) -> Vec<&str> {
+    fn own_listeners(&self) -> impl Iterator<Item = &ListenerState> {
         self.listeners
             .iter()
+            .filter(|l| l.origin == ListenerOrigin::Gateway)
+    }
+
+    fn invalid_listener_names(&self) -> Vec<&str> {
+        self.own_listeners()
             .filter(|l| !l.is_programmed())
             .map(|l| l.name.as_str())
             .collect()
@@ -287,10 +313,19 @@ impl GatewayState {
                 g,
             ));
         }
+        let attached_listener_sets = self.admits_listener_sets.then(|| {
+            let attached = self
+                .listener_sets
+                .iter()
+                .filter(|set| set.is_attached(&self.listeners))
+                .count();
+            i32::try_from(attached).unwrap_or(i32::MAX)
+        });
         let status = GatewayStatus {
             addresses,
             conditions: sorted(conditions),
-            listeners: self.listeners.iter().map(|l| l.status(g)).collect(),
+            listeners: self.own_listeners().map(|l| l.status(g)).collect(),
+            attached_listener_sets,
         };
         ObjectStatus {
             api_version: GATEWAY_API_VERSION.to_string(),
@@ -300,6 +335,15 @@ impl GatewayState {
             generation: g,
             status: serde_json::to_value(status).unwrap_or_default(),
         }
+    }
+
+    /// The status of every ListenerSet naming this Gateway.
+    pub(super) fn listener_set_statuses(&self) -> Vec<ObjectStatus> {
+        let accepted = self.accepted();
+        self.listener_sets
+            .iter()
+            .map(|set| set.status(&self.listeners, &accepted))
+            .collect()
     }
 
     /// The Gateway's resources, when it is programmed.

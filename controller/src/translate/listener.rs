@@ -5,9 +5,9 @@ use gateway_api::gateways::{
 };
 use nantian_proto::config;
 
-use super::certificate::listener_certificates;
+use super::certificate::{Owner, listener_certificates};
 use super::selector::LabelSelector;
-use crate::model::Resources;
+use crate::model::{Key, Resources};
 use crate::status::{
     Condition, ListenerStatus, Problem, RouteGroupKind, combine, kind, reason, sorted,
 };
@@ -25,9 +25,21 @@ pub(super) enum AllowedNamespaces {
     Nothing,
 }
 
+/// Where a listener was declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum ListenerOrigin {
+    Gateway,
+    /// A ListenerSet attached to the Gateway, by (namespace, name).
+    ListenerSet(Key),
+}
+
 #[derive(Clone, Debug)]
 pub(super) struct ListenerState {
     pub name: String,
+    pub origin: ListenerOrigin,
+    /// The namespace of the Gateway or ListenerSet that declares it: "Same" in
+    /// allowedRoutes means this one.
+    pub owner_namespace: String,
     pub port: i32,
     pub protocol: String,
     pub hostname: Option<String>,
@@ -46,7 +58,19 @@ pub(super) struct ListenerState {
 }
 
 impl ListenerState {
-    pub(super) fn build(res: &Resources, gateway_ns: &str, spec: &GatewayListeners) -> Self {
+    pub(super) fn build(
+        res: &Resources,
+        origin: ListenerOrigin,
+        owner_ns: &str,
+        spec: &GatewayListeners,
+    ) -> Self {
+        let owner = Owner {
+            kind: match origin {
+                ListenerOrigin::Gateway => "Gateway",
+                ListenerOrigin::ListenerSet(_) => "ListenerSet",
+            },
+            namespace: owner_ns,
+        };
         let passthrough = spec
             .tls
             .as_ref()
@@ -79,12 +103,14 @@ impl ListenerState {
         let mut problems: Vec<Problem> = kinds_problem.into_iter().collect();
         let mut certificates = Vec::new();
         if matches!(spec.protocol.as_str(), "HTTPS" | "TLS") {
-            let (usable, cert_problems) = listener_certificates(res, gateway_ns, spec);
+            let (usable, cert_problems) = listener_certificates(res, &owner, spec);
             certificates = usable;
             problems.extend(cert_problems);
         }
         ListenerState {
             name: spec.name.clone(),
+            origin,
+            owner_namespace: owner_ns.to_string(),
             port: spec.port,
             protocol: spec.protocol.clone(),
             hostname: spec.hostname.clone().filter(|h| !h.is_empty()),
@@ -107,19 +133,14 @@ impl ListenerState {
     }
 
     /// Whether allowedRoutes admits an HTTPRoute from `route_ns`.
-    pub(super) fn admits_http_route(
-        &self,
-        res: &Resources,
-        gateway_ns: &str,
-        route_ns: &str,
-    ) -> bool {
+    pub(super) fn admits_http_route(&self, res: &Resources, route_ns: &str) -> bool {
         let kind_ok = self
             .supported_kinds
             .iter()
             .any(|k| k.group == GATEWAY_GROUP && k.kind == HTTP_ROUTE);
         kind_ok
             && match &self.namespaces {
-                AllowedNamespaces::Same => route_ns == gateway_ns,
+                AllowedNamespaces::Same => route_ns == self.owner_namespace,
                 AllowedNamespaces::All => true,
                 AllowedNamespaces::Selector(selector) => {
                     selector.matches(&res.namespace_labels(route_ns))
@@ -128,9 +149,22 @@ impl ListenerState {
             }
     }
 
+    /// This listener's name in the IR: unique within its Gateway, whichever object
+    /// declared it.
+    pub(super) fn ir_name(&self, gateway_ns: &str, gateway: &str) -> String {
+        match &self.origin {
+            ListenerOrigin::Gateway => ir_name(gateway_ns, gateway, &self.name),
+            ListenerOrigin::ListenerSet((ns, name)) => ir_name(
+                gateway_ns,
+                gateway,
+                &format!("listenerset/{ns}/{name}/{}", self.name),
+            ),
+        }
+    }
+
     pub(super) fn ir(&self, gateway_ns: &str, gateway: &str, address: &str) -> config::Listener {
         config::Listener {
-            name: ir_name(gateway_ns, gateway, &self.name),
+            name: self.ir_name(gateway_ns, gateway),
             address: address.to_string(),
             port: u32::try_from(self.port).unwrap_or_default(),
             protocol: self.protocol.clone(),
@@ -151,6 +185,11 @@ impl ListenerState {
                 reason::INVALID,
                 "no usable TLS certificate (see ResolvedRefs)",
             )),
+            // ListenerSet entries carry the conflict's reason on Programmed too, as the
+            // ListenerSet conformance tests expect.
+            Err(p) if self.conflict.is_some() && self.origin != ListenerOrigin::Gateway => {
+                Err(p.clone())
+            }
             Err(p) => Err(Problem::new(
                 reason::INVALID,
                 format!("listener is not accepted: {}", p.message),

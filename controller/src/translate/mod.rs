@@ -21,6 +21,7 @@ mod gateway;
 mod gateway_class;
 mod hostname;
 mod listener;
+mod listener_set;
 mod reference_grant;
 mod route;
 mod rule;
@@ -75,7 +76,8 @@ impl Default for TranslateOptions {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Translation {
-    /// Sorted by kind (GatewayClass, Gateway, HTTPRoute, policies), then namespace and name.
+    /// Sorted by kind (GatewayClass, Gateway, ListenerSet, HTTPRoute, policies), then
+    /// namespace and name.
     pub statuses: Vec<ObjectStatus>,
     /// One per programmed Gateway of ours, sorted by namespace and name.
     pub gateways: Vec<GatewayIr>,
@@ -114,8 +116,9 @@ impl ObjectStatus {
         match self.kind.as_str() {
             "GatewayClass" => 0,
             "Gateway" => 1,
-            "HTTPRoute" => 2,
-            _ => 3,
+            "ListenerSet" => 2,
+            "HTTPRoute" => 3,
+            _ => 4,
         }
     }
 }
@@ -138,6 +141,7 @@ pub fn translate(res: &Resources, opts: &TranslateOptions) -> Translation {
     let mut irs = Vec::new();
     for gw in gateways.into_values() {
         statuses.push(gw.status());
+        statuses.extend(gw.listener_set_statuses());
         if let Some(ir) = gw.into_ir() {
             irs.push(ir);
         }

@@ -8,7 +8,8 @@ use gateway_api::httproutes::{HttpRoute, HttpRouteParentRefs};
 use super::backend_tls::BackendTlsPolicies;
 use super::gateway::GatewayState;
 use super::hostname;
-use super::listener::{GATEWAY_GROUP, HTTP_ROUTE, ir_name};
+use super::listener::{GATEWAY_GROUP, HTTP_ROUTE, ListenerOrigin};
+use super::listener_set::LISTENER_SET;
 use super::rule::{RulesOutcome, translate_rules};
 use super::{GATEWAY_API_VERSION, ObjectStatus, TranslateOptions};
 use crate::model::{Key, MetaExt, Resources};
@@ -35,21 +36,32 @@ pub(super) fn translate_routes(
         for parent in route.spec.parent_refs.iter().flatten() {
             let group = parent.group.as_deref().unwrap_or(GATEWAY_GROUP);
             let kind_ = parent.kind.as_deref().unwrap_or("Gateway");
-            if group != GATEWAY_GROUP || kind_ != "Gateway" {
-                continue;
-            }
-            let gw_key = (
+            let parent_key = (
                 parent
                     .namespace
                     .clone()
                     .unwrap_or_else(|| route_ns.to_string()),
                 parent.name.clone(),
             );
-            // Unknown Gateways and other controllers' Gateways are not ours to report on.
+            // Unknown parents and other controllers' Gateways are not ours to report on.
+            let (gw_key, origin) = match (group, kind_) {
+                (GATEWAY_GROUP, "Gateway") => (parent_key, ListenerOrigin::Gateway),
+                (GATEWAY_GROUP, LISTENER_SET) => {
+                    let Some(gw_key) = gateways
+                        .iter()
+                        .find(|(_, gw)| gw.listener_sets.iter().any(|s| s.key == parent_key))
+                        .map(|(key, _)| key.clone())
+                    else {
+                        continue;
+                    };
+                    (gw_key, ListenerOrigin::ListenerSet(parent_key))
+                }
+                _ => continue,
+            };
             let Some(gw) = gateways.get(&gw_key) else {
                 continue;
             };
-            let attachment = attach(res, route, parent, gw);
+            let attachment = attach(res, route, parent, gw, &origin);
             let accepted = match (&attachment, &rules.unsupported) {
                 (Err(p), _) | (Ok(_), Some(p)) => Err(p.clone()),
                 (Ok(listeners), None) => {
@@ -115,12 +127,29 @@ fn attach(
     route: &HttpRoute,
     parent: &HttpRouteParentRefs,
     gw: &GatewayState,
+    origin: &ListenerOrigin,
 ) -> Result<Vec<usize>, Problem> {
-    let gw_name = format!("{}/{}", gw.namespace, gw.name);
+    let gw_name = match origin {
+        ListenerOrigin::Gateway => format!("Gateway {}/{}", gw.namespace, gw.name),
+        ListenerOrigin::ListenerSet((ns, name)) => {
+            let set = gw
+                .listener_sets
+                .iter()
+                .find(|s| s.key == (ns.clone(), name.clone()));
+            if let Some(Err(p)) = set.map(|s| &s.allowed) {
+                return Err(Problem::new(
+                    reason::NOT_ALLOWED_BY_LISTENERS,
+                    format!("ListenerSet {ns}/{name} is not attached: {}", p.message),
+                ));
+            }
+            format!("ListenerSet {ns}/{name}")
+        }
+    };
     let candidates: Vec<usize> = (0..gw.listeners.len())
         .filter(|&i| {
             let l = &gw.listeners[i];
-            parent.section_name.as_ref().is_none_or(|s| *s == l.name)
+            l.origin == *origin
+                && parent.section_name.as_ref().is_none_or(|s| *s == l.name)
                 && parent.port.is_none_or(|p| p == l.port)
         })
         .collect();
@@ -134,20 +163,20 @@ fn attach(
         }
         return Err(Problem::new(
             reason::NO_MATCHING_PARENT,
-            format!("Gateway {gw_name} has no listener {}", wanted.join(" and ")),
+            format!("{gw_name} has no listener {}", wanted.join(" and ")),
         ));
     }
 
     let route_ns = route.namespace();
     let allowed: Vec<usize> = candidates
         .into_iter()
-        .filter(|&i| gw.listeners[i].admits_http_route(res, &gw.namespace, route_ns))
+        .filter(|&i| gw.listeners[i].admits_http_route(res, route_ns))
         .collect();
     if allowed.is_empty() {
         return Err(Problem::new(
             reason::NOT_ALLOWED_BY_LISTENERS,
             format!(
-                "no matching listener of Gateway {gw_name} allows HTTPRoutes from namespace {route_ns}"
+                "no matching listener of {gw_name} allows HTTPRoutes from namespace {route_ns}"
             ),
         ));
     }
@@ -161,7 +190,7 @@ fn attach(
         return Err(Problem::new(
             reason::NO_MATCHING_LISTENER_HOSTNAME,
             format!(
-                "no listener of Gateway {gw_name} has a hostname intersecting {}",
+                "no listener of {gw_name} has a hostname intersecting {}",
                 hostnames.join(", ")
             ),
         ));
@@ -179,7 +208,7 @@ fn program(gw: &mut GatewayState, listeners: &BTreeSet<usize>, rules: &RulesOutc
         .iter()
         .map(|&i| &gw.listeners[i])
         .filter(|l| l.is_programmed())
-        .map(|l| ir_name(&gw.namespace, &gw.name, &l.name))
+        .map(|l| l.ir_name(&gw.namespace, &gw.name))
         .collect();
     names.sort();
     if names.is_empty() {
