@@ -116,10 +116,7 @@ impl H2cConnections {
             UpstreamIo::Plain(tcp) => h2_handshake(tcp, endpoint).await,
             UpstreamIo::Tls(tls) => h2_handshake(tls, endpoint).await,
         }
-        .map_err(|source| UpstreamError::Connect {
-            endpoint: endpoint.clone(),
-            source,
-        })?;
+        .map_err(|source| UpstreamError::setup(endpoint, self.tls.is_some(), source))?;
         self.by_endpoint
             .write()
             .unwrap()
@@ -185,6 +182,19 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// A connection that failed after connecting but before taking a request. Over TLS
+    /// this is typically the backend refusing what the handshake brought (TLS 1.3
+    /// reports a refused client certificate only after the client's handshake is
+    /// done), so it counts as a TLS failure; in cleartext, as not reaching the backend.
+    pub(crate) fn setup(endpoint: &Authority, tls: bool, source: BoxError) -> Self {
+        let endpoint = endpoint.clone();
+        if tls {
+            UpstreamError::Tls { endpoint, source }
+        } else {
+            UpstreamError::Connect { endpoint, source }
+        }
+    }
+
     /// No endpoint or none reachable: 503. A failure after connecting (TLS included):
     /// 502.
     pub fn status(&self) -> http::StatusCode {
@@ -301,13 +311,9 @@ async fn send_h2(
         .expect("scheme, authority and path are valid");
     *req.version_mut() = Version::HTTP_2;
     let mut sender = connections.sender(endpoint).await?;
-    sender
-        .ready()
-        .await
-        .map_err(|source| UpstreamError::Connect {
-            endpoint: endpoint.clone(),
-            source: source.into(),
-        })?;
+    sender.ready().await.map_err(|source| {
+        UpstreamError::setup(endpoint, connections.tls.is_some(), source.into())
+    })?;
     let resp = sender
         .send_request(req)
         .await

@@ -276,10 +276,8 @@ impl Http1Pool {
                 reused: true,
             });
         }
-        let connect_error = |source: BoxError| UpstreamError::Connect {
-            endpoint: endpoint.authority.clone(),
-            source,
-        };
+        let tls = self.shared.tls.is_some();
+        let setup_error = |source: BoxError| UpstreamError::setup(&endpoint.authority, tls, source);
         let io = upstream_io::connect(
             &endpoint.authority,
             self.shared.tls.as_deref(),
@@ -291,9 +289,9 @@ impl Http1Pool {
             UpstreamIo::Plain(tcp) => handshake(tcp, &endpoint.authority).await,
             UpstreamIo::Tls(tls) => handshake(tls, &endpoint.authority).await,
         }
-        .map_err(connect_error)?;
+        .map_err(setup_error)?;
         self.start_sweeping();
-        sender.ready().await.map_err(|e| connect_error(e.into()))?;
+        sender.ready().await.map_err(|e| setup_error(e.into()))?;
         Ok(Checkout {
             sender,
             reused: false,
