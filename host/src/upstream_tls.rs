@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use nantian_proto::config as pb;
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::ServerCertVerifier;
-use rustls::crypto::{CryptoProvider, ring};
+use rustls::crypto::ring;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -75,12 +74,28 @@ impl UpstreamTls {
             Trust::Nothing
         } else {
             let provider = Arc::new(ring::default_provider());
-            let verifier = verifier(roots, expected, &provider)?;
-            let builder = ClientConfig::builder_with_provider(provider)
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                    .build()
+                    .map_err(|e| invalid("backend CA", "ca.crt", e))?;
+            let builder = ClientConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
-                .expect("ring supports the default protocol versions")
-                .dangerous()
-                .with_custom_certificate_verifier(verifier);
+                .expect("ring supports the default protocol versions");
+            let builder = if expected.is_empty() {
+                // Standard verification against the hostname.
+                builder.with_webpki_verifier(webpki)
+            } else {
+                // The same chain checks; the names checked are the subject alt names.
+                let verifier = SubjectAltNameVerifier::new(
+                    webpki,
+                    roots,
+                    expected,
+                    provider.signature_verification_algorithms.all,
+                );
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(verifier))
+            };
             let mut config = match client_key {
                 Some(key) => builder
                     .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key))),
@@ -108,7 +123,7 @@ impl UpstreamTls {
     pub fn check_trust(&self) -> Result<(), BoxError> {
         match self.trust {
             Trust::Verify(_) => Ok(()),
-            Trust::Nothing => Err("no CA certificate to verify the backend with".into()),
+            Trust::Nothing => Err(NOTHING_TRUSTED.into()),
         }
     }
 
@@ -119,7 +134,7 @@ impl UpstreamTls {
         timeout: Duration,
     ) -> Result<TlsStream<TcpStream>, BoxError> {
         let Trust::Verify(connector) = &self.trust else {
-            return Err(self.check_trust().unwrap_err());
+            return Err(NOTHING_TRUSTED.into());
         };
         let handshake = connector.connect(self.server_name.clone(), tcp);
         let tls = tokio::time::timeout(timeout, handshake)
@@ -128,6 +143,8 @@ impl UpstreamTls {
         Ok(tls)
     }
 }
+
+const NOTHING_TRUSTED: &str = "no CA certificate to verify the backend with";
 
 /// A DNS name (not a wildcard, not an IP address), as BackendTLSPolicy requires.
 fn server_name(hostname: &str) -> Result<ServerName<'static>, ConfigError> {
@@ -236,27 +253,6 @@ fn system_roots() -> &'static Arc<RootCertStore> {
         Arc::new(roots)
     });
     &ROOTS
-}
-
-/// Standard WebPKI verification against the hostname; with subject alt names, the
-/// same chain checks but the names checked are those instead.
-fn verifier(
-    roots: Arc<RootCertStore>,
-    expected: Vec<ExpectedName>,
-    provider: &Arc<CryptoProvider>,
-) -> Result<Arc<dyn ServerCertVerifier>, ConfigError> {
-    let webpki = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
-        .build()
-        .map_err(|e| invalid("backend CA", "ca.crt", e))?;
-    if expected.is_empty() {
-        return Ok(webpki);
-    }
-    Ok(Arc::new(SubjectAltNameVerifier::new(
-        webpki,
-        roots,
-        expected,
-        provider.signature_verification_algorithms.all,
-    )))
 }
 
 #[cfg(test)]
