@@ -49,7 +49,10 @@ pub async fn connect(
     match tls {
         None => Ok(UpstreamIo::Plain(tcp)),
         Some(tls) => {
-            let stream = tls.handshake(tcp, timeout).await.map_err(tls_error)?;
+            // Boxed: the handshake's state is over a kilobyte, and inline it would grow
+            // every request future that might connect, cleartext ones included.
+            let handshake = Box::pin(tls.handshake(tcp, timeout));
+            let stream = handshake.await.map_err(tls_error)?;
             Ok(UpstreamIo::Tls(Box::new(stream)))
         }
     }
