@@ -32,37 +32,40 @@ pub async fn connect(
     tls: Option<&UpstreamTls>,
     timeout: Duration,
 ) -> Result<UpstreamIo, UpstreamError> {
+    match tls {
+        None => connect_tcp(endpoint, timeout).await.map(UpstreamIo::Plain),
+        // Boxed: the handshake's state is over a kilobyte, and inline it would grow every
+        // request future that might connect, cleartext ones included.
+        Some(tls) => Box::pin(connect_tls(endpoint, tls, timeout)).await,
+    }
+}
+
+async fn connect_tls(
+    endpoint: &Authority,
+    tls: &UpstreamTls,
+    timeout: Duration,
+) -> Result<UpstreamIo, UpstreamError> {
     let tls_error = |source: BoxError| UpstreamError::Tls {
         endpoint: endpoint.clone(),
         source,
     };
-    if let Some(tls) = tls {
-        // Nothing can be verified: don't even connect.
-        tls.check_trust().map_err(tls_error)?;
-    }
-    let tcp = connect_tcp(endpoint, timeout)
-        .await
-        .map_err(|source| UpstreamError::Connect {
-            endpoint: endpoint.clone(),
-            source,
-        })?;
-    match tls {
-        None => Ok(UpstreamIo::Plain(tcp)),
-        Some(tls) => {
-            // Boxed: the handshake's state is over a kilobyte, and inline it would grow
-            // every request future that might connect, cleartext ones included.
-            let handshake = Box::pin(tls.handshake(tcp, timeout));
-            let stream = handshake.await.map_err(tls_error)?;
-            Ok(UpstreamIo::Tls(Box::new(stream)))
-        }
-    }
+    // Nothing can be verified: don't even connect.
+    tls.check_trust().map_err(tls_error)?;
+    let tcp = connect_tcp(endpoint, timeout).await?;
+    let stream = tls.handshake(tcp, timeout).await.map_err(tls_error)?;
+    Ok(UpstreamIo::Tls(Box::new(stream)))
 }
 
-async fn connect_tcp(endpoint: &Authority, timeout: Duration) -> Result<TcpStream, BoxError> {
+async fn connect_tcp(endpoint: &Authority, timeout: Duration) -> Result<TcpStream, UpstreamError> {
+    let connect_error = |source: BoxError| UpstreamError::Connect {
+        endpoint: endpoint.clone(),
+        source,
+    };
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(endpoint.as_str()))
         .await
-        .map_err(|_| "connect timed out")??;
-    tcp.set_nodelay(true)?;
+        .map_err(|_| connect_error("connect timed out".into()))?
+        .map_err(|e| connect_error(e.into()))?;
+    tcp.set_nodelay(true).map_err(|e| connect_error(e.into()))?;
     Ok(tcp)
 }
 
