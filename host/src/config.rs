@@ -183,6 +183,8 @@ pub struct BackendSpec {
     pub protocol: UpstreamProtocol,
     /// `host:port` authorities (IPv6 bracketed).
     pub endpoints: Vec<http::uri::Authority>,
+    /// TLS to the endpoints (BackendTLSPolicy); `None`: cleartext.
+    pub tls: Option<Arc<crate::upstream_tls::UpstreamTls>>,
 }
 
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use nantian_proto::config as pb;
 use nantian_proto::type_url;
@@ -14,6 +15,7 @@ use crate::config::{
     Rejections, RouteSpec, UpstreamProtocol, invalid,
 };
 use crate::hostname::Hostname;
+use crate::upstream_tls::UpstreamTls;
 use crate::xds_client::ResourceMap;
 
 /// Decodes and validates a whole snapshot.
@@ -218,10 +220,16 @@ impl TryFrom<&pb::Backend> for BackendSpec {
             .iter()
             .map(endpoint_authority)
             .collect::<Result<_, _>>()?;
+        let tls = pb
+            .tls
+            .as_ref()
+            .map(|tls| UpstreamTls::new(tls, protocol).map(Arc::new))
+            .transpose()?;
         Ok(BackendSpec {
             name: pb.name.as_str().into(),
             protocol,
             endpoints,
+            tls,
         })
     }
 }

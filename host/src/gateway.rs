@@ -6,7 +6,7 @@
 //! pools, route tables, sockets. What did not change is reused — modules are cached by
 //! SHA-256 in the engine, bound filters by (module, display name, config, limits) so their
 //! instance pools survive unrelated changes, connection pools by backend name while the
-//! protocol stays the same, and sockets by address:port.
+//! protocol and TLS settings stay the same, and sockets by address:port.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -113,9 +113,11 @@ impl Gateway {
             let client = reuse
                 .clients
                 .get(&backend.name)
-                .filter(|c| c.protocol() == backend.protocol)
+                .filter(|c| c.fits(backend.protocol, backend.tls.as_deref()))
                 .cloned()
-                .unwrap_or_else(|| Arc::new(UpstreamClient::new(backend.protocol)));
+                .unwrap_or_else(|| {
+                    Arc::new(UpstreamClient::new(backend.protocol, backend.tls.clone()))
+                });
             let upstream = Upstream::new(
                 backend.name.clone(),
                 client.clone(),
@@ -288,6 +290,19 @@ mod tests {
         )])
     }
 
+    fn with_tls(mut resources: ResourceMap, hostname: &str, ca_pem: &str) -> ResourceMap {
+        for resource in resources.values_mut() {
+            let mut backend: pb::Backend = prost::Message::decode(&*resource.body.value).unwrap();
+            backend.tls = Some(pb::BackendTls {
+                hostname: hostname.into(),
+                ca_certificates_pem: vec![ca_pem.into()],
+                ..Default::default()
+            });
+            resource.body = backend.to_any();
+        }
+        resources
+    }
+
     async fn client_of(gateway: &Gateway) -> Arc<UpstreamClient> {
         gateway.reuse.lock().await.clients["backend/ns/svc:80"].clone()
     }
@@ -319,5 +334,53 @@ mod tests {
         );
         assert_eq!(h2c.protocol(), crate::config::UpstreamProtocol::H2c);
         assert_eq!(gateway.snapshot().version, "3");
+    }
+
+    #[tokio::test]
+    async fn connection_pools_are_kept_only_while_the_tls_settings_are_unchanged() {
+        let engine = WasmEngine::new(nantian_wasm::EngineConfig {
+            max_instances: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        let gateway = Gateway::new(engine, Arc::new(Metrics::new()));
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()])
+            .unwrap()
+            .cert
+            .pem();
+        let other_ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()])
+            .unwrap()
+            .cert
+            .pem();
+        gateway.apply(&backends("http", 8080), "1").await.unwrap();
+        let cleartext = client_of(&gateway).await;
+
+        let tls = with_tls(backends("http", 8080), "a.test", &ca);
+        gateway.apply(&tls, "2").await.unwrap();
+        let first = client_of(&gateway).await;
+        assert!(!Arc::ptr_eq(&cleartext, &first), "cleartext to TLS");
+
+        gateway
+            .apply(&with_tls(backends("http", 9090), "a.test", &ca), "3")
+            .await
+            .unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &client_of(&gateway).await),
+            "new endpoints, same TLS settings: same pool"
+        );
+        for (changed, version) in [
+            (with_tls(backends("http", 9090), "b.test", &ca), "4"),
+            (with_tls(backends("http", 9090), "b.test", &other_ca), "5"),
+        ] {
+            let before = client_of(&gateway).await;
+            gateway.apply(&changed, version).await.unwrap();
+            assert!(
+                !Arc::ptr_eq(&before, &client_of(&gateway).await),
+                "version {version}: new TLS settings need a new pool"
+            );
+        }
+        gateway.apply(&backends("http", 9090), "6").await.unwrap();
+        let back = client_of(&gateway).await;
+        assert!(!Arc::ptr_eq(&first, &back), "TLS to cleartext");
     }
 }

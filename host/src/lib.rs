@@ -31,8 +31,11 @@ pub mod tls;
 pub mod upstream;
 mod upstream_h1;
 mod upstream_h1_direct;
+mod upstream_io;
 #[cfg(test)]
 mod upstream_test_backend;
+pub mod upstream_tls;
+mod upstream_tls_verify;
 pub mod xds_client;
 
 pub use gateway::Gateway;

@@ -227,6 +227,7 @@ mod tests {
             Arc::from("backend/ns/mirror:80"),
             Arc::new(crate::upstream::UpstreamClient::new(
                 crate::config::UpstreamProtocol::Http1,
+                None,
             )),
             Vec::new(),
             prometheus_client::metrics::histogram::Histogram::new([1.0]),

@@ -1,8 +1,8 @@
 //! Upstream connection pools and endpoint load balancing.
 //!
-//! A [`UpstreamClient`] (hyper-util's pooled client plus a round-robin cursor) belongs to a
-//! backend *name* and outlives snapshots while the backend's protocol stays the same, so
-//! endpoint changes keep warm connections. The endpoints themselves are part of each
+//! A [`UpstreamClient`] (connection pools plus a round-robin cursor) belongs to a backend
+//! *name* and outlives snapshots while the backend's protocol and TLS settings stay the
+//! same, so endpoint changes keep warm connections and a TLS change gets new ones. The endpoints themselves are part of each
 //! snapshot's immutable [`Upstream`]; picking one is an atomic increment, no lock.
 
 use std::borrow::Cow;
@@ -21,10 +21,13 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::histogram::Histogram;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
 use crate::config::UpstreamProtocol;
 use crate::upstream_h1::{EndpointIdle, Http1Pool};
+use crate::upstream_io::{self, UpstreamIo};
+use crate::upstream_tls::UpstreamTls;
 
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 /// The one body type that flows through the proxy in both directions.
@@ -36,6 +39,8 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The pooled client of one backend name.
 pub struct UpstreamClient {
     protocol: UpstreamProtocol,
+    /// `None`: cleartext.
+    tls: Option<Arc<UpstreamTls>>,
     transport: Transport,
     /// Round-robin cursor; shared across snapshots so rotation continues after a change.
     next: AtomicUsize,
@@ -51,15 +56,21 @@ enum Transport {
 }
 
 impl UpstreamClient {
-    pub fn new(protocol: UpstreamProtocol) -> Self {
+    pub fn new(protocol: UpstreamProtocol, tls: Option<Arc<UpstreamTls>>) -> Self {
         let transport = match protocol {
-            UpstreamProtocol::Http1 => {
-                Transport::Http1(Http1Pool::new(CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT))
-            }
-            UpstreamProtocol::H2c => Transport::H2c(H2cConnections::default()),
+            UpstreamProtocol::Http1 => Transport::Http1(Http1Pool::new(
+                CONNECT_TIMEOUT,
+                POOL_IDLE_TIMEOUT,
+                tls.clone(),
+            )),
+            UpstreamProtocol::H2c => Transport::H2c(H2cConnections {
+                tls: tls.clone(),
+                by_endpoint: RwLock::default(),
+            }),
         };
         UpstreamClient {
             protocol,
+            tls,
             transport,
             next: AtomicUsize::new(0),
         }
@@ -68,12 +79,24 @@ impl UpstreamClient {
     pub fn protocol(&self) -> UpstreamProtocol {
         self.protocol
     }
+
+    /// Whether this client's connections are what a backend with `protocol` and `tls`
+    /// needs, so its pools can serve the backend in a new snapshot.
+    pub fn fits(&self, protocol: UpstreamProtocol, tls: Option<&UpstreamTls>) -> bool {
+        self.protocol == protocol
+            && match (&self.tls, tls) {
+                (None, None) => true,
+                (Some(ours), Some(theirs)) => ours.same_settings(theirs),
+                _ => false,
+            }
+    }
 }
 
-/// Live HTTP/2 prior-knowledge connections by endpoint. The common path takes a read lock
-/// on this backend's map only to clone a handle; connecting happens outside any lock.
-#[derive(Default)]
+/// Live HTTP/2 connections by endpoint: prior knowledge in cleartext, or over TLS (ALPN
+/// `h2`). The common path takes a read lock on this backend's map only to clone a
+/// handle; connecting happens outside any lock.
 struct H2cConnections {
+    tls: Option<Arc<UpstreamTls>>,
     by_endpoint: RwLock<HashMap<Authority, http2::SendRequest<ProxyBody>>>,
 }
 
@@ -81,35 +104,45 @@ impl H2cConnections {
     async fn sender(
         &self,
         endpoint: &Authority,
-    ) -> Result<http2::SendRequest<ProxyBody>, BoxError> {
+    ) -> Result<http2::SendRequest<ProxyBody>, UpstreamError> {
         if let Some(sender) = self.by_endpoint.read().unwrap().get(endpoint)
             && !sender.is_closed()
         {
             return Ok(sender.clone());
         }
-        let stream = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio::net::TcpStream::connect(endpoint.as_str()),
-        )
-        .await
-        .map_err(|_| "connect timed out")??;
-        stream.set_nodelay(true)?;
-        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake(TokioIo::new(stream))
-            .await?;
-        let name = endpoint.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                debug!(endpoint = %name, error = %e, "h2c upstream connection ended");
-            }
-        });
+        let io = upstream_io::connect(endpoint, self.tls.as_deref(), CONNECT_TIMEOUT).await?;
+        // Each stream type gets its own connection task: no dispatch per read or write.
+        let sender = match io {
+            UpstreamIo::Plain(tcp) => h2_handshake(tcp, endpoint).await,
+            UpstreamIo::Tls(tls) => h2_handshake(tls, endpoint).await,
+        }
+        .map_err(|source| UpstreamError::setup(endpoint, self.tls.is_some(), source))?;
         self.by_endpoint
             .write()
             .unwrap()
             .insert(endpoint.clone(), sender.clone());
         Ok(sender)
     }
+}
+
+async fn h2_handshake<T>(
+    io: T,
+    endpoint: &Authority,
+) -> Result<http2::SendRequest<ProxyBody>, BoxError>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(TokioIo::new(io))
+        .await?;
+    let name = endpoint.clone();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            debug!(endpoint = %name, error = %e, "h2 upstream connection ended");
+        }
+    });
+    Ok(sender)
 }
 
 /// A backend as one snapshot sees it.
@@ -135,6 +168,12 @@ pub enum UpstreamError {
         endpoint: Authority,
         source: BoxError,
     },
+    /// The TLS handshake failed, the certificate did not verify, or nothing can verify it.
+    #[error("TLS to {endpoint} failed: {source}")]
+    Tls {
+        endpoint: Authority,
+        source: BoxError,
+    },
     #[error("request to {endpoint} failed: {source}")]
     Request {
         endpoint: Authority,
@@ -143,13 +182,29 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// No endpoint or none reachable: 503. A failure after connecting: 502.
+    /// A connection that failed after connecting but before taking a request. Over TLS
+    /// this is typically the backend refusing what the handshake brought (TLS 1.3
+    /// reports a refused client certificate only after the client's handshake is
+    /// done), so it counts as a TLS failure; in cleartext, as not reaching the backend.
+    pub(crate) fn setup(endpoint: &Authority, tls: bool, source: BoxError) -> Self {
+        let endpoint = endpoint.clone();
+        if tls {
+            UpstreamError::Tls { endpoint, source }
+        } else {
+            UpstreamError::Connect { endpoint, source }
+        }
+    }
+
+    /// No endpoint or none reachable: 503. A failure after connecting (TLS included):
+    /// 502.
     pub fn status(&self) -> http::StatusCode {
         match self {
             UpstreamError::NoEndpoints(_) | UpstreamError::Connect { .. } => {
                 http::StatusCode::SERVICE_UNAVAILABLE
             }
-            UpstreamError::Request { .. } => http::StatusCode::BAD_GATEWAY,
+            UpstreamError::Tls { .. } | UpstreamError::Request { .. } => {
+                http::StatusCode::BAD_GATEWAY
+            }
         }
     }
 }
@@ -216,7 +271,7 @@ impl Upstream {
             // Boxed: HTTP/2 allocates per request anyway, and inline its future would
             // grow every HTTP/1 request's future too.
             Transport::H2c(connections) => {
-                let h2c = Box::pin(send_h2c(connections, &endpoint.authority, req));
+                let h2c = Box::pin(send_h2(connections, &endpoint.authority, req));
                 h2c.await
             }
         };
@@ -232,8 +287,9 @@ fn path_and_query(uri: &Uri) -> PathAndQuery {
 }
 
 /// HTTP/2: the client's authority (from `Host`) becomes `:authority`, and `Host` itself
-/// is dropped so the two can never disagree (RFC 9113 §8.3.1).
-async fn send_h2c(
+/// is dropped so the two can never disagree (RFC 9113 §8.3.1). `:scheme` says whether
+/// the connection to the backend is TLS.
+async fn send_h2(
     connections: &H2cConnections,
     endpoint: &Authority,
     mut req: Request<ProxyBody>,
@@ -243,28 +299,21 @@ async fn send_h2c(
         .remove(HOST)
         .and_then(|h| Authority::try_from(h.as_bytes()).ok())
         .unwrap_or_else(|| endpoint.clone());
+    let scheme = match connections.tls {
+        Some(_) => Scheme::HTTPS,
+        None => Scheme::HTTP,
+    };
     *req.uri_mut() = Uri::builder()
-        .scheme(Scheme::HTTP)
+        .scheme(scheme)
         .authority(authority)
         .path_and_query(path_and_query(req.uri()))
         .build()
         .expect("scheme, authority and path are valid");
     *req.version_mut() = Version::HTTP_2;
-    let mut sender =
-        connections
-            .sender(endpoint)
-            .await
-            .map_err(|source| UpstreamError::Connect {
-                endpoint: endpoint.clone(),
-                source,
-            })?;
-    sender
-        .ready()
-        .await
-        .map_err(|source| UpstreamError::Connect {
-            endpoint: endpoint.clone(),
-            source: source.into(),
-        })?;
+    let mut sender = connections.sender(endpoint).await?;
+    sender.ready().await.map_err(|source| {
+        UpstreamError::setup(endpoint, connections.tls.is_some(), source.into())
+    })?;
     let resp = sender
         .send_request(req)
         .await
@@ -282,7 +331,7 @@ mod tests {
     fn upstream(endpoints: &[&str]) -> Upstream {
         Upstream::new(
             Arc::from("backend/ns/svc:80"),
-            Arc::new(UpstreamClient::new(UpstreamProtocol::Http1)),
+            Arc::new(UpstreamClient::new(UpstreamProtocol::Http1, None)),
             endpoints.iter().map(|e| e.parse().unwrap()).collect(),
             Histogram::new([1.0]),
         )

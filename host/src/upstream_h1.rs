@@ -7,6 +7,9 @@
 //! task per request to wait for it); a request that a reused connection dropped before
 //! sending a byte is retried on another one, as the backend may have closed it while it
 //! sat idle.
+//!
+//! Over TLS it is the same: a pooled connection is a TLS connection whose handshake is
+//! done, and the pool belongs to one TLS configuration (new settings, new pool).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -22,10 +25,13 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
 use crate::upstream::{BoxError, ProxyBody, UpstreamError};
 use crate::upstream_h1_direct::{self as direct, DirectConn, DirectError};
+use crate::upstream_io::{self, UpstreamIo};
+use crate::upstream_tls::UpstreamTls;
 
 /// Idle connections kept per endpoint; more are closed when they come back.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
@@ -40,6 +46,8 @@ struct PoolShared {
     endpoints: Mutex<HashMap<Authority, Arc<EndpointIdle>>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    /// `None`: cleartext.
+    tls: Option<Arc<UpstreamTls>>,
     /// Whether the task closing connections idle for longer than `idle_timeout` runs.
     sweeping: std::sync::atomic::AtomicBool,
 }
@@ -98,7 +106,7 @@ impl EndpointIdle {
     /// The most recently used direct connection that still looks usable.
     fn take_direct(&self) -> Option<DirectConn> {
         let mut list = lock(&self.direct);
-        while let Some(entry) = list.pop() {
+        while let Some(mut entry) = list.pop() {
             if entry.conn.looks_usable() {
                 return Some(entry.conn);
             }
@@ -141,7 +149,7 @@ impl PoolShared {
                 !entry.sender.is_closed() && entry.since.elapsed() <= self.idle_timeout
             });
             let mut direct = lock(&endpoint.direct);
-            direct.retain(|entry| {
+            direct.retain_mut(|entry| {
                 entry.conn.looks_usable() && entry.since.elapsed() <= self.idle_timeout
             });
             !list.is_empty() || !direct.is_empty() || Arc::strong_count(endpoint) > 1
@@ -150,12 +158,17 @@ impl PoolShared {
 }
 
 impl Http1Pool {
-    pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Self {
+    pub fn new(
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        tls: Option<Arc<UpstreamTls>>,
+    ) -> Self {
         Http1Pool {
             shared: Arc::new(PoolShared {
                 endpoints: Mutex::new(HashMap::new()),
                 connect_timeout,
                 idle_timeout,
+                tls,
                 sweeping: std::sync::atomic::AtomicBool::new(false),
             }),
         }
@@ -231,17 +244,14 @@ impl Http1Pool {
             let (conn, reused) = match endpoint.take_direct() {
                 Some(conn) => (conn, true),
                 None => {
-                    let conn = DirectConn::connect(
-                        endpoint.authority.as_str(),
+                    let io = upstream_io::connect(
+                        &endpoint.authority,
+                        self.shared.tls.as_deref(),
                         self.shared.connect_timeout,
                     )
-                    .await
-                    .map_err(|source| UpstreamError::Connect {
-                        endpoint: endpoint.authority.clone(),
-                        source,
-                    })?;
+                    .await?;
                     self.start_sweeping();
-                    (conn, false)
+                    (DirectConn::new(io), false)
                 }
             };
             match direct::exchange(conn, reused, req, endpoint).await {
@@ -266,41 +276,26 @@ impl Http1Pool {
                 reused: true,
             });
         }
-        let connect_error = |source: BoxError| UpstreamError::Connect {
-            endpoint: endpoint.authority.clone(),
-            source,
-        };
-        let mut sender = self
-            .connect(&endpoint.authority)
-            .await
-            .map_err(connect_error)?;
-        sender.ready().await.map_err(|e| connect_error(e.into()))?;
+        let tls = self.shared.tls.is_some();
+        let setup_error = |source: BoxError| UpstreamError::setup(&endpoint.authority, tls, source);
+        let io = upstream_io::connect(
+            &endpoint.authority,
+            self.shared.tls.as_deref(),
+            self.shared.connect_timeout,
+        )
+        .await?;
+        // Each stream type gets its own connection task: no dispatch per read or write.
+        let mut sender = match io {
+            UpstreamIo::Plain(tcp) => handshake(tcp, &endpoint.authority).await,
+            UpstreamIo::Tls(tls) => handshake(tls, &endpoint.authority).await,
+        }
+        .map_err(setup_error)?;
+        self.start_sweeping();
+        sender.ready().await.map_err(|e| setup_error(e.into()))?;
         Ok(Checkout {
             sender,
             reused: false,
         })
-    }
-
-    async fn connect(&self, endpoint: &Authority) -> Result<SendRequest<ProxyBody>, BoxError> {
-        let stream = tokio::time::timeout(
-            self.shared.connect_timeout,
-            tokio::net::TcpStream::connect(endpoint.as_str()),
-        )
-        .await
-        .map_err(|_| "connect timed out")??;
-        stream.set_nodelay(true)?;
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await?;
-        let name = endpoint.clone();
-        tokio::spawn(async move {
-            // With upgrades: a proxied WebSocket handshake takes the connection over.
-            if let Err(e) = connection.with_upgrades().await {
-                debug!(endpoint = %name, "upstream connection ended: {e}");
-            }
-        });
-        self.start_sweeping();
-        Ok(sender)
     }
 
     /// Starts (once) the task that closes connections left idle too long. It holds the
@@ -322,6 +317,22 @@ impl Http1Pool {
             }
         });
     }
+}
+
+/// A hyper client connection on a fresh stream, driven by a task of its own.
+async fn handshake<T>(io: T, endpoint: &Authority) -> Result<SendRequest<ProxyBody>, BoxError>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
+    let name = endpoint.clone();
+    tokio::spawn(async move {
+        // With upgrades: a proxied WebSocket handshake takes the connection over.
+        if let Err(e) = connection.with_upgrades().await {
+            debug!(endpoint = %name, "upstream connection ended: {e}");
+        }
+    });
+    Ok(sender)
 }
 
 /// The response, with its connection going back to the pool once the body is done.
@@ -436,7 +447,7 @@ mod tests {
     }
 
     fn pool() -> Http1Pool {
-        Http1Pool::new(Duration::from_secs(5), Duration::from_secs(90))
+        Http1Pool::new(Duration::from_secs(5), Duration::from_secs(90), None)
     }
 
     fn request(path: &str, host: Option<&str>) -> Request<ProxyBody> {

@@ -12,23 +12,25 @@
 //! when it is the final transfer coding; else `Content-Length`; else until close. A
 //! connection goes back to the pool only after a complete response that did not ask to
 //! close it, with no stray bytes behind it.
+//!
+//! The same goes over TLS: the connection's stream is an [`UpstreamIo`], and only where
+//! the cleartext path uses the socket's readiness directly does TLS take its own branch.
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 use crate::upstream::{BoxError, ProxyBody};
 use crate::upstream_h1::EndpointIdle;
+use crate::upstream_io::UpstreamIo;
 
 /// The largest response head accepted, as hyper's default.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -40,7 +42,7 @@ const SMALL_BODY_COPY: usize = 4 * 1024;
 /// A keep-alive connection used by this module, with what was read past the last
 /// response (nothing, when it is idle).
 pub struct DirectConn {
-    io: TcpStream,
+    io: UpstreamIo,
     buf: BytesMut,
 }
 
@@ -54,23 +56,35 @@ pub enum DirectError {
 }
 
 impl DirectConn {
-    pub async fn connect(endpoint: &str, timeout: Duration) -> Result<Self, BoxError> {
-        let io = tokio::time::timeout(timeout, TcpStream::connect(endpoint))
-            .await
-            .map_err(|_| "connect timed out")??;
-        io.set_nodelay(true)?;
-        Ok(DirectConn {
+    /// A connection just opened (and, over TLS, through its handshake).
+    pub fn new(io: UpstreamIo) -> Self {
+        DirectConn {
             io,
             buf: BytesMut::with_capacity(READ_CHUNK),
-        })
+        }
     }
 
     /// Whether an idle connection still looks usable: the peer has neither closed it nor
     /// sent anything unasked. Uses the readiness Tokio already knows: no system call
     /// unless the socket was reported readable.
-    pub fn looks_usable(&self) -> bool {
+    pub fn looks_usable(&mut self) -> bool {
         let mut probe = [0u8; 1];
-        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        match &mut self.io {
+            UpstreamIo::Plain(tcp) => {
+                matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            // TLS records may well arrive unasked (session tickets, a close_notify): a
+            // read that finds no application data yet is the sign of a usable one. The
+            // waker is a no-op as nobody waits on an idle connection; a real read later
+            // registers its own.
+            UpstreamIo::Tls(tls) => {
+                let mut probe = ReadBuf::new(&mut probe);
+                let mut cx = Context::from_waker(Waker::noop());
+                Pin::new(&mut **tls)
+                    .poll_read(&mut cx, &mut probe)
+                    .is_pending()
+            }
+        }
     }
 }
 
@@ -90,7 +104,12 @@ pub async fn exchange(
     endpoint: &Arc<EndpointIdle>,
 ) -> Result<Response<ProxyBody>, DirectError> {
     let head = encode_request(req);
-    if let Err(e) = conn.io.write_all(&head).await {
+    // The flush is free in cleartext and pushes the TLS record out.
+    let written = match conn.io.write_all(&head).await {
+        Ok(()) => conn.io.flush().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
         return Err(stale_or_failed(reused, e.into()));
     }
     let (response, consumed) = loop {
@@ -360,13 +379,23 @@ impl DirectBody {
 
     /// Reads more into the buffer; `Ok(false)` at end of stream.
     fn poll_fill(conn: &mut DirectConn, cx: &mut Context<'_>) -> Poll<Result<bool, BoxError>> {
+        conn.buf.reserve(READ_CHUNK);
+        let tcp = match &mut conn.io {
+            UpstreamIo::Plain(tcp) => tcp,
+            UpstreamIo::Tls(tls) => {
+                // A read future polled once: it reads nothing more when it is pending.
+                let read = std::pin::pin!(tls.read_buf(&mut conn.buf));
+                return read
+                    .poll(cx)
+                    .map(|read| read.map(|n| n > 0).map_err(Into::into));
+            }
+        };
         loop {
-            conn.buf.reserve(READ_CHUNK);
-            match conn.io.try_read_buf(&mut conn.buf) {
+            match tcp.try_read_buf(&mut conn.buf) {
                 Ok(0) => return Poll::Ready(Ok(false)),
                 Ok(_) => return Poll::Ready(Ok(true)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(conn.io.poll_read_ready(cx))?;
+                    ready!(tcp.poll_read_ready(cx))?;
                 }
                 Err(e) => return Poll::Ready(Err(e.into())),
             }
@@ -596,7 +625,11 @@ mod tests {
     }
 
     fn pool() -> Http1Pool {
-        Http1Pool::new(Duration::from_secs(5), Duration::from_secs(90))
+        Http1Pool::new(
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(90),
+            None,
+        )
     }
 
     #[tokio::test]

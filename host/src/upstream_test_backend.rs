@@ -2,51 +2,92 @@
 //! each connection and writes what `answer` makes of each head, piece by piece with a
 //! short pause between pieces (so the proxy sees them arrive apart), then closes the
 //! connection if `close_after_answer` is set — without saying so, as a backend whose
-//! keep-alive timeout just ran out does. It counts the connections it accepted.
+//! keep-alive timeout just ran out does. It counts the connections it accepted. The same
+//! backend runs behind TLS with [`tls_backend`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+type Answer = dyn Fn(&[u8]) -> Vec<Vec<u8>> + Send + Sync;
 
 pub async fn backend(
     answer: impl Fn(&[u8]) -> Vec<Vec<u8>> + Send + Sync + 'static,
     close_after_answer: bool,
 ) -> (String, Arc<AtomicUsize>) {
+    serve(Arc::new(answer), close_after_answer, None).await
+}
+
+/// [`backend`] over TLS; connections count once their handshake is done.
+pub async fn tls_backend(
+    answer: impl Fn(&[u8]) -> Vec<Vec<u8>> + Send + Sync + 'static,
+    close_after_answer: bool,
+    acceptor: TlsAcceptor,
+) -> (String, Arc<AtomicUsize>) {
+    serve(Arc::new(answer), close_after_answer, Some(acceptor)).await
+}
+
+async fn serve(
+    answer: Arc<Answer>,
+    close_after_answer: bool,
+    tls: Option<TlsAcceptor>,
+) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let connections = Arc::new(AtomicUsize::new(0));
     let counted = connections.clone();
-    let answer = Arc::new(answer);
     tokio::spawn(async move {
         loop {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            counted.fetch_add(1, Ordering::SeqCst);
-            let answer = answer.clone();
+            let (socket, _) = listener.accept().await.unwrap();
+            let (answer, counted, tls) = (answer.clone(), counted.clone(), tls.clone());
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while let Ok(n @ 1..) = socket.read(&mut chunk).await {
-                    buf.extend_from_slice(&chunk[..n]);
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head: Vec<u8> = buf.drain(..end + 4).collect();
-                        let pieces = answer(&head);
-                        let last = pieces.len().saturating_sub(1);
-                        for (i, piece) in pieces.iter().enumerate() {
-                            let _ = socket.write_all(piece).await;
-                            if i < last {
-                                tokio::time::sleep(Duration::from_millis(5)).await;
-                            }
-                        }
-                        if close_after_answer {
+                match tls {
+                    None => {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        answer_heads(socket, &*answer, close_after_answer).await;
+                    }
+                    Some(acceptor) => {
+                        let Ok(socket) = acceptor.accept(socket).await else {
                             return;
-                        }
+                        };
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        answer_heads(socket, &*answer, close_after_answer).await;
                     }
                 }
             });
         }
     });
     (addr, connections)
+}
+
+async fn answer_heads(
+    mut socket: impl AsyncRead + AsyncWrite + Unpin,
+    answer: &Answer,
+    close_after_answer: bool,
+) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n @ 1..) = socket.read(&mut chunk).await {
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head: Vec<u8> = buf.drain(..end + 4).collect();
+            let pieces = answer(&head);
+            let last = pieces.len().saturating_sub(1);
+            for (i, piece) in pieces.iter().enumerate() {
+                let _ = socket.write_all(piece).await;
+                // Over TLS the piece is only a record once flushed.
+                let _ = socket.flush().await;
+                if i < last {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            if close_after_answer {
+                return;
+            }
+        }
+    }
 }

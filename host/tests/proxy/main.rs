@@ -2,8 +2,10 @@
 //! snapshots, in front of echo backends started by the tests. One binary (modules below)
 //! to keep link time down.
 
+mod backend_tls;
 mod config_swap;
 mod filters;
 mod idle;
 mod routing;
 mod support;
+mod support_tls;

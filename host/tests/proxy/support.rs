@@ -60,7 +60,8 @@ pub async fn start_echo(name: &'static str) -> Echo {
     }
 }
 
-async fn echo(
+/// The echo backend's answer to one request (also served over TLS by `support_tls`).
+pub async fn echo(
     name: &'static str,
     hold: (Arc<Notify>, Arc<Notify>),
     mut req: Request<Incoming>,
