@@ -21,6 +21,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".nantian.config.v1.FilterModule.source",
             "#[serde(skip_serializing)]",
         )
+        // Private keys stay out of /config_dump and the golden files.
+        .field_attribute(
+            ".nantian.config.v1.TlsCertificate.private_key_pem",
+            "#[serde(skip_serializing)]",
+        )
         // Most backends are cleartext: leave the field out of their dumps.
         .field_attribute(
             ".nantian.config.v1.Backend.tls",
