@@ -22,6 +22,8 @@ mod manifests;
 mod mirror;
 #[path = "conformance/model.rs"]
 mod model;
+#[path = "conformance/pod_tls.rs"]
+mod pod_tls;
 #[path = "conformance/roundtrip.rs"]
 mod roundtrip;
 #[path = "conformance/runner.rs"]
