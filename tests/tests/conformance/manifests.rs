@@ -109,9 +109,17 @@ pub fn generation(object: &Value) -> i64 {
     object["metadata"]["generation"].as_i64().unwrap_or(0)
 }
 
-/// Sets each JSON pointer of `set` to its value (a pointer ending in `/-` appends to the
-/// array before it) and bumps `metadata.generation`, like an API server update of the spec.
+/// [`set_values`], then bumps `metadata.generation`, like an API server update of the spec.
 pub fn patch(object: &mut Value, set: &BTreeMap<String, Value>) -> Result<(), String> {
+    set_values(object, set)?;
+    object["metadata"]["generation"] = json!(generation(object) + 1);
+    Ok(())
+}
+
+/// Sets each JSON pointer of `set` to its value: an existing value is replaced, a new key
+/// is added to the mapping before it, and a pointer ending in `/-` appends to the array
+/// before it.
+pub fn set_values(object: &mut Value, set: &BTreeMap<String, Value>) -> Result<(), String> {
     for (pointer, value) in set {
         if let Some(array) = pointer.strip_suffix("/-") {
             object
@@ -119,13 +127,21 @@ pub fn patch(object: &mut Value, set: &BTreeMap<String, Value>) -> Result<(), St
                 .and_then(Value::as_array_mut)
                 .ok_or_else(|| format!("{array} is not an array"))?
                 .push(value.clone());
+        } else if let Some(existing) = object.pointer_mut(pointer) {
+            *existing = value.clone();
         } else {
-            *object
-                .pointer_mut(pointer)
-                .ok_or_else(|| format!("{pointer} does not exist"))? = value.clone();
+            let (parent, key) = pointer
+                .rsplit_once('/')
+                .ok_or_else(|| format!("{pointer:?} is not a JSON pointer"))?;
+            // RFC 6901 escapes, in the order it gives.
+            let key = key.replace("~1", "/").replace("~0", "~");
+            object
+                .pointer_mut(parent)
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| format!("{pointer} does not exist"))?
+                .insert(key, value.clone());
         }
     }
-    object["metadata"]["generation"] = json!(generation(object) + 1);
     Ok(())
 }
 
@@ -584,5 +600,26 @@ stringData: {tls.crt: CERT, tls.key: KEY}
         assert_eq!(generation(&route), 2);
         let missing = [("/spec/nothing/here".to_string(), json!(1))].into();
         assert!(patch(&mut route, &missing).is_err());
+    }
+
+    #[test]
+    fn set_values_adds_keys_to_existing_mappings() {
+        let mut config_map = json!({"metadata": {"generation": 1}, "data": {}});
+        let set = [
+            ("/data/ca.crt".to_string(), json!("PEM")),
+            ("/data/a~1b".to_string(), json!("slash")),
+        ]
+        .into();
+        set_values(&mut config_map, &set).unwrap();
+        assert_eq!(config_map["data"], json!({"ca.crt": "PEM", "a/b": "slash"}));
+        assert_eq!(
+            generation(&config_map),
+            1,
+            "only patch bumps the generation"
+        );
+        let set = [("/data/ca.crt".to_string(), json!(""))].into();
+        patch(&mut config_map, &set).unwrap();
+        assert_eq!(config_map["data"]["ca.crt"], "");
+        assert_eq!(generation(&config_map), 2);
     }
 }

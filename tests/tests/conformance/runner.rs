@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::certificates::{self, ClientCertificate, TrustedCertificate};
 use crate::manifests::{self, Pod};
-use crate::model::{Case, NsName, TlsRequest};
+use crate::model::{Case, Expectation, NsName, TlsRequest};
 use crate::roundtrip::{Target, TlsTarget};
 use crate::status::{self, StatusDoc};
 use crate::steps::step_name;
@@ -345,6 +345,26 @@ impl Replay {
             certificate: certificate.clone(),
             client,
         })
+    }
+
+    /// `exp` with the PEM of each client certificate it names, from the setup's Secrets.
+    pub(crate) fn with_client_certs(&self, exp: &Expectation) -> Result<Expectation, String> {
+        let mut exp = exp.clone();
+        let expected = exp.expected_request.as_mut();
+        let certs = [
+            exp.request.client_cert.as_mut(),
+            expected.and_then(|e| e.client_cert.as_mut()),
+        ];
+        for cert in certs.into_iter().flatten() {
+            let pair = self.client_certificates.get(&cert.secret).ok_or_else(|| {
+                format!(
+                    "Secret {} holds no client certificate of the suite's setup",
+                    cert.secret
+                )
+            })?;
+            cert.pem = Some(pair.cert_pem.clone());
+        }
+        Ok(exp)
     }
 
     /// The Gateway's address from its status, with the port of `listener` (default: the
