@@ -49,6 +49,24 @@ pub fn bin(name: &str) -> PathBuf {
 /// controller watches the directory itself (not recursively) and re-translates on any
 /// change there: a log written beside the config would mean a translation per request.
 const ECHO_LOG_DIR: &str = "echo-logs";
+/// The certificate files of HTTPS echo pods, beside the logs for the same reason.
+const ECHO_FILES_DIR: &str = "echo-files";
+/// The port an echo pod with [`PodTls`] serves HTTPS on: echo-basic's `HTTPS_PORT`.
+pub const ECHO_HTTPS_PORT: u16 = 8443;
+
+/// What an echo pod serves HTTPS with, as PEM: the files echo-basic reads from
+/// `TLS_SERVER_CERT`, `TLS_SERVER_PRIVKEY` and (to check client certificates)
+/// `TLS_CLIENT_CACERTS`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub client_ca_pem: Option<String>,
+}
+
+/// An echo process an [`Env`] started, for [`Env::stop_echo`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EchoId(u32);
 
 pub struct Env {
     pub subnet: u8,
@@ -112,6 +130,7 @@ impl Env {
         let dir = tempfile::tempdir().expect("tempdir");
         // Made now, before any controller watches the directory.
         std::fs::create_dir(dir.path().join(ECHO_LOG_DIR)).expect("echo log dir");
+        std::fs::create_dir(dir.path().join(ECHO_FILES_DIR)).expect("echo files dir");
         Self {
             subnet,
             dir,
@@ -164,25 +183,75 @@ impl Env {
     /// Starts an echo backend laid out like a pod of upstream's echo-basic: HTTP/1.1 (and
     /// h2c) on `backend_ip(n):3000`, h2c only on `backend_ip(n):3001`.
     pub async fn start_echo_pod(&mut self, n: u8, pod: &str, namespace: &str) {
+        self.start_echo_pod_with_tls(n, pod, namespace, None).await;
+    }
+
+    /// [`Env::start_echo_pod`], serving HTTPS on `backend_ip(n):8443` too when given `tls`
+    /// (written to files under the Env's directory for it), like echo-basic given a
+    /// certificate.
+    pub async fn start_echo_pod_with_tls(
+        &mut self,
+        n: u8,
+        pod: &str,
+        namespace: &str,
+        tls: Option<&PodTls>,
+    ) -> EchoId {
         let ip = self.backend_ip(n);
-        let listeners = [
+        let mut args = vec![
             ("--listen", format!("{ip}:3000")),
             ("--h2c-listen", format!("{ip}:3001")),
         ];
-        self.spawn_echo(&listeners, pod, namespace).await;
+        if let Some(tls) = tls {
+            args.push(("--https-listen", format!("{ip}:{ECHO_HTTPS_PORT}")));
+            let files = self.echo_files(namespace, pod);
+            let file = |name: &str, contents: &str| {
+                let path = files.join(name);
+                std::fs::write(&path, contents).expect("write an echo TLS file");
+                path.to_string_lossy().into_owned()
+            };
+            args.push(("--tls-cert", file("crt", &tls.cert_pem)));
+            args.push(("--tls-key", file("key", &tls.key_pem)));
+            if let Some(ca) = &tls.client_ca_pem {
+                args.push(("--tls-client-ca", file("ca", ca)));
+            }
+        }
+        self.spawn_echo(&args, pod, namespace).await
     }
 
-    /// Runs `nantian-echo` with `listeners` (flag, address) and waits until each accepts.
+    /// A directory of its own for pod `namespace/pod`'s files.
+    fn echo_files(&self, namespace: &str, pod: &str) -> PathBuf {
+        let dir = self
+            .dir
+            .path()
+            .join(ECHO_FILES_DIR)
+            .join(format!("{namespace}_{pod}"));
+        std::fs::create_dir_all(&dir).expect("echo files dir");
+        dir
+    }
+
+    /// Stops an echo process this Env started (and anything it started), waiting for it.
+    pub fn stop_echo(&mut self, id: EchoId) {
+        let Some(i) = self.echoes.iter().position(|c| c.id() == id.0) else {
+            return;
+        };
+        let mut child = self.echoes.swap_remove(i);
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", id.0)])
+            .status();
+        let _ = child.wait();
+    }
+
+    /// Runs `nantian-echo` with `args` (flag, value) and waits until each listener accepts.
     /// Its request log goes to [`Env::echo_log_path`] (appended to, if the pod ran before).
-    async fn spawn_echo(&mut self, listeners: &[(&str, String)], pod: &str, namespace: &str) {
+    async fn spawn_echo(&mut self, args: &[(&str, String)], pod: &str, namespace: &str) -> EchoId {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.echo_log_path(namespace, pod))
             .expect("open the echo log");
         let mut command = Command::new(bin("nantian-echo"));
-        for (flag, addr) in listeners {
-            command.args([*flag, addr.as_str()]);
+        for (flag, value) in args {
+            command.args([*flag, value.as_str()]);
         }
         let child = command
             .args(["--pod", pod, "--namespace", namespace, "--log-requests"])
@@ -190,7 +259,9 @@ impl Env {
             .process_group(0)
             .spawn()
             .expect("start nantian-echo");
+        let id = EchoId(child.id());
         self.echoes.push(child);
+        let listeners = args.iter().filter(|(flag, _)| flag.ends_with("listen"));
         for (_, addr) in listeners {
             wait_for(
                 || async { tokio::net::TcpStream::connect(addr).await.is_ok() },
@@ -198,6 +269,7 @@ impl Env {
             )
             .await;
         }
+        id
     }
 
     /// The stdout of echo pod `namespace/pod`: its `listening on` lines, then one

@@ -22,6 +22,8 @@ mod manifests;
 mod mirror;
 #[path = "conformance/model.rs"]
 mod model;
+#[path = "conformance/pod_tls.rs"]
+mod pod_tls;
 #[path = "conformance/roundtrip.rs"]
 mod roundtrip;
 #[path = "conformance/runner.rs"]
@@ -193,6 +195,10 @@ fn suite_data_is_consistent() {
                     .unwrap_or_else(|e| panic!("{}: {e:#}", case.name)),
             );
         }
+        objects.extend(case.steps.iter().filter_map(|step| match step {
+            model::Step::Create(c) => Some(c.object.clone()),
+            _ => None,
+        }));
         for (kind, nn) in named_objects(&case) {
             let found = objects.iter().any(|o| {
                 manifests::kind(o) == kind
@@ -241,6 +247,11 @@ fn named_objects(case: &model::Case) -> Vec<(String, model::NsName)> {
                 out.extend(s.tls.iter().map(|t| ("Secret", t.secret.clone())));
                 let clients = s.tls.iter().flat_map(|t| &t.client_certificate);
                 out.extend(clients.map(|c| ("Secret", c.clone())));
+                let expected = s.expect.iter().flat_map(|e| {
+                    let from_request = e.expected_request.iter().flat_map(|r| &r.client_cert);
+                    e.request.client_cert.iter().chain(from_request)
+                });
+                out.extend(expected.map(|c| ("Secret", c.secret.clone())));
                 let mirrors = s.expect.iter().flat_map(|e| &e.mirrored_to);
                 out.extend(mirrors.map(|m| ("Deployment", m.deployment())));
             }
@@ -251,8 +262,26 @@ fn named_objects(case: &model::Case) -> Vec<(String, model::NsName)> {
                 out.extend(f.slices.iter().map(|s| ("EndpointSlice", s.clone())));
             }
             Step::Delete(r) | Step::LatestConditions(r) => out.push((&r.kind, r.ns_name())),
-            Step::Patch(p) => out.push((&p.object.kind, p.object.ns_name())),
+            Step::Patch(p) => {
+                out.push((&p.object.kind, p.object.ns_name()));
+                out.extend(
+                    p.copy
+                        .values()
+                        .map(|c| (c.from.kind.as_str(), c.from.ns_name())),
+                );
+            }
+            Step::Create(c) => {
+                out.extend(
+                    c.copy
+                        .values()
+                        .map(|c| (c.from.kind.as_str(), c.from.ns_name())),
+                );
+            }
             Step::ObjectCondition(c) => out.push((&c.object.kind, c.object.ns_name())),
+            Step::BackendTlsPolicyCondition(c) => {
+                out.push(("BackendTLSPolicy", c.policy.clone()));
+                out.push(("Gateway", c.gateway.clone()));
+            }
             Step::NamespacesReady(_) => {}
         }
     }

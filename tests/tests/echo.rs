@@ -457,3 +457,263 @@ fn sigterm_exits_cleanly() {
     let status = echo.terminate().unwrap();
     assert!(status.success(), "exit status {status}");
 }
+
+/// A CA, a server certificate it signed for `abc.example.com`, and a client certificate
+/// it signed, as PEM; like the conformance setup's `tls-checks-*`.
+struct TestPki {
+    ca_pem: String,
+    server_pem: String,
+    server_key_pem: String,
+    client_pem: String,
+    client_key_pem: String,
+}
+
+fn test_pki() -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["abc.example.com".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
+    TestPki {
+        ca_pem: ca.pem(),
+        server_pem: server.pem(),
+        server_key_pem: server_key.serialize_pem(),
+        client_pem: client.pem(),
+        client_key_pem: client_key.serialize_pem(),
+    }
+}
+
+/// `nantian-echo` serving HTTPS with `pki`'s server certificate, checking client
+/// certificates against its CA when `check_clients`; the files live in the returned dir.
+fn start_tls_echo(pki: &TestPki, check_clients: bool) -> (EchoProcess, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, contents: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let mut args = vec![
+        "--listen".to_string(),
+        "127.0.0.1:0".into(),
+        "--https-listen".into(),
+        "127.0.0.1:0".into(),
+        "--tls-cert".into(),
+        file("crt", &pki.server_pem),
+        "--tls-key".into(),
+        file("key", &pki.server_key_pem),
+        "--pod".into(),
+        "tls-pod".into(),
+    ];
+    if check_clients {
+        args.extend(["--tls-client-ca".into(), file("ca", &pki.ca_pem)]);
+    }
+    let echo = EchoProcess::spawn(echo_binary(), &args).unwrap();
+    (echo, dir)
+}
+
+/// One GET over TLS to `addr` with SNI `server_name`, trusting `pki`'s CA, offering ALPN
+/// `alpn`, presenting `client` (certificate and key PEM) if given.
+async fn https_get(
+    addr: SocketAddr,
+    pki: &TestPki,
+    server_name: &str,
+    alpn: &[u8],
+    client: Option<(&str, &str)>,
+) -> Result<(Response<()>, Bytes), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+    };
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(server_name.to_string()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let io = TokioIo::new(tls);
+    let request = get("https://abc.example.com/tls?x=1")
+        .header("host", "abc.example.com")
+        .body(empty())
+        .unwrap();
+    let response = if alpn == b"h2" {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        sender.send_request(request).await
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let (mut parts, body) = request.into_parts();
+        parts.uri = "/tls?x=1".parse().unwrap();
+        sender.send_request(Request::from_parts(parts, body)).await
+    }
+    .map_err(|e| format!("request: {e}"))?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((Response::from_parts(parts, ()), body))
+}
+
+fn https_addr(echo: &EchoProcess) -> SocketAddr {
+    let spec = echo
+        .listeners
+        .iter()
+        .find(|l| l.mode == ListenerMode::Https)
+        .expect("an HTTPS listener");
+    spec.addr
+}
+
+#[tokio::test]
+async fn https_echo_reports_sni_and_client_certificate() {
+    let pki = test_pki();
+    let (echo, _files) = start_tls_echo(&pki, true);
+    let addr = https_addr(&echo);
+    let client = Some((pki.client_pem.as_str(), pki.client_key_pem.as_str()));
+
+    let (response, body) = https_get(addr, &pki, "abc.example.com", b"http/1.1", client)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let echoed = parse(&body);
+    assert_eq!(echoed.path, "/tls?x=1");
+    assert_eq!(echoed.pod, "tls-pod");
+    assert_eq!(echoed.http_port, addr.port().to_string());
+    let tls = echoed.tls.expect("a tls object over TLS");
+    assert_eq!(tls.server_name, "abc.example.com");
+    // The certificate as the client's PEM wrote it: the conformance suite compares strings.
+    assert_eq!(tls.peer_certificates, [pki.client_pem.as_str()]);
+    assert_eq!(tls.version, "TLSv1.3");
+    assert_eq!(tls.negotiated_protocol, "http/1.1");
+    assert!(
+        tls.cipher_suite.starts_with("TLS_") && !tls.cipher_suite.starts_with("TLS13_"),
+        "{}",
+        tls.cipher_suite
+    );
+    // The raw JSON has echo-basic's field names.
+    let raw: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(raw["tls"]["serverName"], "abc.example.com");
+    assert_eq!(raw["tls"]["peerCertificates"][0], pki.client_pem.as_str());
+
+    // HTTP/2 by ALPN, and no client certificate: still served (VerifyClientCertIfGiven).
+    let (response, body) = https_get(addr, &pki, "abc.example.com", b"h2", None)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let echoed = parse(&body);
+    assert_eq!(echoed.proto, "HTTP/2.0");
+    let tls = echoed.tls.unwrap();
+    assert_eq!(tls.negotiated_protocol, "h2");
+    assert!(tls.peer_certificates.is_empty());
+
+    // A certificate of another CA is refused (TLS 1.3: by the time the request is read).
+    let other = test_pki();
+    let stranger = Some((other.client_pem.as_str(), other.client_key_pem.as_str()));
+    let refused = https_get(addr, &pki, "abc.example.com", b"http/1.1", stranger).await;
+    assert!(refused.is_err(), "{refused:?}");
+
+    // The cleartext listener echoes no tls object.
+    let (_, body) = http1(
+        echo.addr(),
+        get("/").header("host", "h").body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(parse(&body).tls, None);
+    let raw: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(raw.get("tls").is_none(), "{raw}");
+}
+
+#[tokio::test]
+async fn https_echo_without_client_ca_asks_for_no_certificate() {
+    let pki = test_pki();
+    let (echo, _files) = start_tls_echo(&pki, false);
+    let client = Some((pki.client_pem.as_str(), pki.client_key_pem.as_str()));
+    let (_, body) = https_get(
+        https_addr(&echo),
+        &pki,
+        "abc.example.com",
+        b"http/1.1",
+        client,
+    )
+    .await
+    .unwrap();
+    let tls = parse(&body).tls.unwrap();
+    assert!(tls.peer_certificates.is_empty(), "{tls:?}");
+    assert_eq!(tls.server_name, "abc.example.com");
+    // A cleartext request to the HTTPS port gets nothing back.
+    let mut tcp = TcpStream::connect(https_addr(&echo)).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = tcp.read_to_end(&mut reply).await;
+    assert!(!reply.starts_with(b"HTTP/"), "{reply:?}");
+}
+
+#[test]
+fn https_listen_needs_a_certificate() {
+    let refused = EchoProcess::spawn(echo_binary(), &["--https-listen", "127.0.0.1:0"]);
+    assert!(refused.is_err());
+}
+
+#[tokio::test]
+async fn harness_echo_pods_serve_https_and_stop() {
+    let pki = test_pki();
+    let mut env = Env::new();
+    let tls = harness::PodTls {
+        cert_pem: pki.server_pem.clone(),
+        key_pem: pki.server_key_pem.clone(),
+        client_ca_pem: Some(pki.ca_pem.clone()),
+    };
+    let id = env
+        .start_echo_pod_with_tls(7, "tls-backend-nantian-0", "infra", Some(&tls))
+        .await;
+    let addr: SocketAddr = format!("{}:{}", env.backend_ip(7), harness::ECHO_HTTPS_PORT)
+        .parse()
+        .unwrap();
+    let client = Some((pki.client_pem.as_str(), pki.client_key_pem.as_str()));
+    let (_, body) = https_get(addr, &pki, "abc.example.com", b"http/1.1", client)
+        .await
+        .unwrap();
+    let echoed = parse(&body);
+    assert_eq!(
+        (echoed.pod.as_str(), echoed.namespace.as_str()),
+        ("tls-backend-nantian-0", "infra")
+    );
+    assert_eq!(
+        echoed.tls.unwrap().peer_certificates,
+        [pki.client_pem.as_str()]
+    );
+
+    env.stop_echo(id);
+    assert!(TcpStream::connect(addr).await.is_err(), "stopped");
+}

@@ -6,11 +6,13 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use nantian_e2e::echo::process::listening_line;
-use nantian_e2e::echo::{Context, EchoServer, ListenerMode, ListenerSpec, RequestLog};
+use nantian_e2e::echo::{Context, EchoServer, ListenerMode, ListenerSpec, RequestLog, tls};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Echo backend: answers every request with a JSON description of it, like the Gateway API
@@ -24,6 +26,20 @@ struct Args {
     /// Address serving HTTP/2 only: HTTP/1 requests get 400 (the conformance h2c port).
     #[arg(long = "h2c-listen", value_name = "ADDR")]
     h2c_listen: Vec<SocketAddr>,
+    /// Address serving HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with --tls-cert and --tls-key;
+    /// repeatable.
+    #[arg(long = "https-listen", value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
+    https_listen: Vec<SocketAddr>,
+    /// PEM certificate chain of the HTTPS listeners (echo-basic's TLS_SERVER_CERT).
+    #[arg(long, env = "TLS_SERVER_CERT", value_name = "PATH")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the HTTPS listeners (echo-basic's TLS_SERVER_PRIVKEY).
+    #[arg(long, env = "TLS_SERVER_PRIVKEY", value_name = "PATH")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates: HTTPS clients are asked for a certificate, and one they give
+    /// must chain to these (echo-basic's TLS_CLIENT_CACERTS; clients without one are served).
+    #[arg(long, env = "TLS_CLIENT_CACERTS", value_name = "PATH")]
+    tls_client_ca: Option<PathBuf>,
     /// Reported as "pod".
     #[arg(long, env = "POD_NAME", default_value = "")]
     pod: String,
@@ -47,8 +63,8 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.listen.is_empty() && args.h2c_listen.is_empty() {
-        bail!("give at least one --listen or --h2c-listen address");
+    if args.listen.is_empty() && args.h2c_listen.is_empty() && args.https_listen.is_empty() {
+        bail!("give at least one --listen, --h2c-listen or --https-listen address");
     }
     let runtime = match args.workers.map(NonZeroUsize::get) {
         Some(1) => tokio::runtime::Builder::new_current_thread()
@@ -77,7 +93,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             addr,
             mode: ListenerMode::H2cOnly,
         }))
+        .chain(args.https_listen.iter().map(|&addr| ListenerSpec {
+            addr,
+            mode: ListenerMode::Https,
+        }))
         .collect();
+    let tls = if args.https_listen.is_empty() {
+        None
+    } else {
+        Some(tls_config(&args)?)
+    };
     let context = Context {
         namespace: args.namespace,
         ingress: args.ingress,
@@ -89,7 +114,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         RequestLog::Off
     };
-    let server = EchoServer::bind(&specs, context, request_log)
+    let server = EchoServer::bind(&specs, context, request_log, tls)
         .await
         .context("binding listeners")?;
 
@@ -113,4 +138,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         })
         .await;
     Ok(())
+}
+
+/// The HTTPS listeners' TLS, from the files the flags name (read once, at start, like
+/// echo-basic).
+fn tls_config(args: &Args) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let read =
+        |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        bail!("--https-listen needs --tls-cert and --tls-key");
+    };
+    let client_ca = args.tls_client_ca.as_deref().map(read).transpose()?;
+    tls::server_config(&read(cert)?, &read(key)?, client_ca.as_deref())
 }

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 
 use super::delay::{delay_param, parse_go_duration};
 use super::request_log::{RequestLog, log_request};
-use super::response::{EchoResponse, header_map_to_echo};
+use super::response::{EchoResponse, TlsAssertions, header_map_to_echo};
 use super::websocket::server as websocket;
 
 /// Answered with [`BENCH_BODY`] on every listener, before any other routing, so the
@@ -45,17 +45,25 @@ pub struct Site {
     pub request_log: RequestLog,
 }
 
+/// What the handler knows of the connection a request came on.
+#[derive(Debug)]
+pub struct Connection {
+    /// The client's address, for the request log.
+    pub peer: SocketAddr,
+    /// The TLS session, for connections to an HTTPS listener.
+    pub tls: Option<Arc<TlsAssertions>>,
+}
+
 pub type EchoBody = Full<Bytes>;
 
-/// The request handler; never fails, errors become responses. `peer` is the client's
-/// address, for the request log.
+/// The request handler; never fails, errors become responses.
 pub async fn handle(
     req: Request<Incoming>,
     site: Arc<Site>,
-    peer: SocketAddr,
+    connection: Arc<Connection>,
 ) -> Result<Response<EchoBody>, Infallible> {
     if site.request_log == RequestLog::Stdout {
-        log_request(&request_target(&req), peer);
+        log_request(&request_target(&req), connection.peer);
     }
     if req.uri().path() == BENCH_PATH {
         return Ok(bench_response());
@@ -64,7 +72,7 @@ pub async fn handle(
         if req.version() != Version::HTTP_2 {
             return Ok(text(StatusCode::BAD_REQUEST, "Expected h2c request"));
         }
-        return Ok(echo(req, &site).await);
+        return Ok(echo(req, &site, &connection).await);
     }
     if websocket::is_upgrade_request(&req) {
         return Ok(websocket::accept(req));
@@ -81,7 +89,7 @@ pub async fn handle(
         // Upstream serves WebSocket only here; a plain request is a failed handshake.
         "/ws" => Ok(text(StatusCode::BAD_REQUEST, "Bad Request")),
         status_path if status_path.starts_with("/status/") => Ok(status(&req)),
-        _ => Ok(echo(req, &site).await),
+        _ => Ok(echo(req, &site, &connection).await),
     }
 }
 
@@ -133,7 +141,7 @@ fn request_target<B>(req: &Request<B>) -> Cow<'_, str> {
     Cow::Borrowed(uri.path_and_query().map_or("/", |pq| pq.as_str()))
 }
 
-async fn echo(req: Request<Incoming>, site: &Site) -> Response<EchoBody> {
+async fn echo(req: Request<Incoming>, site: &Site, connection: &Connection) -> Response<EchoBody> {
     let path = request_target(&req).into_owned();
     let (parts, mut body) = req.into_parts();
     // Drain the body so the connection stays reusable; its content is not echoed.
@@ -177,6 +185,7 @@ async fn echo(req: Request<Incoming>, site: &Site) -> Response<EchoBody> {
         ingress: site.context.ingress.clone(),
         service: site.context.service.clone(),
         pod: site.context.pod.clone(),
+        tls: connection.tls.as_deref().cloned(),
     };
     json(StatusCode::OK, &echoed, Some(&parts.headers))
 }

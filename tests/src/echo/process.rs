@@ -23,12 +23,13 @@ pub struct EchoProcess {
 
 impl EchoProcess {
     /// Starts `binary` with `args` and reads its `listening on <addr>` lines, one for each
-    /// `--listen`/`--h2c-listen` argument (port 0 is fine: the line has the real port).
+    /// `--listen`/`--h2c-listen`/`--https-listen` argument (port 0 is fine: the line has the
+    /// real port).
     pub fn spawn<S: AsRef<str>>(binary: &Path, args: &[S]) -> anyhow::Result<Self> {
         let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
         let expected = args
             .iter()
-            .filter(|arg| matches!(**arg, "--listen" | "--h2c-listen"))
+            .filter(|arg| matches!(**arg, "--listen" | "--h2c-listen" | "--https-listen"))
             .count();
         let mut command = Command::new(binary);
         command.args(&args);
@@ -121,13 +122,15 @@ impl Drop for EchoProcess {
     }
 }
 
-/// Parses `listening on 127.0.0.1:3000` or `listening on 127.0.0.1:3001 (h2c only)`.
+/// Parses `listening on 127.0.0.1:3000`, `listening on 127.0.0.1:3001 (h2c only)` or
+/// `listening on 127.0.0.1:8443 (https)`.
 pub fn parse_listening_line(line: &str) -> Option<ListenerSpec> {
     let rest = line.trim().strip_prefix("listening on ")?;
     let mut words = rest.split_whitespace();
     let addr = words.next()?.parse().ok()?;
     let mode = match words.next() {
         Some("(h2c") => ListenerMode::H2cOnly,
+        Some("(https)") => ListenerMode::Https,
         _ => ListenerMode::Mixed,
     };
     Some(ListenerSpec { addr, mode })
@@ -138,6 +141,7 @@ pub fn listening_line(spec: &ListenerSpec) -> String {
     match spec.mode {
         ListenerMode::Mixed => format!("listening on {}", spec.addr),
         ListenerMode::H2cOnly => format!("listening on {} (h2c only)", spec.addr),
+        ListenerMode::Https => format!("listening on {} (https)", spec.addr),
     }
 }
 
@@ -147,7 +151,11 @@ mod tests {
 
     #[test]
     fn listening_lines_round_trip() {
-        for mode in [ListenerMode::Mixed, ListenerMode::H2cOnly] {
+        for mode in [
+            ListenerMode::Mixed,
+            ListenerMode::H2cOnly,
+            ListenerMode::Https,
+        ] {
             let spec = ListenerSpec {
                 addr: "127.0.20.1:3000".parse().unwrap(),
                 mode,

@@ -31,6 +31,32 @@ pub struct EchoResponse {
     pub service: String,
     #[serde(default)]
     pub pod: String,
+    /// The TLS connection the request came over; absent for cleartext ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsAssertions>,
+}
+
+/// echo-basic's `TLSAssertions`: what the server saw of the TLS connection a request came
+/// over. The BackendTLSPolicy conformance tests compare `serverName` with the SNI a gateway
+/// should send and look for its client certificate among `peerCertificates`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsAssertions {
+    /// `TLSv1.3`, `TLSv1.2`, ...
+    #[serde(default)]
+    pub version: String,
+    /// The client's certificate chain, each as Go's `pem.Encode` writes it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peer_certificates: Vec<String>,
+    /// The SNI the client sent; empty without one.
+    #[serde(default)]
+    pub server_name: String,
+    /// The ALPN protocol agreed on, if any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub negotiated_protocol: String,
+    /// Go's `tls.CipherSuiteName`, e.g. `TLS_AES_128_GCM_SHA256`.
+    #[serde(default)]
+    pub cipher_suite: String,
 }
 
 impl EchoResponse {
@@ -149,6 +175,30 @@ mod tests {
             assert!(json.get(key).is_some(), "missing {key} in {json}");
         }
         assert_eq!(json["httpPort"], "3000");
+        assert!(json.get("tls").is_none(), "no tls object for cleartext");
+        let parsed: EchoResponse = serde_json::from_value(json).unwrap();
+        assert_eq!(parsed, response);
+    }
+
+    #[test]
+    fn tls_object_uses_echo_basic_field_names() {
+        let response = EchoResponse {
+            tls: Some(TlsAssertions {
+                version: "TLSv1.3".into(),
+                server_name: "abc.example.com".into(),
+                cipher_suite: "TLS_AES_128_GCM_SHA256".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&response).unwrap();
+        let tls = &json["tls"];
+        assert_eq!(tls["version"], "TLSv1.3");
+        assert_eq!(tls["serverName"], "abc.example.com");
+        assert_eq!(tls["cipherSuite"], "TLS_AES_128_GCM_SHA256");
+        // Go's `omitempty` fields.
+        assert!(tls.get("peerCertificates").is_none());
+        assert!(tls.get("negotiatedProtocol").is_none());
         let parsed: EchoResponse = serde_json::from_value(json).unwrap();
         assert_eq!(parsed, response);
     }

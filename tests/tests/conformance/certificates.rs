@@ -329,6 +329,89 @@ mod tests {
         assert_eq!(names.ips, ["10.0.0.1".parse::<IpAddr>().unwrap()]);
     }
 
+    /// The DER of `tls.crt` of Secret `name` in the infra namespace.
+    fn secret_der(setup: &Setup, name: &str) -> rustls::pki_types::CertificateDer<'static> {
+        use rustls::pki_types::pem::PemObject;
+        let secret = setup
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "Secret" && o["metadata"]["name"] == name)
+            .unwrap();
+        let pem = secret["stringData"]["tls.crt"].as_str().unwrap();
+        rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
+    /// A subjectAltName entry as DER: context tag `tag`, length, the name.
+    fn san_entry(tag: u8, name: &str) -> Vec<u8> {
+        let mut entry = vec![0x80 | tag, name.len() as u8];
+        entry.extend_from_slice(name.as_bytes());
+        entry
+    }
+
+    #[test]
+    fn backend_tls_certificate_has_the_sans_the_policies_check() {
+        let setup = generate().unwrap();
+        let der = secret_der(&setup, "tls-checks-certificate");
+        let has = |entry: Vec<u8>| der.windows(entry.len()).any(|w| w == entry.as_slice());
+        // dNSName [2] and uniformResourceIdentifier [6] (backendtlspolicy-san.yaml).
+        assert!(has(san_entry(2, "abc.example.com")));
+        assert!(has(san_entry(2, "other.example.com")));
+        assert!(has(san_entry(6, "spiffe://abc.example.com/test-identity")));
+        assert!(!has(san_entry(2, "spiffe://abc.example.com/test-identity")));
+
+        // Signed by the CA of tls-checks-ca-certificate, for the policies' hostnames only.
+        let ca = setup
+            .objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == "tls-checks-ca-certificate")
+            .unwrap();
+        let verify = |ca_pem: &str, name: &str| {
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            let ca = rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes());
+            roots.add(ca.unwrap()).unwrap();
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let verifier =
+                rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap();
+            let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+            verifier.verify_server_cert(&der, &[], &name, &[], rustls::pki_types::UnixTime::now())
+        };
+        use rustls::client::danger::ServerCertVerifier as _;
+        let ca_pem = ca["data"]["ca.crt"].as_str().unwrap();
+        verify(ca_pem, "abc.example.com").unwrap();
+        verify(ca_pem, "other.example.com").unwrap();
+        assert!(verify(ca_pem, "mismatch.example.com").is_err());
+        let mismatch = setup
+            .objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == "mismatch-ca-certificate")
+            .unwrap();
+        assert!(
+            verify(
+                mismatch["data"]["ca.crt"].as_str().unwrap(),
+                "abc.example.com"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn certificates_are_stored_as_go_and_the_echo_write_them() {
+        // The echo reports a client's certificates as Go's `pem.Encode` writes them, and
+        // upstream compares them with the client certificate Secret's `tls.crt` verbatim.
+        let setup = generate().unwrap();
+        for (nn, pair) in &setup.client_certificates {
+            let der = secret_der(&setup, &nn.name);
+            assert_eq!(
+                nantian_e2e::echo::tls::pem_certificate(&der),
+                pair.cert_pem,
+                "{nn}"
+            );
+        }
+    }
+
     #[test]
     fn civil_dates() {
         assert_eq!(civil_date(UNIX_EPOCH), (1970, 1, 1));

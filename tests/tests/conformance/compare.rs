@@ -28,13 +28,15 @@ fn compare_success(exp: &Expectation, cap: &Captured) -> Result<(), String> {
     let got = &cap.echo;
     let sent = &exp.request;
     // Without an ExpectedRequest, the backend must see the request as sent.
-    let (host, method_, path, headers, absent) = match &exp.expected_request {
+    let (host, method_, path, headers, absent, sni, client_cert) = match &exp.expected_request {
         None => (
             sent.host.as_str(),
             method(exp),
             sent.path.as_str(),
             Some(&sent.headers),
             &[][..],
+            sent.sni.as_str(),
+            sent.client_cert.as_ref(),
         ),
         Some(er) => (
             er.host.as_str(),
@@ -46,6 +48,8 @@ fn compare_success(exp: &Expectation, cap: &Captured) -> Result<(), String> {
             er.path.as_deref().unwrap_or(&sent.path),
             er.headers.as_ref(),
             er.absent_headers.as_slice(),
+            er.sni.as_str(),
+            er.client_cert.as_ref(),
         ),
     };
     if !host.is_empty() && host != got.host {
@@ -137,6 +141,29 @@ fn compare_success(exp: &Expectation, cap: &Captured) -> Result<(), String> {
             exp.backend, got.pod
         ));
     }
+    // A cleartext request echoes no `tls`, which reads as an empty server name.
+    if !sni.is_empty() && sni != got.tls.server_name {
+        return Err(format!(
+            "expected SNI {sni:?}, the backend saw {:?}",
+            got.tls.server_name
+        ));
+    }
+    if let Some(cert) = client_cert {
+        let pem = cert.pem.as_ref().ok_or_else(|| {
+            format!(
+                "the client certificate of Secret {} was not looked up",
+                cert.secret
+            )
+        })?;
+        if !got.tls.peer_certificates.contains(pem) {
+            return Err(format!(
+                "expected client certificate (Secret {}) was not captured: the backend saw {} \
+                 certificates",
+                cert.secret,
+                got.tls.peer_certificates.len()
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -216,8 +243,9 @@ fn response_header(headers: &http::HeaderMap, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ClientCert;
     use crate::model::{ExpectedRedirect, ExpectedRequest, from_yaml};
-    use crate::roundtrip::{EchoedRequest, Target, parse_location};
+    use crate::roundtrip::{EchoedRequest, EchoedTls, Target, parse_location};
 
     fn target() -> Target {
         Target {
@@ -241,6 +269,7 @@ mod tests {
                     .collect(),
                 namespace: ns.into(),
                 pod: pod.into(),
+                tls: EchoedTls::default(),
             },
             redirect: None,
             request_scheme: "http",
@@ -263,6 +292,74 @@ mod tests {
         );
         let wrong_ns = compare(&e, &echo("infra-backend-v1-nantian-0", "web", "/", &[]));
         assert!(wrong_ns.unwrap_err().contains("namespace"));
+    }
+
+    /// An echo over TLS with server name `sni`, presented `peers`.
+    fn over_tls(sni: &str, peers: &[&str]) -> Captured {
+        let mut c = echo("p", "ns", "/", &[]);
+        c.echo.tls = EchoedTls {
+            server_name: sni.into(),
+            peer_certificates: peers.iter().map(|p| p.to_string()).collect(),
+        };
+        c
+    }
+
+    fn resolve(cert: &mut Option<ClientCert>, pem: &str) {
+        cert.as_mut().unwrap().pem = Some(pem.into());
+    }
+
+    #[test]
+    fn sni_of_the_request_is_compared_without_an_expected_request() {
+        let e =
+            exp("request: {host: abc.example.com, path: /, sni: abc.example.com}\nnamespace: ns");
+        let mut c = over_tls("abc.example.com", &[]);
+        c.echo.host = "abc.example.com".into();
+        compare(&e, &c).unwrap();
+        c.echo.tls.server_name = "other.example.com".into();
+        let err = compare(&e, &c).unwrap_err();
+        assert!(err.contains("SNI \"abc.example.com\""), "{err}");
+        // A cleartext backend saw no server name at all.
+        c.echo.tls = EchoedTls::default();
+        assert!(compare(&e, &c).unwrap_err().contains("SNI"));
+        // Upstream's SNI check is skipped for an empty expectation.
+        let any = exp("request: {host: abc.example.com, path: /}\nnamespace: ns");
+        compare(&any, &c).unwrap();
+    }
+
+    #[test]
+    fn an_expected_request_replaces_the_sent_sni() {
+        let e = exp(
+            "request: {host: https-listener.org, path: /, sni: https-listener.org}\nexpectedRequest: {sni: abc.example.com}\nnamespace: ns",
+        );
+        compare(&e, &over_tls("abc.example.com", &[])).unwrap();
+        let err = compare(&e, &over_tls("https-listener.org", &[])).unwrap_err();
+        assert!(err.contains("abc.example.com"), "{err}");
+    }
+
+    #[test]
+    fn client_certs_must_be_among_the_peer_certificates() {
+        let mut e = exp("request: {path: /, clientCert: ns/client}\nnamespace: ns");
+        let unresolved = compare(&e, &over_tls("", &["PEM"])).unwrap_err();
+        assert!(unresolved.contains("not looked up"), "{unresolved}");
+        resolve(&mut e.request.client_cert, "PEM");
+        compare(&e, &over_tls("", &["CA PEM", "PEM"])).unwrap();
+        let err = compare(&e, &over_tls("", &["OTHER"])).unwrap_err();
+        assert!(
+            err.contains("Secret ns/client") && err.contains("not captured"),
+            "{err}"
+        );
+        assert!(compare(&e, &over_tls("", &[])).is_err());
+
+        let mut expected = exp(
+            "request: {path: /, clientCert: ns/client}\nexpectedRequest: {clientCert: ns/x}\nnamespace: ns",
+        );
+        resolve(
+            &mut expected.expected_request.as_mut().unwrap().client_cert,
+            "X",
+        );
+        // The request's own certificate no longer counts, the expected request's does.
+        compare(&expected, &over_tls("", &["X"])).unwrap();
+        assert!(compare(&expected, &over_tls("", &["PEM"])).is_err());
     }
 
     #[test]

@@ -5,15 +5,19 @@
 //! to the controller's config directory instead, with the changes a cluster would make for
 //! us: every object starts at `metadata.generation: 1` (and [`patch`] bumps it, as the API
 //! server does on a spec change), every Gateway gets a loopback address of its own, every
-//! echo Deployment becomes `nantian-echo` processes (one per replica), and every Service in
-//! front of them gets the EndpointSlice Kubernetes would have written.
+//! echo Deployment becomes `nantian-echo` processes (one per replica, serving HTTPS too when
+//! the Deployment gives echo-basic a certificate), and every Service in front of them gets
+//! the EndpointSlice Kubernetes would have written.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
+use nantian_e2e::harness::{ECHO_HTTPS_PORT, PodTls};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+use crate::pod_tls::pod_tls;
 
 /// The GatewayClass every conformance Gateway uses (upstream's `--gateway-class`).
 pub const GATEWAY_CLASS: &str = "nantian-conformance";
@@ -24,9 +28,9 @@ pub const CONTROLLER_NAME: &str = "gateway.nantian.dev/controller";
 /// Service port targeting either is one we can back.
 pub const ECHO_PORTS: [i64; 2] = [3000, 3001];
 
-/// Environment variables that make upstream's echo-basic speak something other than plain
-/// HTTP (TLS, gRPC, raw TCP); such Deployments get no echo process.
-const NON_HTTP_ECHO_ENV: &[&str] = &["TLS_SERVER_CERT", "GRPC_ECHO_SERVER", "TCP_ECHO_SERVER"];
+/// Environment variables that make upstream's echo-basic speak something other than HTTP
+/// (gRPC, raw TCP); such Deployments get no echo process.
+const NON_HTTP_ECHO_ENV: &[&str] = &["GRPC_ECHO_SERVER", "TCP_ECHO_SERVER"];
 
 /// Reads one manifest file (path relative to the release's `conformance/` directory) with
 /// the `{GATEWAY_CLASS_NAME}` placeholder filled in, one JSON value per YAML document.
@@ -105,9 +109,17 @@ pub fn generation(object: &Value) -> i64 {
     object["metadata"]["generation"].as_i64().unwrap_or(0)
 }
 
-/// Sets each JSON pointer of `set` to its value (a pointer ending in `/-` appends to the
-/// array before it) and bumps `metadata.generation`, like an API server update of the spec.
+/// [`set_values`], then bumps `metadata.generation`, like an API server update of the spec.
 pub fn patch(object: &mut Value, set: &BTreeMap<String, Value>) -> Result<(), String> {
+    set_values(object, set)?;
+    object["metadata"]["generation"] = json!(generation(object) + 1);
+    Ok(())
+}
+
+/// Sets each JSON pointer of `set` to its value: an existing value is replaced, a new key
+/// is added to the mapping before it, and a pointer ending in `/-` appends to the array
+/// before it.
+pub fn set_values(object: &mut Value, set: &BTreeMap<String, Value>) -> Result<(), String> {
     for (pointer, value) in set {
         if let Some(array) = pointer.strip_suffix("/-") {
             object
@@ -115,13 +127,21 @@ pub fn patch(object: &mut Value, set: &BTreeMap<String, Value>) -> Result<(), St
                 .and_then(Value::as_array_mut)
                 .ok_or_else(|| format!("{array} is not an array"))?
                 .push(value.clone());
+        } else if let Some(existing) = object.pointer_mut(pointer) {
+            *existing = value.clone();
         } else {
-            *object
-                .pointer_mut(pointer)
-                .ok_or_else(|| format!("{pointer} does not exist"))? = value.clone();
+            let (parent, key) = pointer
+                .rsplit_once('/')
+                .ok_or_else(|| format!("{pointer:?} is not a JSON pointer"))?;
+            // RFC 6901 escapes, in the order it gives.
+            let key = key.replace("~1", "/").replace("~0", "~");
+            object
+                .pointer_mut(parent)
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| format!("{pointer} does not exist"))?
+                .insert(key, value.clone());
         }
     }
-    object["metadata"]["generation"] = json!(generation(object) + 1);
     Ok(())
 }
 
@@ -141,6 +161,8 @@ pub struct EchoDeployment {
     pub replicas: u32,
     /// The pod template's labels, for Service selectors.
     pub labels: BTreeMap<String, String>,
+    /// What its pods serve HTTPS with, when they do.
+    pub tls: Option<PodTls>,
 }
 
 /// One replica of an [`EchoDeployment`], on its own loopback address.
@@ -153,24 +175,41 @@ pub struct Pod {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub ip: String,
+    /// Serves HTTPS on [`ECHO_HTTPS_PORT`] with this.
+    pub tls: Option<PodTls>,
 }
 
-/// The plain-HTTP echo Deployments among `objects`; the others are skipped.
-pub fn echo_deployments(objects: &[Value]) -> Vec<EchoDeployment> {
+impl Pod {
+    /// Whether the pod listens on `port`.
+    fn serves(&self, port: i64) -> bool {
+        ECHO_PORTS.contains(&port) || (self.tls.is_some() && port == i64::from(ECHO_HTTPS_PORT))
+    }
+}
+
+/// The HTTP echo Deployments among `objects` (the others are skipped), with the HTTPS
+/// settings of those that have some read from `sources`, the Secrets and ConfigMaps of the
+/// run.
+pub fn echo_deployments(
+    objects: &[Value],
+    sources: &[&Value],
+) -> Result<Vec<EchoDeployment>, String> {
     objects
         .iter()
         .filter(|o| kind(o) == "Deployment")
-        .filter(|o| is_plain_http_echo(o))
-        .map(|o| EchoDeployment {
-            namespace: namespace(o).to_string(),
-            name: name(o).to_string(),
-            replicas: o["spec"]["replicas"].as_u64().unwrap_or(1) as u32,
-            labels: string_map(&o["spec"]["template"]["metadata"]["labels"]),
+        .filter(|o| is_http_echo(o))
+        .map(|o| {
+            Ok(EchoDeployment {
+                namespace: namespace(o).to_string(),
+                name: name(o).to_string(),
+                replicas: o["spec"]["replicas"].as_u64().unwrap_or(1) as u32,
+                labels: string_map(&o["spec"]["template"]["metadata"]["labels"]),
+                tls: pod_tls(o, sources)?,
+            })
         })
         .collect()
 }
 
-fn is_plain_http_echo(deployment: &Value) -> bool {
+fn is_http_echo(deployment: &Value) -> bool {
     let containers = deployment["spec"]["template"]["spec"]["containers"]
         .as_array()
         .cloned()
@@ -197,12 +236,13 @@ pub fn plan_pods(deployments: &[EchoDeployment], mut next_ip: impl FnMut() -> St
             name: format!("{}-nantian-{n}", d.name),
             labels: d.labels.clone(),
             ip: next_ip(),
+            tls: d.tls.clone(),
         })
         .collect()
 }
 
 /// The EndpointSlice of each Service whose selector picks some of `pods`, with the ports
-/// that target an echo port. Services with nothing behind them get none.
+/// that target a port those pods serve. Services with nothing behind them get none.
 pub fn endpoint_slices(objects: &[Value], pods: &[Pod]) -> Vec<Value> {
     objects
         .iter()
@@ -217,17 +257,20 @@ fn endpoint_slice(service: &Value, pods: &[Pod]) -> Option<Value> {
     if selector.is_empty() {
         return None;
     }
-    let endpoints: Vec<Value> = pods
+    let selected: Vec<&Pod> = pods
         .iter()
         .filter(|p| p.namespace == ns && selector.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
-        .map(endpoint)
         .collect();
+    let endpoints: Vec<Value> = selected.iter().map(|p| endpoint(p)).collect();
     let ports: Vec<Value> = service["spec"]["ports"]
         .as_array()?
         .iter()
         .filter_map(|p| {
             let target = p["targetPort"].as_i64().or(p["port"].as_i64())?;
-            ECHO_PORTS.contains(&target).then_some((p, target))
+            selected
+                .iter()
+                .all(|pod| pod.serves(target))
+                .then_some((p, target))
         })
         .map(|(p, target)| {
             let mut port = json!({"port": target, "protocol": "TCP"});
@@ -305,6 +348,7 @@ pub fn is_config_kind(kind: &str) -> bool {
             | "EndpointSlice"
             | "Secret"
             | "ConfigMap"
+            | "BackendTLSPolicy"
     )
 }
 
@@ -340,6 +384,27 @@ spec:
 ---
 apiVersion: apps/v1
 kind: Deployment
+metadata: {name: tcp-backend, namespace: infra}
+spec:
+  template:
+    metadata: {labels: {app: tcp-backend}}
+    spec:
+      containers:
+      - name: tcp
+        image: gcr.io/k8s-staging-gateway-api/echo-basic:v1
+        env: [{name: TCP_ECHO_SERVER, value: "1"}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: tls-backend, namespace: infra}
+spec:
+  selector: {app: tls-backend}
+  ports:
+  - {protocol: TCP, port: 443, targetPort: 8443}
+  - {name: plain, protocol: TCP, port: 80, targetPort: 3000}
+---
+apiVersion: apps/v1
+kind: Deployment
 metadata: {name: tls-backend, namespace: infra}
 spec:
   template:
@@ -348,8 +413,28 @@ spec:
       containers:
       - name: tls
         image: gcr.io/k8s-staging-gateway-api/echo-basic:v1
-        env: [{name: TLS_SERVER_CERT, value: /etc/crt}]
+        volumeMounts: [{name: secret-volume, mountPath: /etc/secret-volume}]
+        env:
+        - {name: TLS_SERVER_CERT, value: /etc/secret-volume/crt}
+        - {name: TLS_SERVER_PRIVKEY, value: /etc/secret-volume/key}
+      volumes:
+      - name: secret-volume
+        secret:
+          secretName: tls-checks-certificate
+          items: [{key: tls.crt, path: crt}, {key: tls.key, path: key}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: tls-checks-certificate, namespace: infra}
+type: kubernetes.io/tls
+stringData: {tls.crt: CERT, tls.key: KEY}
 "#;
+
+    /// The echo Deployments of [`DEPLOYMENT_AND_SERVICE`], its Secret their source.
+    fn deployments(objects: &[Value]) -> Vec<EchoDeployment> {
+        let sources: Vec<&Value> = objects.iter().collect();
+        echo_deployments(objects, &sources).unwrap()
+    }
 
     #[test]
     fn empty_documents_are_dropped_and_scalars_rejected() {
@@ -377,10 +462,18 @@ spec:
     }
 
     #[test]
-    fn plain_http_echo_deployments_become_named_pods() {
+    fn http_echo_deployments_become_named_pods() {
         let objects = parse_documents(DEPLOYMENT_AND_SERVICE).unwrap();
-        let deployments = echo_deployments(&objects);
-        assert_eq!(deployments.len(), 1, "the TLS echo is not ours to run");
+        let mut deployments = deployments(&objects);
+        assert_eq!(deployments.len(), 2, "the TCP echo is not ours to run");
+        let tls = deployments.pop().unwrap();
+        assert_eq!(tls.name, "tls-backend");
+        let tls = tls.tls.unwrap();
+        assert_eq!(
+            (tls.cert_pem.as_str(), tls.key_pem.as_str()),
+            ("CERT", "KEY")
+        );
+        assert_eq!(deployments[0].tls, None);
         let mut n = 0;
         let pods = plan_pods(&deployments, || {
             n += 1;
@@ -402,9 +495,9 @@ spec:
     #[test]
     fn services_get_slices_with_the_echo_ports_only() {
         let objects = parse_documents(DEPLOYMENT_AND_SERVICE).unwrap();
-        let pods = plan_pods(&echo_deployments(&objects), || "127.0.0.9".to_string());
+        let pods = plan_pods(&deployments(&objects), || "127.0.0.9".to_string());
         let slices = endpoint_slices(&objects, &pods);
-        assert_eq!(slices.len(), 1);
+        assert_eq!(slices.len(), 2);
         let slice = &slices[0];
         assert_eq!(
             slice["metadata"]["labels"]["kubernetes.io/service-name"],
@@ -445,9 +538,38 @@ spec:
     }
 
     #[test]
+    fn https_pods_back_the_service_ports_targeting_8443() {
+        let objects = parse_documents(DEPLOYMENT_AND_SERVICE).unwrap();
+        let pods = plan_pods(&deployments(&objects), || "127.0.0.9".to_string());
+        let slices = endpoint_slices(&objects, &pods);
+        let tls = &slices[1];
+        assert_eq!(
+            tls["metadata"]["labels"]["kubernetes.io/service-name"],
+            "tls-backend"
+        );
+        assert_eq!(
+            tls["ports"],
+            json!([{"port": 8443, "protocol": "TCP"}, {"port": 3000, "protocol": "TCP", "name": "plain"}])
+        );
+        assert_eq!(
+            tls["endpoints"][0]["targetRef"]["name"],
+            "tls-backend-nantian-0"
+        );
+        // A plain echo pod does not serve 8443: infra-backend-v1's tls-port stays out.
+        let plain = &slices[0];
+        assert!(
+            plain["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["port"] != 8443)
+        );
+    }
+
+    #[test]
     fn hand_written_slices_get_the_pods_of_their_family() {
         let objects = parse_documents(DEPLOYMENT_AND_SERVICE).unwrap();
-        let pods = plan_pods(&echo_deployments(&objects), || "127.0.0.9".to_string());
+        let pods = plan_pods(&deployments(&objects)[..1], || "127.0.0.9".to_string());
         let pods: Vec<&Pod> = pods.iter().collect();
         let mut v4 = json!({"addressType": "IPv4", "ports": []});
         let mut v6 = json!({"addressType": "IPv6", "ports": []});
@@ -478,5 +600,26 @@ spec:
         assert_eq!(generation(&route), 2);
         let missing = [("/spec/nothing/here".to_string(), json!(1))].into();
         assert!(patch(&mut route, &missing).is_err());
+    }
+
+    #[test]
+    fn set_values_adds_keys_to_existing_mappings() {
+        let mut config_map = json!({"metadata": {"generation": 1}, "data": {}});
+        let set = [
+            ("/data/ca.crt".to_string(), json!("PEM")),
+            ("/data/a~1b".to_string(), json!("slash")),
+        ]
+        .into();
+        set_values(&mut config_map, &set).unwrap();
+        assert_eq!(config_map["data"], json!({"ca.crt": "PEM", "a/b": "slash"}));
+        assert_eq!(
+            generation(&config_map),
+            1,
+            "only patch bumps the generation"
+        );
+        let set = [("/data/ca.crt".to_string(), json!(""))].into();
+        patch(&mut config_map, &set).unwrap();
+        assert_eq!(config_map["data"]["ca.crt"], "");
+        assert_eq!(generation(&config_map), 2);
     }
 }

@@ -91,6 +91,45 @@ pub enum Step {
     /// `kubernetes.NamespacesMustBeReady`: every Gateway in these namespaces has current,
     /// Accepted and Programmed conditions (the echo pods are always ready).
     NamespacesReady(Vec<String>),
+    /// `kubernetes.BackendTLSPolicyMustHaveCondition` (and `...AcceptedConditionTrue`).
+    #[serde(rename = "backendTLSPolicyCondition")]
+    BackendTlsPolicyCondition(PolicyCondition),
+    /// Adds an object to the case mid-test (upstream's `MustApplyObjectsWithCleanup`); it
+    /// goes when the case does.
+    Create(CreateStep),
+}
+
+/// A condition on a BackendTLSPolicy's `status.ancestors[]` entry for one Gateway.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PolicyCondition {
+    pub policy: NsName,
+    /// The ancestor: upstream matches `ancestorRef.name`, and `ancestorRef.namespace` when
+    /// it is set.
+    pub gateway: NsName,
+    pub condition: ExpectedCondition,
+}
+
+/// A new object of the case, with data copied from others into it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStep {
+    /// The manifest, as a case's manifests would have it.
+    pub object: serde_json::Value,
+    /// JSON pointer in `object` → a value of another object (see [`CopiedValue`]).
+    #[serde(default)]
+    pub copy: BTreeMap<String, CopiedValue>,
+}
+
+/// A value of an object of the run (the base, the setup's certificates, or the case), for
+/// data the replay makes up at run time: upstream reads a setup ConfigMap's `ca.crt` to
+/// write it elsewhere.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopiedValue {
+    pub from: ObjectRef,
+    /// JSON pointer in `from`.
+    pub pointer: String,
 }
 
 /// A WebSocket handshake to `path` on a Gateway listener, then each message sent in turn
@@ -231,6 +270,12 @@ pub struct HttpStep {
     /// `tls`; of an expectation only `request` counts.
     #[serde(default)]
     pub expect_failure: bool,
+    /// Upstream's `http.MakeRequestAndExpectFailure` instead: each request must get a
+    /// response other than 200 (and not a timeout, 408 or 504) five times in a row; a 200
+    /// fails the step at once, a request that gets no response starts the count again. Of
+    /// an expectation only `request` counts.
+    #[serde(default)]
+    pub expect_http_error: bool,
     pub expect: Vec<Expectation>,
 }
 
@@ -314,7 +359,11 @@ impl fmt::Display for ObjectRef {
 pub struct PatchStep {
     pub object: ObjectRef,
     /// JSON pointer → new value; a pointer ending in `/-` appends to an array.
+    #[serde(default)]
     pub set: BTreeMap<String, serde_json::Value>,
+    /// JSON pointer → a value of another object, set after `set`.
+    #[serde(default)]
+    pub copy: BTreeMap<String, CopiedValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -392,6 +441,34 @@ pub struct Request {
     /// Upstream's `Request.Protocol`; absent means HTTP/1.1.
     #[serde(default)]
     pub protocol: Option<RequestProtocol>,
+    /// Upstream's `Request.SNI`: not sent (a step's `tls.serverName` is), but without an
+    /// `expectedRequest` the backend must have seen it as its TLS server name.
+    #[serde(default)]
+    pub sni: String,
+    /// Upstream's `Request.ClientCert`: likewise only compared, without an
+    /// `expectedRequest`.
+    #[serde(default)]
+    pub client_cert: Option<ClientCert>,
+}
+
+/// Upstream's `ClientCert`: the PEM of a certificate the backend must have been presented
+/// over TLS (among the echo's `tls.peerCertificates`). Case files name the client
+/// certificate Secret of the suite's setup whose `tls.crt` it is (upstream reads it with
+/// `GetTLSSecret`); the replay fills in the PEM before the step runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientCert {
+    pub secret: NsName,
+    /// `tls.crt` of `secret`, once resolved.
+    pub pem: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ClientCert {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(ClientCert {
+            secret: NsName::deserialize(d)?,
+            pem: None,
+        })
+    }
 }
 
 /// The `roundtripper` protocols a case may ask for instead of HTTP/1.1.
@@ -422,6 +499,12 @@ pub struct ExpectedRequest {
     pub headers: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub absent_headers: Vec<String>,
+    /// The TLS server name the backend must have seen (upstream's `SNI`); empty: any.
+    #[serde(default)]
+    pub sni: String,
+    /// A certificate the backend must have been presented (upstream's `ClientCert`).
+    #[serde(default)]
+    pub client_cert: Option<ClientCert>,
 }
 
 /// `http.Response`: no status codes means 200.
@@ -576,13 +659,15 @@ pub fn load_case(dir: &Path, name: &str) -> anyhow::Result<Case> {
 /// without TLS, H2 with it, and a server name for every HTTPS request. An expected failure
 /// is over TLS, like upstream's, and mirrors nothing.
 fn check_protocols(step: &HttpStep) -> anyhow::Result<()> {
-    if step.expect_failure {
-        if step.tls.is_none() {
-            bail!("expectFailure needs `tls`");
-        }
-        if step.expect.iter().any(|e| !e.mirrored_to.is_empty()) {
-            bail!("a request expected to fail mirrors nothing: no mirroredTo");
-        }
+    if step.expect_failure && step.tls.is_none() {
+        bail!("expectFailure needs `tls`");
+    }
+    if step.expect_failure && step.expect_http_error {
+        bail!("expectFailure and expectHttpError are two different steps");
+    }
+    let failing = step.expect_failure || step.expect_http_error;
+    if failing && step.expect.iter().any(|e| !e.mirrored_to.is_empty()) {
+        bail!("a request expected to fail mirrors nothing: no mirroredTo");
     }
     for (i, exp) in step.expect.iter().enumerate() {
         let name = exp.display_name(i);
@@ -645,5 +730,32 @@ mod tests {
         );
         let client = with_client.tls.unwrap().client_certificate;
         assert_eq!(client, Some("ns/client".parse().unwrap()));
+
+        let http_error = http_step(
+            "gateway: ns/gw\nexpectHttpError: true\nexpect: [{request: {host: a.example, path: /}}]",
+        );
+        check_protocols(&http_error).unwrap();
+        let both = http_step(&format!(
+            "gateway: ns/gw\n{tls}expectFailure: true\nexpectHttpError: true\nexpect: [{{request: {{host: a.example, path: /}}}}]"
+        ));
+        assert!(check_protocols(&both).is_err());
+    }
+
+    #[test]
+    fn client_certs_name_a_secret_and_start_unresolved() {
+        let exp: Expectation = from_yaml(
+            "request: {path: /, sni: a.example, clientCert: ns/client}\nexpectedRequest: {sni: b.example, clientCert: ns/other}",
+        )
+        .unwrap();
+        assert_eq!(exp.request.sni, "a.example");
+        let cert = exp.request.client_cert.unwrap();
+        assert_eq!(
+            (cert.secret.to_string(), cert.pem),
+            ("ns/client".into(), None)
+        );
+        let expected = exp.expected_request.unwrap();
+        assert_eq!(expected.sni, "b.example");
+        assert_eq!(expected.client_cert.unwrap().secret.name, "other");
+        assert!(from_yaml::<Expectation>("request: {path: /, clientCert: nameless}").is_err());
     }
 }

@@ -101,6 +101,19 @@ pub struct EchoedRequest {
     pub namespace: String,
     #[serde(default)]
     pub pod: String,
+    /// Absent over cleartext, which reads as empty (upstream's `TLS` is a struct).
+    #[serde(default)]
+    pub tls: EchoedTls,
+}
+
+/// The echo's `tls` (upstream's `roundtripper.TLS`), the parts the comparison reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EchoedTls {
+    #[serde(default)]
+    pub server_name: String,
+    #[serde(default)]
+    pub peer_certificates: Vec<String>,
 }
 
 impl EchoedRequest {
@@ -280,6 +293,35 @@ pub async fn expect_eventually(
     .await
 }
 
+/// Upstream's threshold in `http.MakeRequestAndExpectFailure`.
+const REQUIRED_CONSECUTIVE_ERRORS: u32 = 5;
+
+/// `http.MakeRequestAndExpectFailure` (`WaitForConsistentFailureResponse`): the request
+/// must get a response that is neither 200 nor a timeout (408, 504)
+/// [`REQUIRED_CONSECUTIVE_ERRORS`] times in a row; a request that gets no response, or a
+/// timeout, starts the count again, and a 200 fails at once.
+pub async fn expect_http_error(
+    target: &Target,
+    exp: &Expectation,
+    max_time: Duration,
+) -> Result<(), String> {
+    await_consecutive(REQUIRED_CONSECUTIVE_ERRORS, max_time, async || {
+        let captured = round_trip(target, exp, &[])
+            .await
+            .map_err(Attempt::NotYet)?;
+        match captured.status {
+            200 => Err(Attempt::Failed(
+                "Request should fail, returned HTTP Status OK (200) instead".into(),
+            )),
+            status if is_timeout(status) => {
+                Err(Attempt::NotYet(format!("got {status}, a timeout")))
+            }
+            _ => Ok(()),
+        }
+    })
+    .await
+}
+
 /// `tls.MakeTLSRequestAndExpectFailureResponse`: one request, not retried, which must get
 /// no response at all (a refused handshake, a connection closed before the reply).
 pub async fn expect_failure(target: &Target, exp: &Expectation) -> Result<(), String> {
@@ -299,6 +341,28 @@ pub async fn await_convergence(
     max_time: Duration,
     mut attempt: impl AsyncFnMut() -> Result<(), String>,
 ) -> Result<(), String> {
+    await_consecutive(REQUIRED_CONSECUTIVE_SUCCESSES, max_time, async || {
+        attempt().await.map_err(Attempt::NotYet)
+    })
+    .await
+}
+
+/// Why an attempt of [`await_consecutive`] did not succeed.
+pub enum Attempt {
+    /// Try again (after a pause), until the deadline.
+    NotYet(String),
+    /// Give up now (upstream's `t.Fatalf` inside the attempt).
+    Failed(String),
+}
+
+/// `http.AwaitConvergence` with its threshold: runs `attempt` until it succeeds
+/// `threshold` times in a row (no pause after a success), or fails with its last complaint
+/// once `max_time` has passed or at once when an attempt says so.
+pub async fn await_consecutive(
+    threshold: u32,
+    max_time: Duration,
+    mut attempt: impl AsyncFnMut() -> Result<(), Attempt>,
+) -> Result<(), String> {
     let start = Instant::now();
     let mut successes = 0;
     let mut attempts = 0;
@@ -307,17 +371,18 @@ pub async fn await_convergence(
         match attempt().await {
             Ok(()) => {
                 successes += 1;
-                if successes >= REQUIRED_CONSECUTIVE_SUCCESSES {
+                if successes >= threshold {
                     return Ok(());
                 }
                 continue;
             }
-            Err(e) if start.elapsed() >= max_time => {
+            Err(Attempt::Failed(e)) => return Err(format!("{e} (attempt {attempts})")),
+            Err(Attempt::NotYet(e)) if start.elapsed() >= max_time => {
                 return Err(format!(
                     "{e} (still after {attempts} attempts in {max_time:?})"
                 ));
             }
-            Err(_) => successes = 0,
+            Err(Attempt::NotYet(_)) => successes = 0,
         }
         tokio::time::sleep(RETRY_PAUSE).await;
     }
@@ -449,6 +514,68 @@ mod tests {
         let req = build_request(&https_target(443), &h2, &[]).unwrap();
         assert_eq!(req.uri(), "https://example.org/b");
         assert!(req.headers().get("host").is_none());
+    }
+
+    /// A server on loopback answering with `statuses` in turn (the last one from then on),
+    /// closing the connection without a reply for a 0.
+    async fn status_server(statuses: Vec<u16>) -> Target {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = std::sync::Arc::new(AtomicUsize::new(0));
+        tokio::spawn(async move {
+            loop {
+                let (mut tcp, _) = listener.accept().await.unwrap();
+                let n = served.fetch_add(1, Ordering::SeqCst);
+                let status = statuses[n.min(statuses.len() - 1)];
+                tokio::spawn(async move {
+                    let mut head = [0u8; 1024];
+                    let _ = tcp.read(&mut head).await;
+                    if status != 0 {
+                        let reply = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        );
+                        let _ = tcp.write_all(reply.as_bytes()).await;
+                    }
+                });
+            }
+        });
+        Target {
+            ip: addr.ip().to_string(),
+            port: addr.port(),
+            tls: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn http_errors_must_come_five_times_in_a_row() {
+        let exp = exp("request: {host: abc.example.com, path: /x}");
+        let max_time = Duration::from_secs(3);
+        // 502s after a dropped connection and a timeout, which restart the count.
+        let target = status_server(vec![0, 502, 504, 503, 502, 404, 500, 502]).await;
+        expect_http_error(&target, &exp, max_time).await.unwrap();
+        // A 200 fails at once, whatever came before.
+        let target = status_server(vec![502, 200]).await;
+        let start = Instant::now();
+        let err = expect_http_error(&target, &exp, max_time)
+            .await
+            .unwrap_err();
+        assert!(err.contains("returned HTTP Status OK (200)"), "{err}");
+        assert!(start.elapsed() < max_time);
+        // Timeouts never count.
+        let target = status_server(vec![504]).await;
+        let err = expect_http_error(&target, &exp, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(err.contains("timeout"), "{err}");
+        // Nor do requests without a response.
+        let target = status_server(vec![0]).await;
+        assert!(
+            expect_http_error(&target, &exp, Duration::from_secs(1))
+                .await
+                .is_err()
+        );
     }
 
     #[test]

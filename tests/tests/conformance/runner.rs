@@ -2,22 +2,23 @@
 //!
 //! The base manifests (namespaces, Gateways, echo Services) and the certificates upstream's
 //! setup creates (see `certificates`) go into the config directory once, before the
-//! controller starts. Each case then writes its own manifests as `case.yaml`, waits until
-//! the controller has published status for them and every host has ACKed, runs its steps,
-//! and removes the file again, waiting until its objects are gone; so cases run one after
-//! another on a clean base, like upstream's apply/cleanup.
+//! controller starts. Each case then writes its own manifests as `case.yaml` (starting the
+//! echo pods of its own Deployments), waits until the controller has published status for
+//! them and every host has ACKed, runs its steps, and removes the file again, waiting until
+//! its objects are gone, and stops its pods; so cases run one after another on a clean
+//! base, like upstream's apply/cleanup.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use nantian_e2e::harness::{self, Env};
+use nantian_e2e::harness::{self, EchoId, Env};
 use serde_json::Value;
 
 use crate::certificates::{self, ClientCertificate, TrustedCertificate};
 use crate::manifests::{self, Pod};
-use crate::model::{Case, NsName, TlsRequest};
+use crate::model::{Case, Expectation, NsName, TlsRequest};
 use crate::roundtrip::{Target, TlsTarget};
 use crate::status::{self, StatusDoc};
 use crate::steps::step_name;
@@ -36,8 +37,13 @@ pub struct Replay {
     next_backend_slot: u8,
     /// Each Gateway's listeners (name, port) as its manifest declares them.
     listeners: BTreeMap<NsName, Vec<(String, u16)>>,
-    /// Every echo replica started so far (they stay up until the end).
+    /// The echo replicas running: the base's, then those of the case being replayed.
     pub(crate) pods: Vec<Pod>,
+    /// The processes of the case's own echo replicas, stopped when the case is done.
+    case_echoes: Vec<EchoId>,
+    /// What `base.yaml` holds (the setup's Secrets and ConfigMaps among it): where echo
+    /// pods read their certificates from, and what steps may copy data from.
+    pub(crate) base_config: Vec<Value>,
     /// The server certificates of the setup's Secrets, for HTTPS requests to trust.
     certificates: BTreeMap<NsName, TrustedCertificate>,
     /// The client certificates of the setup's Secrets, for HTTPS requests to present.
@@ -55,9 +61,14 @@ impl Replay {
             next_backend_slot: 0,
             listeners: BTreeMap::new(),
             pods: Vec::new(),
+            case_echoes: Vec::new(),
+            base_config: Vec::new(),
             certificates: BTreeMap::new(),
             client_certificates: BTreeMap::new(),
         };
+        let setup = certificates::generate()?;
+        // The base's TLS echo pods mount the setup's certificates.
+        replay.base_config = setup.objects.clone();
         let mut base = manifests::load(&replay.conformance_dir, "base/manifests.yaml")?;
         manifests::prepare(&mut base);
         let mut config = vec![manifests::gateway_class()];
@@ -67,11 +78,11 @@ impl Replay {
                 .await
                 .map_err(anyhow::Error::msg)?,
         );
-        let setup = certificates::generate()?;
         config.extend(setup.objects);
         replay.certificates = setup.certificates;
         replay.client_certificates = setup.client_certificates;
         replay.env.write(BASE_FILE, &manifests::to_yaml(&config)?);
+        replay.base_config = config;
         replay.env.start_controller();
         replay.env.wait_ready().await;
         Ok(replay)
@@ -86,13 +97,20 @@ impl Replay {
             );
         }
         manifests::prepare(&mut objects);
-        let mut config = self.materialize(objects, false).await?;
-        self.write_case(&config)?;
-        let outcome = match self.wait_applied(&config).await {
-            Ok(()) => self.run_steps(case, &mut config).await,
-            Err(e) => Err(format!("manifests not applied: {e}")),
+        let base_pods = self.pods.len();
+        let materialized = self.materialize(objects, false).await;
+        let (outcome, cleanup) = match materialized {
+            Ok(mut config) => {
+                self.write_case(&config)?;
+                let outcome = match self.wait_applied(&config).await {
+                    Ok(()) => self.run_steps(case, &mut config).await,
+                    Err(e) => Err(format!("manifests not applied: {e}")),
+                };
+                (outcome, self.remove_case(&config).await)
+            }
+            Err(e) => (Err(e), Ok(())),
         };
-        let cleanup = self.remove_case(&config).await;
+        self.stop_case_pods(base_pods);
         match (outcome, cleanup) {
             (Err(e), _) => Err(e),
             (Ok(()), Err(e)) => Err(format!("cleanup: {e}")),
@@ -111,15 +129,21 @@ impl Replay {
 
     /// Adds Gateways (with addresses), echo processes and EndpointSlices for `objects`,
     /// returning what goes into the config directory. The base keeps only the Services
-    /// with echo backends behind them (see `manifests`).
+    /// with echo backends behind them (see `manifests`). A case's echo processes are noted
+    /// for [`Replay::stop_case_pods`].
     async fn materialize(&mut self, objects: Vec<Value>, base: bool) -> Result<Vec<Value>, String> {
+        let sources: Vec<&Value> = self.base_config.iter().chain(&objects).collect();
+        let deployments = manifests::echo_deployments(&objects, &sources)?;
         let first_backend = self.next_backend_slot;
-        let pods = manifests::plan_pods(&manifests::echo_deployments(&objects), || {
+        let pods = manifests::plan_pods(&deployments, || {
             let ip = self.env.backend_ip(self.next_backend_slot);
             self.next_backend_slot += 1;
             ip
         });
-        self.start_echoes(first_backend, &pods).await;
+        let echoes = self.start_echoes(first_backend, &pods).await;
+        if !base {
+            self.case_echoes.extend(echoes);
+        }
         self.pods.extend(pods);
         // A case's Services may select the base's pods (the service-types test does).
         let slices = manifests::endpoint_slices(&objects, &self.pods);
@@ -154,12 +178,26 @@ impl Replay {
         Ok(config)
     }
 
-    async fn start_echoes(&mut self, first_slot: u8, pods: &[Pod]) {
+    async fn start_echoes(&mut self, first_slot: u8, pods: &[Pod]) -> Vec<EchoId> {
+        let mut echoes = Vec::with_capacity(pods.len());
         for (slot, pod) in (first_slot..).zip(pods) {
-            self.env
-                .start_echo_pod(slot, &pod.name, &pod.namespace)
+            let tls = pod.tls.as_ref();
+            let echo = self
+                .env
+                .start_echo_pod_with_tls(slot, &pod.name, &pod.namespace, tls)
                 .await;
+            echoes.push(echo);
         }
+        echoes
+    }
+
+    /// Stops the echo processes of the case's Deployments, leaving the first `base_pods`
+    /// pods (the base's) running. Their addresses are not reused.
+    fn stop_case_pods(&mut self, base_pods: usize) {
+        for echo in self.case_echoes.drain(..) {
+            self.env.stop_echo(echo);
+        }
+        self.pods.truncate(base_pods);
     }
 
     fn place_gateway(&mut self, gateway: &mut Value) -> Result<(), String> {
@@ -215,7 +253,10 @@ impl Replay {
 
     async fn remove_case(&self, config: &[Value]) -> Result<(), String> {
         self.env.remove(CASE_FILE);
-        let gone = status_objects(config, &self.listeners);
+        // A policy's status (if the controller reports it) must go too, or a later case
+        // could read it.
+        let mut gone = status_objects(config, &self.listeners);
+        gone.extend(policies(config));
         self.poll(
             |doc| match gone.iter().find(|(kind, nn)| doc.item(kind, nn).is_some()) {
                 None => Ok(()),
@@ -306,6 +347,26 @@ impl Replay {
         })
     }
 
+    /// `exp` with the PEM of each client certificate it names, from the setup's Secrets.
+    pub(crate) fn with_client_certs(&self, exp: &Expectation) -> Result<Expectation, String> {
+        let mut exp = exp.clone();
+        let expected = exp.expected_request.as_mut();
+        let certs = [
+            exp.request.client_cert.as_mut(),
+            expected.and_then(|e| e.client_cert.as_mut()),
+        ];
+        for cert in certs.into_iter().flatten() {
+            let pair = self.client_certificates.get(&cert.secret).ok_or_else(|| {
+                format!(
+                    "Secret {} holds no client certificate of the suite's setup",
+                    cert.secret
+                )
+            })?;
+            cert.pem = Some(pair.cert_pem.clone());
+        }
+        Ok(exp)
+    }
+
     /// The Gateway's address from its status, with the port of `listener` (default: the
     /// first listener), like upstream's `WaitForGatewayAddress`; over TLS with `tls`.
     pub(crate) async fn target(
@@ -357,6 +418,21 @@ fn status_objects<T>(config: &[Value], gateways: &BTreeMap<NsName, T>) -> Vec<(S
                 name: manifests::name(o).to_string(),
             };
             (manifests::kind(o).to_string(), nn)
+        })
+        .collect()
+}
+
+/// The BackendTLSPolicies among `config`, as (kind, namespace/name).
+fn policies(config: &[Value]) -> Vec<(String, NsName)> {
+    config
+        .iter()
+        .filter(|o| manifests::kind(o) == "BackendTLSPolicy")
+        .map(|o| {
+            let nn = NsName {
+                namespace: manifests::namespace(o).to_string(),
+                name: manifests::name(o).to_string(),
+            };
+            ("BackendTLSPolicy".to_string(), nn)
         })
         .collect()
 }

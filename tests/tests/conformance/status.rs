@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use crate::manifests::CONTROLLER_NAME;
 use crate::model::{
-    ExpectedCondition, GatewayListeners, ListenerConditions, NsName, ObjectRef, RouteParents,
-    RoutesAccepted,
+    ExpectedCondition, GatewayListeners, ListenerConditions, NsName, ObjectRef, PolicyCondition,
+    RouteParents, RoutesAccepted,
 };
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
@@ -339,15 +339,55 @@ pub fn gateway_listeners(doc: &StatusDoc, step: &GatewayListeners) -> Result<(),
     Ok(())
 }
 
-/// The conditions an object's status carries: a route's per parent, others' own.
+/// The conditions an object's status carries: a route's per parent, a policy's per
+/// ancestor, others' own.
 fn all_conditions(kind: &str, item: &Value) -> Vec<Value> {
-    if kind == "HTTPRoute" {
-        array(&item["status"]["parents"])
+    let per = |entries: &Value| -> Vec<Value> {
+        array(entries)
             .iter()
             .flat_map(|p| array(&p["conditions"]).iter().cloned())
             .collect()
+    };
+    match kind {
+        "HTTPRoute" => per(&item["status"]["parents"]),
+        "BackendTLSPolicy" => per(&item["status"]["ancestors"]),
+        _ => array(&item["status"]["conditions"]).to_vec(),
+    }
+}
+
+/// `BackendTLSPolicyMustHaveCondition`: every ancestor's conditions are current, and an
+/// ancestor naming the Gateway (its namespace, when set, the Gateway's) has the condition.
+pub fn policy_condition(doc: &StatusDoc, step: &PolicyCondition) -> Result<(), String> {
+    let policy = &step.policy;
+    let item = doc.require("BackendTLSPolicy", policy)?;
+    let ancestors = array(&item["status"]["ancestors"]);
+    for ancestor in ancestors {
+        latest_generation(
+            item,
+            array(&ancestor["conditions"]),
+            &format!("BackendTLSPolicy {policy}"),
+        )?;
+    }
+    let gateway = &step.gateway;
+    let found = ancestors.iter().any(|a| {
+        let r = &a["ancestorRef"];
+        r["name"] == gateway.name.as_str()
+            && r["namespace"]
+                .as_str()
+                .is_none_or(|ns| ns == gateway.namespace)
+            && has_condition(array(&a["conditions"]), &step.condition)
+    });
+    if found {
+        Ok(())
     } else {
-        array(&item["status"]["conditions"]).to_vec()
+        let want = &step.condition;
+        Err(format!(
+            "BackendTLSPolicy {policy} has no {} status={:?} reason={:?} for Gateway {gateway}; ancestors: {}",
+            want.type_,
+            want.status,
+            want.reason,
+            Value::Array(ancestors.to_vec())
+        ))
     }
 }
 
@@ -588,6 +628,80 @@ mod tests {
             latest_conditions(&d, &route, 2)
                 .unwrap_err()
                 .contains("stale")
+        );
+    }
+
+    /// A policy with ancestors `same-namespace` (Accepted) and `other` (Conflicted).
+    fn policy_doc() -> StatusDoc {
+        let ancestor = |name: &str, namespace: Option<&str>, status: &str, reason: &str| {
+            let mut r = json!({"group": GATEWAY_GROUP, "kind": "Gateway", "name": name});
+            if let Some(ns) = namespace {
+                r["namespace"] = json!(ns);
+            }
+            json!({"ancestorRef": r, "controllerName": CONTROLLER_NAME, "conditions": [
+                {"type": "Accepted", "status": status, "reason": reason, "observedGeneration": 2},
+                {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs", "observedGeneration": 2}]})
+        };
+        StatusDoc(json!({"items": [
+            {"kind": "BackendTLSPolicy", "namespace": "infra", "name": "p", "generation": 2,
+             "status": {"ancestors": [
+                ancestor("same-namespace", Some("infra"), "True", "Accepted"),
+                ancestor("other", None, "False", "Conflicted")]}}
+        ]}))
+    }
+
+    fn policy_step(gateway: &str, status: &str, reason: &str) -> PolicyCondition {
+        from_yaml(&format!(
+            "{{policy: infra/p, gateway: {gateway}, condition: {{type: Accepted, status: '{status}', reason: '{reason}'}}}}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn policy_conditions_are_per_ancestor_gateway() {
+        let doc = policy_doc();
+        policy_condition(
+            &doc,
+            &policy_step("infra/same-namespace", "True", "Accepted"),
+        )
+        .unwrap();
+        policy_condition(&doc, &policy_step("infra/same-namespace", "True", "")).unwrap();
+        let err =
+            policy_condition(&doc, &policy_step("infra/same-namespace", "False", "")).unwrap_err();
+        assert!(err.contains("for Gateway infra/same-namespace"), "{err}");
+        // An ancestorRef without a namespace matches a Gateway of any namespace.
+        policy_condition(&doc, &policy_step("web/other", "False", "Conflicted")).unwrap();
+        assert!(policy_condition(&doc, &policy_step("web/same-namespace", "True", "")).is_err());
+        assert!(policy_condition(&doc, &policy_step("infra/missing", "True", "")).is_err());
+    }
+
+    #[test]
+    fn policy_conditions_must_all_be_current() {
+        let mut doc = policy_doc();
+        doc.0["items"][0]["status"]["ancestors"][1]["conditions"][1]["observedGeneration"] =
+            json!(1);
+        let err =
+            policy_condition(&doc, &policy_step("infra/same-namespace", "True", "")).unwrap_err();
+        assert!(err.contains("stale: \"ResolvedRefs\""), "{err}");
+        let policy = ObjectRef {
+            kind: "BackendTLSPolicy".into(),
+            namespace: "infra".into(),
+            name: "p".into(),
+        };
+        assert!(
+            latest_conditions(&doc, &policy, 2)
+                .unwrap_err()
+                .contains("stale")
+        );
+        latest_conditions(&policy_doc(), &policy, 2).unwrap();
+        let missing = policy_condition(
+            &StatusDoc(json!({"items": []})),
+            &policy_step("infra/g", "", ""),
+        );
+        assert!(
+            missing
+                .unwrap_err()
+                .contains("no status for BackendTLSPolicy infra/p")
         );
     }
 

@@ -2,10 +2,14 @@
 
 use serde_json::Value;
 
+use std::collections::BTreeMap;
+
 use crate::manifests::{self, Pod};
 use crate::mirror;
-use crate::model::{ObjectRef, Step};
-use crate::roundtrip::{await_convergence, expect_eventually, expect_failure, round_trip};
+use crate::model::{CopiedValue, ObjectRef, Step};
+use crate::roundtrip::{
+    await_convergence, expect_eventually, expect_failure, expect_http_error, round_trip,
+};
 use crate::runner::Replay;
 use crate::status;
 use crate::websocket;
@@ -41,14 +45,21 @@ impl Replay {
                 let target = self
                     .target(&s.gateway, s.listener.as_deref(), s.tls.as_ref())
                     .await?;
+                let expectations = s
+                    .expect
+                    .iter()
+                    .map(|exp| self.with_client_certs(exp))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let replay = &*self;
-                let checks = s.expect.iter().enumerate().map(|(i, exp)| {
+                let checks = expectations.iter().enumerate().map(|(i, exp)| {
                     // Upstream records per call whether the server asked for the client
                     // certificate.
                     let target = target.with_fresh_client_record();
                     async move {
                         let outcome = if s.expect_failure {
                             expect_failure(&target, exp).await
+                        } else if s.expect_http_error {
+                            expect_http_error(&target, exp, replay.max_time).await
                         } else {
                             mirror::expect_response_and_mirrors(
                                 &replay.env,
@@ -130,9 +141,33 @@ impl Replay {
                 self.write_case(config)
             }
             Step::Patch(p) => {
+                let copied = self.copied_values(config, &p.copy)?;
                 let object = find_object(config, &p.object)?;
-                manifests::patch(object, &p.set).map_err(|e| format!("{}: {e}", p.object))?;
+                manifests::patch(object, &p.set)
+                    .and_then(|()| manifests::set_values(object, &copied))
+                    .map_err(|e| format!("{}: {e}", p.object))?;
                 self.write_case(config)
+            }
+            Step::Create(c) => {
+                let mut object = c.object.clone();
+                let kind = manifests::kind(&object);
+                // Objects that need more than a file (an address, echo processes) are
+                // made only from the case's manifests.
+                if !manifests::is_config_kind(kind) || kind == "Gateway" {
+                    return Err(format!("cannot create a {kind:?} mid-case"));
+                }
+                let r = object_ref(&object);
+                if config.iter().any(|o| is_object(o, &r)) {
+                    return Err(format!("{r} exists already"));
+                }
+                manifests::prepare(std::slice::from_mut(&mut object));
+                let copied = self.copied_values(config, &c.copy)?;
+                manifests::set_values(&mut object, &copied).map_err(|e| format!("{r}: {e}"))?;
+                config.push(object);
+                self.write_case(config)
+            }
+            Step::BackendTlsPolicyCondition(c) => {
+                self.poll(|d| status::policy_condition(d, c)).await
             }
             Step::LatestConditions(r) => {
                 let generation = manifests::generation(find_object(config, r)?);
@@ -178,6 +213,37 @@ impl Replay {
     }
 }
 
+impl Replay {
+    /// The values `copy` points at, in the case's objects or the base's.
+    fn copied_values(
+        &self,
+        config: &[Value],
+        copy: &BTreeMap<String, CopiedValue>,
+    ) -> Result<BTreeMap<String, Value>, String> {
+        copy.iter()
+            .map(|(pointer, source)| {
+                let from = config
+                    .iter()
+                    .chain(&self.base_config)
+                    .find(|o| is_object(o, &source.from))
+                    .ok_or_else(|| format!("no {} to copy from", source.from))?;
+                let value = from
+                    .pointer(&source.pointer)
+                    .ok_or_else(|| format!("{} has nothing at {}", source.from, source.pointer))?;
+                Ok((pointer.clone(), value.clone()))
+            })
+            .collect()
+    }
+}
+
+fn object_ref(object: &Value) -> ObjectRef {
+    ObjectRef {
+        kind: manifests::kind(object).to_string(),
+        namespace: manifests::namespace(object).to_string(),
+        name: manifests::name(object).to_string(),
+    }
+}
+
 fn is_object(object: &Value, r: &ObjectRef) -> bool {
     manifests::kind(object) == r.kind
         && manifests::namespace(object) == r.namespace
@@ -210,5 +276,7 @@ pub fn step_name(step: &Step) -> &'static str {
         Step::FillEndpointSlices(_) => "fillEndpointSlices",
         Step::WebSocket(_) => "websocket",
         Step::NamespacesReady(_) => "namespacesReady",
+        Step::BackendTlsPolicyCondition(_) => "backendTLSPolicyCondition",
+        Step::Create(_) => "create",
     }
 }

@@ -118,7 +118,7 @@ mod tests {
                 mode: ListenerMode::H2cOnly,
             },
         ];
-        let server = EchoServer::bind(&specs, Context::default(), RequestLog::Off)
+        let server = EchoServer::bind(&specs, Context::default(), RequestLog::Off, None)
             .await
             .unwrap();
         let addrs = server.local_addrs().unwrap();
