@@ -9,7 +9,10 @@ use crate::status::{Condition, GatewayClassStatus, Problem, SupportedFeature, ki
 /// Conformance features Nantian claims, in the ascending order the spec requires. Only
 /// features whose behaviour the translator and host implement end to end belong here.
 pub const SUPPORTED_FEATURES: &[&str] = &[
+    "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
     "Gateway",
+    "GatewayBackendClientCertificate",
     "GatewayFrontendClientCertificateValidation",
     "GatewayFrontendClientCertificateValidationInsecureFallback",
     "GatewayHTTPListenerIsolation",
