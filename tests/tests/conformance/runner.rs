@@ -100,14 +100,16 @@ impl Replay {
         let base_pods = self.pods.len();
         let materialized = self.materialize(objects, false).await;
         let (outcome, cleanup) = match materialized {
-            Ok(mut config) => {
-                self.write_case(&config)?;
-                let outcome = match self.wait_applied(&config).await {
-                    Ok(()) => self.run_steps(case, &mut config).await,
-                    Err(e) => Err(format!("manifests not applied: {e}")),
-                };
-                (outcome, self.remove_case(&config).await)
-            }
+            Ok(mut config) => match self.write_case(&config) {
+                Ok(()) => {
+                    let outcome = match self.wait_applied(&config).await {
+                        Ok(()) => self.run_steps(case, &mut config).await,
+                        Err(e) => Err(format!("manifests not applied: {e}")),
+                    };
+                    (outcome, self.remove_case(&config).await)
+                }
+                Err(e) => (Err(e), Ok(())),
+            },
             Err(e) => (Err(e), Ok(())),
         };
         self.stop_case_pods(base_pods);
