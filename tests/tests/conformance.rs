@@ -283,6 +283,15 @@ fn named_objects(case: &model::Case) -> Vec<(String, model::NsName)> {
                 out.push(("Gateway", c.gateway.clone()));
             }
             Step::NamespacesReady(_) => {}
+            Step::AttachedListenerSets(s) => out.push(("Gateway", s.gateway.clone())),
+            Step::ListenerSetListeners(s) => out.push(("ListenerSet", s.listener_set.clone())),
+            Step::ListenerSetListenerConditions(s) => {
+                out.push(("ListenerSet", s.listener_set.clone()));
+            }
+            Step::ListenerSetRoutesAccepted(s) => {
+                out.push(("ListenerSet", s.listener_set.clone()));
+                out.extend(s.routes.iter().map(|r| ("HTTPRoute", r.clone())));
+            }
         }
     }
     out.into_iter()

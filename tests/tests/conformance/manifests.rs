@@ -340,6 +340,7 @@ pub fn is_config_kind(kind: &str) -> bool {
         "Namespace"
             | "GatewayClass"
             | "Gateway"
+            | "ListenerSet"
             | "HTTPRoute"
             | "GRPCRoute"
             | "TLSRoute"

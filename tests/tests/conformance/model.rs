@@ -97,6 +97,48 @@ pub enum Step {
     /// Adds an object to the case mid-test (upstream's `MustApplyObjectsWithCleanup`); it
     /// goes when the case does.
     Create(CreateStep),
+    /// `kubernetes.GatewayMustHaveAttachedListeners`: the Gateway's conditions are current
+    /// and its `status.attachedListenerSets` (absent: 0) is `count`.
+    AttachedListenerSets(AttachedListenerSets),
+    /// `kubernetes.ListenerSetStatusMustHaveListeners`, compared like
+    /// `listenerSetListenersMatch` (the same as a Gateway's listeners).
+    ListenerSetListeners(ListenerSetListeners),
+    /// `kubernetes.ListenerSetListenersMustHaveConditions` for one listener name.
+    ListenerSetListenerConditions(ListenerSetListenerConditions),
+    /// `kubernetes.RoutesAndParentMustBeAccepted` with a ListenerSet `ResourceRef`.
+    ListenerSetRoutesAccepted(ListenerSetRoutesAccepted),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AttachedListenerSets {
+    pub gateway: NsName,
+    pub count: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListenerSetListeners {
+    pub listener_set: NsName,
+    pub listeners: Vec<ExpectedListener>,
+}
+
+/// Conditions one listener of a ListenerSet must have, whatever else it says.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListenerSetListenerConditions {
+    pub listener_set: NsName,
+    pub listener: String,
+    pub conditions: Vec<ExpectedCondition>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListenerSetRoutesAccepted {
+    pub listener_set: NsName,
+    /// Each must have an Accepted parent naming the ListenerSet (group, kind, name, and
+    /// namespace unless the route is in the set's own namespace).
+    pub routes: Vec<NsName>,
 }
 
 /// A condition on a BackendTLSPolicy's `status.ancestors[]` entry for one Gateway.

@@ -404,14 +404,26 @@ impl Replay {
 }
 
 /// The objects the controller reports status for, as (kind, namespace/name): GatewayClasses,
-/// Gateways, and HTTPRoutes with a parent among `gateways` (a route whose parents are all
-/// missing has nobody to report on it, as in a cluster).
+/// Gateways, ListenerSets whose parent is among `gateways`, and HTTPRoutes with a parent
+/// among `gateways` (a route whose parents are all missing has nobody to report on it, as
+/// in a cluster).
 fn status_objects<T>(config: &[Value], gateways: &BTreeMap<NsName, T>) -> Vec<(String, NsName)> {
     config
         .iter()
         .filter(|o| match manifests::kind(o) {
             "GatewayClass" | "Gateway" => true,
             "HTTPRoute" => has_known_parent(o, gateways),
+            "ListenerSet" => {
+                let p = &o["spec"]["parentRef"];
+                let nn = NsName {
+                    namespace: p["namespace"]
+                        .as_str()
+                        .unwrap_or(manifests::namespace(o))
+                        .to_string(),
+                    name: p["name"].as_str().unwrap_or_default().to_string(),
+                };
+                p["kind"].as_str().unwrap_or("Gateway") == "Gateway" && gateways.contains_key(&nn)
+            }
             _ => false,
         })
         .map(|o| {

@@ -6,8 +6,9 @@ use serde_json::Value;
 
 use crate::manifests::CONTROLLER_NAME;
 use crate::model::{
-    ExpectedCondition, GatewayListeners, ListenerConditions, NsName, ObjectRef, PolicyCondition,
-    RouteParents, RoutesAccepted,
+    AttachedListenerSets, ExpectedCondition, ExpectedListener, GatewayListeners,
+    ListenerConditions, ListenerSetListenerConditions, ListenerSetListeners,
+    ListenerSetRoutesAccepted, NsName, ObjectRef, PolicyCondition, RouteParents, RoutesAccepted,
 };
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
@@ -162,17 +163,25 @@ fn find_parent(
     conditions: &[ExpectedCondition],
     namespace_required: bool,
 ) -> Result<(), String> {
-    let mut last_mismatch = format!("no parent for Gateway {gateway}");
+    find_parent_of_kind(parents, "Gateway", gateway, conditions, namespace_required)
+}
+
+/// `parentsForRouteMatch` for one expected parent of `kind` (`Gateway` or `ListenerSet`).
+fn find_parent_of_kind(
+    parents: &[Value],
+    kind: &str,
+    gateway: &NsName,
+    conditions: &[ExpectedCondition],
+    namespace_required: bool,
+) -> Result<(), String> {
+    let mut last_mismatch = format!("no parent for {kind} {gateway}");
     for parent in parents {
         let r = &parent["parentRef"];
         if parent["controllerName"] != CONTROLLER_NAME {
             last_mismatch = format!("controllerName {} is not ours", parent["controllerName"]);
             continue;
         }
-        if r["group"] != GATEWAY_GROUP
-            || r["kind"] != "Gateway"
-            || r["name"] != gateway.name.as_str()
-        {
+        if r["group"] != GATEWAY_GROUP || r["kind"] != kind || r["name"] != gateway.name.as_str() {
             continue;
         }
         let namespace = r["namespace"].as_str();
@@ -289,26 +298,44 @@ pub fn route_no_accepted_parents(
 
 /// `GatewayStatusMustHaveListeners` (`gatewayListenersMatch`).
 pub fn gateway_listeners(doc: &StatusDoc, step: &GatewayListeners) -> Result<(), String> {
-    let item = doc.require("Gateway", &step.gateway)?;
-    latest_generation(item, array(&item["status"]["conditions"]), "Gateway")?;
+    object_listeners(doc, "Gateway", &step.gateway, &step.listeners)
+}
+
+/// `ListenerSetStatusMustHaveListeners` (`listenerSetListenersMatch`, which compares like
+/// `gatewayListenersMatch`).
+pub fn listener_set_listeners(doc: &StatusDoc, step: &ListenerSetListeners) -> Result<(), String> {
+    object_listeners(doc, "ListenerSet", &step.listener_set, &step.listeners)
+}
+
+/// The object's conditions are current and its `status.listeners` are exactly `expected`
+/// by name, each with the expected supportedKinds among its own (none expected: none
+/// there), the same attachedRoutes and the expected conditions among its own.
+fn object_listeners(
+    doc: &StatusDoc,
+    kind: &str,
+    nn: &NsName,
+    expected: &[ExpectedListener],
+) -> Result<(), String> {
+    let item = doc.require(kind, nn)?;
+    latest_generation(item, array(&item["status"]["conditions"]), kind)?;
     let actual = array(&item["status"]["listeners"]);
-    let gw = &step.gateway;
-    if actual.len() != step.listeners.len() {
+    let gw = format!("{kind} {nn}");
+    if actual.len() != expected.len() {
         return Err(format!(
-            "Gateway {gw}: expected {} listeners in status, got {}",
-            step.listeners.len(),
+            "{gw}: expected {} listeners in status, got {}",
+            expected.len(),
             actual.len()
         ));
     }
-    for want in &step.listeners {
+    for want in expected {
         let got = actual
             .iter()
             .find(|l| l["name"] == want.name.as_str())
-            .ok_or_else(|| format!("Gateway {gw}: no status for listener {}", want.name))?;
+            .ok_or_else(|| format!("{gw}: no status for listener {}", want.name))?;
         let kinds = array(&got["supportedKinds"]);
         if want.supported_kinds.is_empty() && !kinds.is_empty() {
             return Err(format!(
-                "Gateway {gw} listener {}: expected no supportedKinds",
+                "{gw} listener {}: expected no supportedKinds",
                 want.name
             ));
         }
@@ -320,7 +347,7 @@ pub fn gateway_listeners(doc: &StatusDoc, step: &GatewayListeners) -> Result<(),
             });
             if !found {
                 return Err(format!(
-                    "Gateway {gw} listener {}: {group}/{} not in supportedKinds {}",
+                    "{gw} listener {}: {group}/{} not in supportedKinds {}",
                     want.name,
                     kind.kind,
                     Value::Array(kinds.to_vec())
@@ -329,12 +356,105 @@ pub fn gateway_listeners(doc: &StatusDoc, step: &GatewayListeners) -> Result<(),
         }
         if got["attachedRoutes"].as_i64() != Some(want.attached_routes) {
             return Err(format!(
-                "Gateway {gw} listener {}: expected attachedRoutes {}, got {}",
+                "{gw} listener {}: expected attachedRoutes {}, got {}",
                 want.name, want.attached_routes, got["attachedRoutes"]
             ));
         }
         conditions_match(array(&got["conditions"]), &want.conditions)
-            .map_err(|e| format!("Gateway {gw} listener {}: {e}", want.name))?;
+            .map_err(|e| format!("{gw} listener {}: {e}", want.name))?;
+    }
+    Ok(())
+}
+
+/// `GatewayMustHaveAttachedListeners`: the Gateway's conditions are current and
+/// `status.attachedListenerSets` (absent: 0) is the count.
+pub fn attached_listener_sets(doc: &StatusDoc, step: &AttachedListenerSets) -> Result<(), String> {
+    let gw = &step.gateway;
+    let item = doc.require("Gateway", gw)?;
+    latest_generation(item, array(&item["status"]["conditions"]), "Gateway")?;
+    let attached = item["status"]["attachedListenerSets"].as_i64().unwrap_or(0);
+    if attached == step.count {
+        Ok(())
+    } else {
+        Err(format!(
+            "Gateway {gw}: attachedListenerSets is {attached}, want {}",
+            step.count
+        ))
+    }
+}
+
+/// `ListenerSetListenersMustHaveConditions` for one listener: the set's conditions are
+/// current and that listener's status includes every condition.
+pub fn listener_set_listener_conditions(
+    doc: &StatusDoc,
+    step: &ListenerSetListenerConditions,
+) -> Result<(), String> {
+    let ls = &step.listener_set;
+    let item = doc.require("ListenerSet", ls)?;
+    latest_generation(item, array(&item["status"]["conditions"]), "ListenerSet")?;
+    let listener = array(&item["status"]["listeners"])
+        .iter()
+        .find(|l| l["name"] == step.listener.as_str())
+        .ok_or_else(|| {
+            format!(
+                "Listener {} not found in ListenerSet {ls} Status",
+                step.listener
+            )
+        })?;
+    let actual = array(&listener["conditions"]);
+    match step.conditions.iter().find(|c| !has_condition(actual, c)) {
+        None => Ok(()),
+        Some(missing) => Err(format!(
+            "ListenerSet {ls} doesn't have {} condition with reason {:?} set to {:?} on {} listener: {}",
+            missing.type_,
+            missing.reason,
+            missing.status,
+            step.listener,
+            Value::Array(actual.to_vec())
+        )),
+    }
+}
+
+/// `RoutesAndParentMustBeAccepted` for a ListenerSet: each route has current parent
+/// conditions and an Accepted parent naming the set (`RouteMustHaveParents`), then the set's
+/// conditions are current and every listener of it is ResolvedRefs, Accepted and Programmed
+/// (`ListenerSetListenersMustHaveConditions`).
+pub fn listener_set_routes_accepted(
+    doc: &StatusDoc,
+    step: &ListenerSetRoutesAccepted,
+) -> Result<(), String> {
+    let ls = &step.listener_set;
+    let accepted = [condition("Accepted", "True", "Accepted")];
+    for route in &step.routes {
+        let item = doc.require("HTTPRoute", route)?;
+        let parents = array(&item["status"]["parents"]);
+        for parent in parents {
+            latest_generation(
+                item,
+                array(&parent["conditions"]),
+                &format!("HTTPRoute {route}"),
+            )?;
+        }
+        let namespace_required = route.namespace != ls.namespace;
+        find_parent_of_kind(parents, "ListenerSet", ls, &accepted, namespace_required)
+            .map_err(|e| format!("HTTPRoute {route}: {e}"))?;
+    }
+    let item = doc.require("ListenerSet", ls)?;
+    latest_generation(item, array(&item["status"]["conditions"]), "ListenerSet")?;
+    let required = [
+        condition("ResolvedRefs", "True", ""),
+        condition("Accepted", "True", ""),
+        condition("Programmed", "True", ""),
+    ];
+    for listener in array(&item["status"]["listeners"]) {
+        for want in &required {
+            if !has_condition(array(&listener["conditions"]), want) {
+                return Err(format!(
+                    "ListenerSet {ls} doesn't have {} condition set to {} on {} listener: {}",
+                    want.type_, want.status, listener["name"], listener["conditions"]
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -755,5 +875,57 @@ mod tests {
         d.0["items"][0]["generation"] = json!(2);
         let stale = namespaces_ready(&d, &ns("infra")).unwrap_err();
         assert!(stale.contains("observedGeneration 2"), "{stale}");
+    }
+
+    fn listener_set_doc() -> StatusDoc {
+        let accepted = json!([
+            {"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 1},
+            {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs", "observedGeneration": 1},
+            {"type": "Programmed", "status": "True", "reason": "Programmed", "observedGeneration": 1}]);
+        StatusDoc(json!({"items": [
+            {"kind": "Gateway", "namespace": "infra", "name": "gw", "generation": 1, "status": {
+                "attachedListenerSets": 1,
+                "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 1}]}},
+            {"kind": "ListenerSet", "namespace": "infra", "name": "ls", "generation": 1, "status": {
+                "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 1}],
+                "listeners": [{"name": "one", "attachedRoutes": 1,
+                    "supportedKinds": [{"group": GATEWAY_GROUP, "kind": "HTTPRoute"}],
+                    "conditions": accepted}]}},
+            {"kind": "HTTPRoute", "namespace": "web", "name": "r", "generation": 1, "status": {"parents": [
+                {"parentRef": {"group": GATEWAY_GROUP, "kind": "ListenerSet", "namespace": "infra", "name": "ls"},
+                 "controllerName": CONTROLLER_NAME,
+                 "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 1}]}]}}
+        ]}))
+    }
+
+    #[test]
+    fn listener_sets_attach_and_carry_routes() {
+        let d = listener_set_doc();
+        let count = |n: i64| -> AttachedListenerSets {
+            from_yaml(&format!("{{gateway: infra/gw, count: {n}}}")).unwrap()
+        };
+        attached_listener_sets(&d, &count(1)).unwrap();
+        let err = attached_listener_sets(&d, &count(0)).unwrap_err();
+        assert!(err.contains("attachedListenerSets is 1, want 0"), "{err}");
+
+        let routes: ListenerSetRoutesAccepted =
+            from_yaml("{listenerSet: infra/ls, routes: [web/r]}").unwrap();
+        listener_set_routes_accepted(&d, &routes).unwrap();
+        let mut gateway_parent = d.clone();
+        gateway_parent.0["items"][2]["status"]["parents"][0]["parentRef"]["kind"] =
+            json!("Gateway");
+        assert!(listener_set_routes_accepted(&gateway_parent, &routes).is_err());
+
+        let listeners: ListenerSetListeners = from_yaml(
+            "{listenerSet: infra/ls, listeners: [{name: one, attachedRoutes: 1, supportedKinds: [{kind: HTTPRoute}], conditions: [{type: Programmed, status: 'True'}]}]}",
+        )
+        .unwrap();
+        listener_set_listeners(&d, &listeners).unwrap();
+        let conditions: ListenerSetListenerConditions = from_yaml(
+            "{listenerSet: infra/ls, listener: one, conditions: [{type: Conflicted, status: 'True'}]}",
+        )
+        .unwrap();
+        let err = listener_set_listener_conditions(&d, &conditions).unwrap_err();
+        assert!(err.contains("doesn't have Conflicted"), "{err}");
     }
 }

@@ -209,6 +209,20 @@ impl Replay {
             Step::NamespacesReady(namespaces) => {
                 self.poll(|d| status::namespaces_ready(d, namespaces)).await
             }
+            Step::AttachedListenerSets(s) => {
+                self.poll(|d| status::attached_listener_sets(d, s)).await
+            }
+            Step::ListenerSetListeners(s) => {
+                self.poll(|d| status::listener_set_listeners(d, s)).await
+            }
+            Step::ListenerSetListenerConditions(s) => {
+                self.poll(|d| status::listener_set_listener_conditions(d, s))
+                    .await
+            }
+            Step::ListenerSetRoutesAccepted(s) => {
+                self.poll(|d| status::listener_set_routes_accepted(d, s))
+                    .await
+            }
         }
     }
 }
@@ -278,5 +292,9 @@ pub fn step_name(step: &Step) -> &'static str {
         Step::NamespacesReady(_) => "namespacesReady",
         Step::BackendTlsPolicyCondition(_) => "backendTLSPolicyCondition",
         Step::Create(_) => "create",
+        Step::AttachedListenerSets(_) => "attachedListenerSets",
+        Step::ListenerSetListeners(_) => "listenerSetListeners",
+        Step::ListenerSetListenerConditions(_) => "listenerSetListenerConditions",
+        Step::ListenerSetRoutesAccepted(_) => "listenerSetRoutesAccepted",
     }
 }
