@@ -175,10 +175,13 @@ impl ListenerState {
     }
 
     pub(super) fn status(&self, generation: i64) -> ListenerStatus {
-        let accepted = self
-            .accepted
-            .clone()
-            .and_then(|()| self.conflict.clone().map_or(Ok(()), Err));
+        let conflict = self.conflict.clone().map_or(Ok(()), Err);
+        // A ListenerSet listener that lost to an earlier one says so first: that is why
+        // it is out, whatever else is wrong with it.
+        let accepted = match self.origin {
+            ListenerOrigin::Gateway => self.accepted.clone().and(conflict),
+            ListenerOrigin::ListenerSet(_) => conflict.and(self.accepted.clone()),
+        };
         let programmed = match &accepted {
             Ok(()) if self.is_programmed() => Ok(()),
             Ok(()) => Err(Problem::new(

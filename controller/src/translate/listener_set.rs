@@ -167,16 +167,14 @@ fn as_gateway_listener<T: Serialize>(listener: &T) -> Option<GatewayListeners> {
 
 /// Why `listener` is indistinct from a programmed listener that takes precedence.
 fn conflict_with_earlier(listener: &ListenerState, earlier: &[ListenerState]) -> Option<Problem> {
-    let stream = |p: &str| matches!(p, "HTTP" | "HTTPS" | "TLS");
     let host = |l: &ListenerState| l.hostname.clone().unwrap_or_default().to_ascii_lowercase();
     for other in earlier.iter().filter(|o| o.conflict.is_none()) {
         if other.port != listener.port {
             continue;
         }
-        if other.protocol != listener.protocol
-            && stream(&other.protocol)
-            && stream(&listener.protocol)
-        {
+        // Any other protocol on a port already taken conflicts, even one Nantian does
+        // not serve (TCP, UDP): the set's listener loses to the one that came first.
+        if other.protocol != listener.protocol {
             return Some(Problem::new(
                 reason::PROTOCOL_CONFLICT,
                 format!(
