@@ -392,27 +392,12 @@ pub fn listener_set_listener_conditions(
     let ls = &step.listener_set;
     let item = doc.require("ListenerSet", ls)?;
     latest_generation(item, array(&item["status"]["conditions"]), "ListenerSet")?;
-    let listener = array(&item["status"]["listeners"])
-        .iter()
-        .find(|l| l["name"] == step.listener.as_str())
-        .ok_or_else(|| {
-            format!(
-                "Listener {} not found in ListenerSet {ls} Status",
-                step.listener
-            )
-        })?;
-    let actual = array(&listener["conditions"]);
-    match step.conditions.iter().find(|c| !has_condition(actual, c)) {
-        None => Ok(()),
-        Some(missing) => Err(format!(
-            "ListenerSet {ls} doesn't have {} condition with reason {:?} set to {:?} on {} listener: {}",
-            missing.type_,
-            missing.reason,
-            missing.status,
-            step.listener,
-            Value::Array(actual.to_vec())
-        )),
-    }
+    listener_has_conditions(
+        item,
+        &format!("ListenerSet {ls}"),
+        &step.listener,
+        &step.conditions,
+    )
 }
 
 /// `RoutesAndParentMustBeAccepted` for a ListenerSet: each route has current parent
@@ -583,24 +568,34 @@ pub fn namespaces_ready(doc: &StatusDoc, namespaces: &[String]) -> Result<(), St
 pub fn listener_conditions(doc: &StatusDoc, step: &ListenerConditions) -> Result<(), String> {
     let gw = &step.gateway;
     let item = doc.require("Gateway", gw)?;
+    listener_has_conditions(
+        item,
+        &format!("Gateway {gw}"),
+        &step.listener,
+        &step.conditions,
+    )
+}
+
+/// The named listener in `item`'s status (a Gateway or a ListenerSet, `owner` for
+/// messages) has every condition in `want`.
+fn listener_has_conditions(
+    item: &Value,
+    owner: &str,
+    listener_name: &str,
+    want: &[ExpectedCondition],
+) -> Result<(), String> {
     let listener = array(&item["status"]["listeners"])
         .iter()
-        .find(|l| l["name"] == step.listener.as_str())
-        .ok_or_else(|| {
-            format!(
-                "Listener {} not found in Gateway {gw} Status",
-                step.listener
-            )
-        })?;
+        .find(|l| l["name"] == listener_name)
+        .ok_or_else(|| format!("Listener {listener_name} not found in {owner} Status"))?;
     let actual = array(&listener["conditions"]);
-    match step.conditions.iter().find(|c| !has_condition(actual, c)) {
+    match want.iter().find(|c| !has_condition(actual, c)) {
         None => Ok(()),
         Some(missing) => Err(format!(
-            "Gateway {gw} doesn't have {} condition with reason {:?} set to {:?} on {} listener: {}",
+            "{owner} doesn't have {} condition with reason {:?} set to {:?} on {listener_name} listener: {}",
             missing.type_,
             missing.reason,
             missing.status,
-            step.listener,
             Value::Array(actual.to_vec())
         )),
     }
