@@ -28,6 +28,18 @@ pub use echo_log::LogMark;
 /// Subnets 127.0.100.0/24 upwards belong to e2e envs.
 static NEXT_SUBNET: AtomicU8 = AtomicU8::new(100);
 
+/// The second octet of every test address: 0 unless `NANTIAN_TEST_NET` says otherwise, so
+/// two checkouts can run their end-to-end tests side by side on one machine (127.K.N.0/24).
+fn test_net() -> u8 {
+    static NET: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *NET.get_or_init(|| match std::env::var("NANTIAN_TEST_NET") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("NANTIAN_TEST_NET={v:?} is not an octet")),
+        Err(_) => 0,
+    })
+}
+
 /// The release target dir holding the binaries (tests run from `<target>/release/deps`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -142,20 +154,20 @@ impl Env {
 
     /// The n-th Gateway address of this env (n in 1..100).
     pub fn gateway_ip(&self, n: u8) -> String {
-        format!("127.0.{}.{}", self.subnet, n)
+        format!("127.{}.{}.{}", test_net(), self.subnet, n)
     }
 
     /// The n-th backend address of this env (n in 0..100).
     pub fn backend_ip(&self, n: u8) -> String {
-        format!("127.0.{}.{}", self.subnet, 100 + n)
+        format!("127.{}.{}.{}", test_net(), self.subnet, 100 + n)
     }
 
     pub fn controller_admin(&self) -> String {
-        format!("127.0.{}.250:19000", self.subnet)
+        format!("127.{}.{}.250:19000", test_net(), self.subnet)
     }
 
     fn xds_addr(&self) -> String {
-        format!("127.0.{}.250:18000", self.subnet)
+        format!("127.{}.{}.250:18000", test_net(), self.subnet)
     }
 
     pub fn config_dir(&self) -> &Path {
