@@ -31,6 +31,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".nantian.config.v1.Backend.tls",
             "#[serde(skip_serializing_if = \"Option::is_none\")]",
         )
+        // Likewise routes without a retry rule.
+        .field_attribute(
+            ".nantian.config.v1.Route.retry",
+            "#[serde(skip_serializing_if = \"Option::is_none\")]",
+        )
         .compile_fds(descriptors)?;
     Ok(())
 }

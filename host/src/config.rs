@@ -62,6 +62,17 @@ pub struct RouteSpec {
     pub filters: Vec<FilterSpec>,
     pub backends: Vec<BackendRefSpec>,
     pub timeouts: Timeouts,
+    pub retry: Option<RetrySpec>,
+}
+
+/// HTTPRoute rule retry (see `retry`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySpec {
+    /// Sorted, 400-599.
+    pub codes: Box<[u16]>,
+    /// Retries after the first attempt.
+    pub attempts: u32,
+    pub backoff: Duration,
 }
 
 /// HTTPRoute rule timeouts; `None` is no limit.

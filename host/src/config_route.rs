@@ -9,8 +9,8 @@ use regex::Regex;
 
 use crate::config::{
     BackendRefSpec, ConfigError, FilterSpec, HeaderMatch, MatchSpec, MirrorSpec, PathMatch,
-    PathModifier, QueryMatch, RedirectSpec, RewriteSpec, RouteSpec, Scheme, Timeouts, ValueMatch,
-    WasmFilterSpec, invalid,
+    PathModifier, QueryMatch, RedirectSpec, RetrySpec, RewriteSpec, RouteSpec, Scheme, Timeouts,
+    ValueMatch, WasmFilterSpec, invalid,
 };
 use crate::hostname::Hostname;
 
@@ -56,8 +56,10 @@ impl TryFrom<&pb::Route> for RouteSpec {
             request: millis(pb.request_timeout_millis),
             backend_request: millis(pb.backend_request_timeout_millis),
         };
+        let retry = pb.retry.as_ref().map(retry_spec).transpose()?;
         Ok(RouteSpec {
             timeouts,
+            retry,
             name: pb.name.as_str().into(),
             namespace: pb.route_namespace.clone(),
             route_name: pb.route_name.clone(),
@@ -70,6 +72,38 @@ impl TryFrom<&pb::Route> for RouteSpec {
             backends,
         })
     }
+}
+
+/// The most retries one rule may ask for: beyond this a retry storm, not resilience.
+const MAX_RETRY_ATTEMPTS: u32 = 10;
+
+fn retry_spec(pb: &pb::RouteRetry) -> Result<RetrySpec, ConfigError> {
+    let mut codes = pb
+        .codes
+        .iter()
+        .map(|&code| match u16::try_from(code) {
+            Ok(code @ 400..=599) => Ok(code),
+            _ => Err(ConfigError::Invalid {
+                field: "retry code",
+                value: code.to_string(),
+                reason: "not an HTTP error status (400-599)".into(),
+            }),
+        })
+        .collect::<Result<Vec<u16>, _>>()?;
+    codes.sort_unstable();
+    codes.dedup();
+    if pb.attempts > MAX_RETRY_ATTEMPTS {
+        return Err(ConfigError::Invalid {
+            field: "retry attempts",
+            value: pb.attempts.to_string(),
+            reason: format!("more than {MAX_RETRY_ATTEMPTS}"),
+        });
+    }
+    Ok(RetrySpec {
+        codes: codes.into(),
+        attempts: pb.attempts,
+        backoff: Duration::from_millis(pb.backoff_millis),
+    })
 }
 
 /// Gateway API: ReplacePrefixMatch only makes sense when every match is a PathPrefix.

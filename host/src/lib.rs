@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod proxy;
 pub mod redirect;
+mod retry;
 pub mod router;
 pub mod server;
 pub mod snapshot;

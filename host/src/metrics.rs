@@ -21,6 +21,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabels {
     backend: Arc<str>,
 }
@@ -52,6 +57,7 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    retries: Family<RouteLabels, Counter>,
     upstream_duration: HistogramFamily<BackendLabels>,
     filter_calls: Family<FilterPhaseLabels, Counter>,
     filter_errors: Family<FilterErrorLabels, Counter>,
@@ -80,6 +86,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
+        let retries = Family::<RouteLabels, Counter>::default();
         let upstream_duration: HistogramFamily<BackendLabels> =
             Family::new_with_constructor(upstream_buckets);
         let filter_calls = Family::<FilterPhaseLabels, Counter>::default();
@@ -91,6 +98,11 @@ impl Metrics {
             "nantian_requests",
             "Requests answered, by route and status",
             requests.clone(),
+        );
+        registry.register(
+            "nantian_retries",
+            "Upstream requests sent again under the route's retry rule",
+            retries.clone(),
         );
         registry.register(
             "nantian_upstream_request_duration_seconds",
@@ -117,10 +129,11 @@ impl Metrics {
             "Config snapshots received, by outcome",
             xds_updates.clone(),
         );
-        let unrouted = RouteMetrics::new(Arc::from("none"), requests.clone());
+        let unrouted = RouteMetrics::new(Arc::from("none"), requests.clone(), retries.clone());
         Metrics {
             registry,
             requests,
+            retries,
             upstream_duration,
             filter_calls,
             filter_errors,
@@ -143,7 +156,7 @@ impl Metrics {
     }
 
     pub fn route(&self, route: Arc<str>) -> RouteMetrics {
-        RouteMetrics::new(route, self.requests.clone())
+        RouteMetrics::new(route, self.requests.clone(), self.retries.clone())
     }
 
     /// Counters for requests that matched no route.
@@ -185,15 +198,29 @@ pub struct RouteMetrics {
     route: Arc<str>,
     family: Family<RequestLabels, Counter>,
     cached: [OnceLock<Counter>; CACHED_STATUSES.len()],
+    retries: Family<RouteLabels, Counter>,
 }
 
 impl RouteMetrics {
-    fn new(route: Arc<str>, family: Family<RequestLabels, Counter>) -> Self {
+    fn new(
+        route: Arc<str>,
+        family: Family<RequestLabels, Counter>,
+        retries: Family<RouteLabels, Counter>,
+    ) -> Self {
         RouteMetrics {
             route,
             family,
             cached: Default::default(),
+            retries,
         }
+    }
+
+    /// A retry is rare: the family lookup is fine here.
+    pub fn retried(&self) {
+        let labels = RouteLabels {
+            route: self.route.clone(),
+        };
+        self.retries.get_or_create(&labels).inc();
     }
 
     pub fn request_done(&self, status: u16) {

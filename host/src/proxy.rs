@@ -21,6 +21,7 @@ use crate::filter_body::{Direction, FilteredBody, SharedRun, lock};
 use crate::filter_chain::{FilterRun, Flow, RedirectContext, status_response};
 use crate::forwarding::{is_websocket_upgrade, prepare_request_headers, strip_hop_by_hop};
 use crate::mirror;
+use crate::retry;
 use crate::router::Candidate;
 use crate::snapshot::Rule;
 use crate::timeout::{DeadlineBody, backend_deadline};
@@ -106,10 +107,28 @@ pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<Pr
     if !mirrors.is_empty() {
         body = mirror::start(&mirrors, &parts, body);
     }
-    let deadline = backend_deadline(&p.rule.timeouts, request_deadline);
-    // One await of the upstream for every case: each call site would add the size of the
-    // send future to this one, which is moved several times per request.
-    let result = send_within(upstream, Request::from_parts(parts, body), deadline).await;
+    let result = match &p.rule.retry {
+        // Boxed: only retried routes pay for the retry loop's future.
+        Some(retry) if client_upgrade.is_none() => {
+            let send = retry::send_with_retries(
+                upstream,
+                parts,
+                body,
+                retry,
+                &p.rule.timeouts,
+                request_deadline,
+                &p.rule.metrics,
+            );
+            Box::pin(send).await
+        }
+        _ => {
+            let deadline = backend_deadline(&p.rule.timeouts, request_deadline);
+            // One await of the upstream for every other case: each call site would add
+            // the size of the send future to this one, which is moved several times per
+            // request.
+            send_within(upstream, Request::from_parts(parts, body), deadline).await
+        }
+    };
     let Some(shared) = shared else {
         return match result {
             Ok(resp) => upstream_response(resp, client_upgrade, None),
@@ -210,15 +229,21 @@ fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
 }
 
 /// Why no upstream response came back.
-enum SendError {
+pub(crate) enum SendError {
     Upstream(UpstreamError),
     TimedOut,
+    /// The client's body could not be read (held for a retry).
+    ClientBody(BoxError),
 }
 
 impl SendError {
     fn response(&self) -> Response<ProxyBody> {
         match self {
             SendError::Upstream(e) => upstream_error(e),
+            SendError::ClientBody(e) => {
+                debug!("request body could not be read: {e}");
+                status_response(StatusCode::BAD_REQUEST, "request body could not be read\n")
+            }
             SendError::TimedOut => {
                 status_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout\n")
             }
@@ -228,7 +253,7 @@ impl SendError {
 
 /// Sends to the upstream; with a deadline, the response head must arrive before it (else
 /// 504) and the body is cut off at it.
-async fn send_within(
+pub(crate) async fn send_within(
     upstream: &Upstream,
     req: Request<ProxyBody>,
     deadline: Option<Instant>,
@@ -273,7 +298,7 @@ where
 }
 
 /// The request head as forwarded, for filters that run after it left (no extensions).
-fn copy_request_head(parts: &request::Parts) -> request::Parts {
+pub(crate) fn copy_request_head(parts: &request::Parts) -> request::Parts {
     let mut copy = Request::new(());
     *copy.method_mut() = parts.method.clone();
     *copy.uri_mut() = parts.uri.clone();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 
-use crate::config::{ConfigDump, ConfigSet, FilterSpec, Timeouts, WasmFilterSpec};
+use crate::config::{ConfigDump, ConfigSet, FilterSpec, RetrySpec, Timeouts, WasmFilterSpec};
 use crate::filter_chain::{ChainStep, WasmStep};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::mirror::MirrorStep;
@@ -33,6 +33,7 @@ pub struct Rule {
     pub filters: Box<[ChainStep]>,
     pub backends: Weighted<BackendChoice>,
     pub timeouts: Timeouts,
+    pub retry: Option<RetrySpec>,
 }
 
 pub struct BackendChoice {
@@ -84,6 +85,7 @@ impl Snapshot {
                 metrics: metrics.route(route.name.clone()),
                 filters: chain(&route.filters),
                 timeouts: route.timeouts,
+                retry: route.retry.clone(),
                 backends: Weighted::new(route.backends.iter().map(|b| {
                     let choice = BackendChoice {
                         upstream: b

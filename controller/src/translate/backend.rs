@@ -1,6 +1,6 @@
 //! backendRefs → `config::Backend`: one Service port, its endpoints from EndpointSlices.
 
-use gateway_api::httproutes::HttpRouteRulesBackendRefs;
+use gateway_api::experimental::httproutes::HttpRouteRulesBackendRefs;
 use k8s_openapi::api::core::v1::ServicePort;
 use nantian_proto::config;
 

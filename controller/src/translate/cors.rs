@@ -6,7 +6,7 @@
 
 use std::sync::LazyLock;
 
-use gateway_api::httproutes::HttpRouteRulesFiltersCors;
+use gateway_api::experimental::httproutes::HttpRouteRulesFiltersCors;
 use regex::Regex;
 use serde::Serialize;
 

@@ -23,6 +23,7 @@ mod hostname;
 mod listener;
 mod listener_set;
 mod reference_grant;
+mod retry;
 mod route;
 mod rule;
 mod selector;

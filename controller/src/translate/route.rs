@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gateway_api::httproutes::{HttpRoute, HttpRouteParentRefs};
+use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteParentRefs};
 
 use super::backend_tls::BackendTlsPolicies;
 use super::gateway::GatewayState;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gateway_api::httproutes::{
+use gateway_api::experimental::httproutes::{
     HttpRoute, HttpRouteRules, HttpRouteRulesBackendRefs, HttpRouteRulesFiltersRequestMirror,
     HttpRouteRulesMatches, HttpRouteRulesMatchesHeadersType as HeaderType,
     HttpRouteRulesMatchesMethod as Method, HttpRouteRulesMatchesPathType as PathType,
@@ -12,7 +12,7 @@ use gateway_api::httproutes::{
 use nantian_proto::config;
 
 use super::backend_tls::BackendTlsPolicies;
-use super::{TranslateOptions, backend, filter};
+use super::{TranslateOptions, backend, filter, retry};
 use crate::model::{Key, MetaExt, Resources};
 use crate::status::{Problem, combine, reason};
 
@@ -69,6 +69,10 @@ pub(super) fn translate_rules(
                     (0, 0)
                 }
             };
+        let retry = retry::translate(rule.retry.as_ref()).unwrap_or_else(|message| {
+            fail(message);
+            None
+        });
         let mut mirror_backend = |m: &HttpRouteRulesFiltersRequestMirror| {
             let bref = HttpRouteRulesBackendRefs {
                 group: m.backend_ref.group.clone(),
@@ -154,6 +158,7 @@ pub(super) fn translate_rules(
             backends: backend_refs,
             request_timeout_millis,
             backend_request_timeout_millis,
+            retry,
         });
     }
 
@@ -198,7 +203,7 @@ fn timeouts(t: Option<&HttpRouteRulesTimeouts>) -> Result<(u64, u64), String> {
 
 /// A GEP-2257 duration (`^([0-9]{1,5}(h|m|s|ms)){1,4}$`, e.g. "1h30m", "500ms") in
 /// milliseconds.
-fn parse_duration_millis(text: &str) -> Option<u64> {
+pub(super) fn parse_duration_millis(text: &str) -> Option<u64> {
     let mut rest = text;
     let mut total = 0u64;
     let mut parts = 0;
