@@ -30,7 +30,9 @@ impl FromStr for AddressPool {
 
     fn from_str(s: &str) -> Result<Self, PoolError> {
         let err = |why| PoolError(s.to_string(), why);
-        let (ip, prefix) = s.split_once('/').ok_or_else(|| err("not a CIDR (a.b.c.d/n)"))?;
+        let (ip, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| err("not a CIDR (a.b.c.d/n)"))?;
         let ip: Ipv4Addr = ip.parse().map_err(|_| err("not an IPv4 address"))?;
         let prefix: u8 = prefix.parse().map_err(|_| err("bad prefix length"))?;
         // A /31 or /32 has no host addresses once network and broadcast are set aside.
@@ -208,7 +210,10 @@ mod tests {
         for ip in &two {
             let IpAddr::V4(v4) = ip else { panic!("{ip}") };
             assert_eq!(v4.octets()[..3], [127, 3, 9], "{ip} is outside the pool");
-            assert!((1..=6).contains(&v4.octets()[3]), "{ip} is not a host address");
+            assert!(
+                (1..=6).contains(&v4.octets()[3]),
+                "{ip} is not a host address"
+            );
         }
         // Wanting fewer keeps the first; wanting more again keeps it too.
         assert_eq!(of(&alloc.assign(&wants(&[(&a, 1)]), &[]), "a"), two[..1]);

@@ -101,7 +101,10 @@ fn address_needs(res: &Resources) -> AddressNeeds {
             continue;
         }
         let mut empty = 0;
-        for value in entries.iter().map(|a| a.value.as_deref().unwrap_or_default()) {
+        for value in entries
+            .iter()
+            .map(|a| a.value.as_deref().unwrap_or_default())
+        {
             match value.parse::<IpAddr>() {
                 Ok(ip) => needs.fixed.push(ip),
                 Err(_) if value.is_empty() => empty += 1,
@@ -191,7 +194,12 @@ impl Standalone {
         let desired: Desired = translation
             .gateways
             .iter()
-            .filter_map(|g| Some((GatewayKey::new(&g.namespace, &g.name), *g.addresses.first()?)))
+            .filter_map(|g| {
+                Some((
+                    GatewayKey::new(&g.namespace, &g.name),
+                    *g.addresses.first()?,
+                ))
+            })
             .collect();
         info!(
             gateways = snapshots.len(),

@@ -55,11 +55,18 @@ fn options(res: &Resources) -> TranslateOptions {
         );
     }
     for gw in res.gateways.values() {
-        let values = gw.spec.addresses.iter().flatten().filter_map(|a| a.value.as_deref());
+        let values = gw
+            .spec
+            .addresses
+            .iter()
+            .flatten()
+            .filter_map(|a| a.value.as_deref());
         for ip in values.filter_map(|v| v.parse::<IpAddr>().ok()) {
             if matches!(ip, IpAddr::V4(v4) if v4.octets()[..3] == [192, 0, 2]) {
-                opts.unusable_addresses
-                    .insert(ip, "it is not an address of any interface of this machine".into());
+                opts.unusable_addresses.insert(
+                    ip,
+                    "it is not an address of any interface of this machine".into(),
+                );
             }
         }
     }

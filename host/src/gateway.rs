@@ -136,7 +136,11 @@ impl Gateway {
         let plan = self.sockets.plan(&wanted).map_err(|errors| {
             let mut rejections = Rejections::default();
             for e in errors {
-                for l in config.listeners.iter().filter(|l| l.binds.contains(&e.addr)) {
+                for l in config
+                    .listeners
+                    .iter()
+                    .filter(|l| l.binds.contains(&e.addr))
+                {
                     rejections.add(&l.name, &e);
                 }
             }

@@ -109,8 +109,18 @@ fn matches(address: &Value, type_: &str, value: &str) -> bool {
 }
 
 fn describe(want: &ExpectedAddress, value: &str) -> String {
-    let or_any = |s: &str| if s.is_empty() { "any".to_string() } else { format!("{s:?}") };
-    format!("of type {} with value {}", or_any(&want.type_), or_any(value))
+    let or_any = |s: &str| {
+        if s.is_empty() {
+            "any".to_string()
+        } else {
+            format!("{s:?}")
+        }
+    };
+    format!(
+        "of type {} with value {}",
+        or_any(&want.type_),
+        or_any(value)
+    )
 }
 
 #[cfg(test)]
@@ -152,9 +162,11 @@ mod tests {
     #[test]
     fn addresses_are_checked_by_type_and_value() {
         let doc = |addresses: Value| {
-            StatusDoc(json!({"items": [{"kind": "Gateway", "namespace": "infra", "name": "gw",
+            StatusDoc(
+                json!({"items": [{"kind": "Gateway", "namespace": "infra", "name": "gw",
                 "generation": 2, "status": {"addresses": addresses, "conditions": [
-                    {"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 2}]}}]}))
+                    {"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 2}]}}]}),
+            )
         };
         let step: GatewayAddresses = from_yaml(&format!(
             "{{gateway: infra/gw, includes: [{{type: IPAddress, value: {USABLE_PLACEHOLDER}}}], excludes: [{UNUSABLE_PLACEHOLDER}, 'fake address teehee!']}}"

@@ -222,7 +222,10 @@ impl Replay {
         addresses::overlay(gateway, &self.address_pools)?;
         // Only a Gateway without addresses gets one; an IPAddress entry without a value is
         // left to the controller's allocator.
-        if gateway["spec"]["addresses"].as_array().is_none_or(Vec::is_empty) {
+        if gateway["spec"]["addresses"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+        {
             let ip = self.next_gateway_ip()?;
             manifests::assign_address(gateway, &ip);
         }

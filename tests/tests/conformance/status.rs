@@ -49,7 +49,11 @@ pub(crate) fn array(value: &Value) -> &[Value] {
 }
 
 /// `ConditionsHaveLatestObservedGeneration`.
-pub(crate) fn latest_generation(item: &Value, conditions: &[Value], what: &str) -> Result<(), String> {
+pub(crate) fn latest_generation(
+    item: &Value,
+    conditions: &[Value],
+    what: &str,
+) -> Result<(), String> {
     let generation = item["generation"].as_i64().unwrap_or(0);
     let stale: Vec<String> = conditions
         .iter()

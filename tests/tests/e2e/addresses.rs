@@ -55,11 +55,18 @@ async fn wait_not_served(ip: &str) {
 }
 
 /// The Gateway's status once its `condition` has `status` and `reason`.
-async fn wait_condition(env: &Env, condition: &str, status: &str, reason: &str) -> serde_json::Value {
+async fn wait_condition(
+    env: &Env,
+    condition: &str,
+    status: &str,
+    reason: &str,
+) -> serde_json::Value {
     let matches = |s: &serde_json::Value| {
-        s["conditions"].as_array().into_iter().flatten().any(|c| {
-            c["type"] == condition && c["status"] == status && c["reason"] == reason
-        })
+        s["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == condition && c["status"] == status && c["reason"] == reason)
     };
     wait_for(
         || async { matches(&env.object_status("Gateway", "app", "gw").await) },
@@ -101,7 +108,10 @@ async fn gateway_addresses_are_validated_served_and_changed_live() {
     );
     env.write("base.yaml", &base);
     env.write("route.yaml", ROUTE);
-    env.write("gateway.yaml", &gateway(&format!("[{{value: {first}}}, {{value: {second}}}]")));
+    env.write(
+        "gateway.yaml",
+        &gateway(&format!("[{{value: {first}}}, {{value: {second}}}]")),
+    );
     env.start_controller();
     env.wait_ready().await;
 
@@ -115,7 +125,9 @@ async fn gateway_addresses_are_validated_served_and_changed_live() {
     // addresses keep serving.
     env.write(
         "gateway.yaml",
-        &gateway(&format!("[{{value: {first}}}, {{value: 192.0.2.1}}, {{value: {second}}}]")),
+        &gateway(&format!(
+            "[{{value: {first}}}, {{value: 192.0.2.1}}, {{value: {second}}}]"
+        )),
     );
     let status = wait_condition(&env, "Programmed", "False", "AddressNotUsable").await;
     let programmed = status["conditions"]
@@ -125,12 +137,19 @@ async fn gateway_addresses_are_validated_served_and_changed_live() {
         .find(|c| c["type"] == "Programmed")
         .unwrap();
     assert!(
-        programmed["message"].as_str().unwrap().contains("192.0.2.1"),
+        programmed["message"]
+            .as_str()
+            .unwrap()
+            .contains("192.0.2.1"),
         "the message names the address: {programmed}"
     );
-    assert!(status["conditions"].as_array().unwrap().iter().any(|c| {
-        c["type"] == "Accepted" && c["status"] == "True"
-    }));
+    assert!(
+        status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| { c["type"] == "Accepted" && c["status"] == "True" })
+    );
     assert_eq!(status_addresses(&status), ip_addresses(&[&first, &second]));
     wait_served(&first).await;
     wait_served(&second).await;
@@ -138,7 +157,9 @@ async fn gateway_addresses_are_validated_served_and_changed_live() {
     // An address type standalone can't serve: not accepted, nothing served, no addresses.
     env.write(
         "gateway.yaml",
-        &gateway(&format!("[{{type: Hostname, value: gw.example.com}}, {{value: {first}}}]")),
+        &gateway(&format!(
+            "[{{type: Hostname, value: gw.example.com}}, {{value: {first}}}]"
+        )),
     );
     let status = wait_condition(&env, "Accepted", "False", "UnsupportedAddress").await;
     assert_eq!(status_addresses(&status), []);
@@ -152,7 +173,10 @@ async fn gateway_addresses_are_validated_served_and_changed_live() {
     assert_eq!(addresses.len(), 1, "{addresses:?}");
     let (type_, allocated) = &addresses[0];
     assert_eq!(type_, "IPAddress");
-    assert!(env.in_address_pool(allocated), "{allocated} is not from the pool");
+    assert!(
+        env.in_address_pool(allocated),
+        "{allocated} is not from the pool"
+    );
     wait_served(allocated).await;
     wait_not_served(&first).await;
 }
