@@ -235,3 +235,75 @@ fn stamp_statuses(translation: &mut Translation, previous: &[translate::ObjectSt
         status::stamp_transition_times(&mut object.status, &now);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GATEWAYS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: ours}
+spec: {controllerName: gateway.nantian.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: theirs}
+spec: {controllerName: example.com/other}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: none, namespace: ns}
+spec: {gatewayClassName: ours, listeners: [{name: http, port: 80, protocol: HTTP}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: mixed, namespace: ns}
+spec:
+  gatewayClassName: ours
+  addresses: [{type: IPAddress}, {value: 127.0.0.9}, {type: IPAddress}]
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: static, namespace: ns}
+spec:
+  gatewayClassName: ours
+  addresses: [{value: 127.0.0.8}]
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: hostname, namespace: ns}
+spec:
+  gatewayClassName: ours
+  addresses: [{type: Hostname, value: gw.example.com}, {type: IPAddress}]
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: other, namespace: ns}
+spec: {gatewayClassName: theirs, listeners: [{name: http, port: 80, protocol: HTTP}]}
+"#;
+
+    #[test]
+    fn allocation_follows_entries_without_a_value_and_static_addresses_are_reserved() {
+        let mut res = Resources::default();
+        let errors = crate::load::load_str("gateways.yaml", GATEWAYS, &mut res);
+        assert!(errors.is_empty(), "{errors:?}");
+        let needs = address_needs(&res);
+        let wanted: Vec<(String, usize)> = needs
+            .wanted
+            .iter()
+            .map(|(k, n)| (k.name.clone(), *n))
+            .collect();
+        // `static` has its address, `hostname` is not accepted, `other` is not ours.
+        assert_eq!(wanted, [("mixed".to_string(), 2), ("none".to_string(), 1)]);
+        let mut fixed = needs.fixed.clone();
+        fixed.sort();
+        assert_eq!(
+            fixed,
+            ["127.0.0.8", "127.0.0.9"].map(|ip| ip.parse::<IpAddr>().unwrap())
+        );
+    }
+}
