@@ -70,7 +70,6 @@ pub(super) fn build_gateways(
         for listener in &mut listeners {
             client_validation::apply(res, gw, listener);
         }
-        let addresses = address::resolve(gw, opts, &mut claimed);
         let class_problem = class.clone().err().map(|p| {
             Problem::new(
                 reason::INVALID,
@@ -94,15 +93,21 @@ pub(super) fn build_gateways(
                     ),
                 )
             });
+        let rejected = class_problem.or(parameters_problem);
+        // A Gateway rejected anyway binds nothing, so it takes no address from the others.
+        let mut unclaimed = BTreeMap::new();
+        let claims = match rejected {
+            Some(_) => &mut unclaimed,
+            None => &mut claimed,
+        };
+        let addresses = address::resolve(gw, opts, claims);
         out.insert(
             key.clone(),
             GatewayState {
                 name: gw.name().to_string(),
                 namespace,
                 generation: gw.generation(),
-                rejected: class_problem
-                    .or(parameters_problem)
-                    .or(addresses.unsupported.clone()),
+                rejected: rejected.or(addresses.unsupported.clone()),
                 addresses,
                 listeners,
                 routes: Vec::new(),
