@@ -6,6 +6,7 @@ pub mod model;
 pub mod status;
 pub mod translate;
 
+pub mod address_pool;
 pub mod admin;
 pub mod snapshot;
 pub mod standalone;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing::info;
 
+use nantian_controller::address_pool::{self, AddressPool};
 use nantian_controller::admin::{self, AdminState};
 use nantian_controller::standalone::{self, Standalone};
 use nantian_controller::supervisor::{HostLaunch, Supervisor};
@@ -54,6 +55,10 @@ struct StandaloneArgs {
     /// Where hosts keep precompiled filter components.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// The IPv4 block (CIDR) Gateway addresses are allocated from, for Gateways without
+    /// `spec.addresses` and `IPAddress` entries without a value.
+    #[arg(long, default_value = address_pool::DEFAULT_POOL)]
+    address_pool: AddressPool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -110,10 +115,11 @@ async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         supervisor: supervisor.clone(),
     });
     let admin_server = axum::serve(admin_listener, admin_app);
-    info!(xds = %args.xds_addr, admin = %args.admin_addr, config_dir = %config_dir.display(), "controller starting (standalone)");
+    info!(xds = %args.xds_addr, admin = %args.admin_addr, address_pool = %args.address_pool, config_dir = %config_dir.display(), "controller starting (standalone)");
 
     let provider = Standalone {
         config_dir,
+        address_pool: args.address_pool,
         modules,
         cache,
         supervisor: supervisor.clone(),

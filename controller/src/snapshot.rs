@@ -101,10 +101,10 @@ mod tests {
         GatewayIr {
             namespace: "ns".into(),
             name: "gw".into(),
-            address: "127.0.10.1".parse().unwrap(),
+            addresses: vec!["127.0.10.1".parse().unwrap()],
             listeners: vec![Listener {
                 name: "listener/ns/gw/http".into(),
-                address: "127.0.10.1".into(),
+                addresses: vec!["127.0.10.1".into()],
                 port: 80,
                 protocol: "HTTP".into(),
                 hostname: String::new(),

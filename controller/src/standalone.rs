@@ -2,7 +2,7 @@
 //! server. Every change to the directory re-runs load → translate → publish.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use nantian_proto::config::{FilterModule, filter_module};
 
+use crate::address_pool::{self, AddressAllocator, AddressPool};
 use crate::load::{DirLoader, LoadError};
 use crate::model::Resources;
 use crate::snapshot::{GatewayKey, GatewaySnapshot};
@@ -40,43 +41,6 @@ pub struct StatusBoard {
 }
 
 pub type SharedStatus = Arc<RwLock<StatusBoard>>;
-
-/// Hands out loopback addresses from 127.0.10.0/24, stable for a Gateway for the life of
-/// the controller, and derived from its name so a restart gives the same answer.
-#[derive(Default)]
-pub struct AddressAllocator {
-    assigned: BTreeMap<GatewayKey, IpAddr>,
-}
-
-impl AddressAllocator {
-    /// Assigns addresses to `gateways`, never handing out one of `reserved` (the static
-    /// `spec.addresses` of other Gateways).
-    pub fn assign(
-        &mut self,
-        gateways: &[GatewayKey],
-        reserved: &[IpAddr],
-    ) -> BTreeMap<(String, String), IpAddr> {
-        self.assigned
-            .retain(|k, ip| gateways.contains(k) && !reserved.contains(ip));
-        for key in gateways {
-            if self.assigned.contains_key(key) {
-                continue;
-            }
-            let hash = Sha256::digest(key.to_string().as_bytes());
-            let start = hash[0] as u16 % 254;
-            let free = (0..254u16)
-                .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 10, ((start + i) % 254 + 1) as u8)))
-                .find(|ip| !reserved.contains(ip) && !self.assigned.values().any(|a| a == ip));
-            if let Some(ip) = free {
-                self.assigned.insert(key.clone(), ip);
-            }
-        }
-        self.assigned
-            .iter()
-            .map(|(k, ip)| ((k.namespace.clone(), k.name.clone()), *ip))
-            .collect()
-    }
-}
 
 /// Reads the built-in filter components and describes them as FilterModules.
 pub fn builtin_modules(filter_dir: &Path) -> anyhow::Result<BTreeMap<String, FilterModule>> {
@@ -106,37 +70,59 @@ pub fn builtin_modules(filter_dir: &Path) -> anyhow::Result<BTreeMap<String, Fil
     Ok(modules)
 }
 
-/// Our Gateways: those that need an allocated address, and the static addresses the others
-/// asked for in `spec.addresses`.
-fn served_gateways(res: &Resources) -> (Vec<GatewayKey>, Vec<IpAddr>) {
+/// What the address allocator and the probe need to know about our Gateways.
+#[derive(Default)]
+struct AddressNeeds {
+    /// How many addresses each Gateway wants allocated: one per `IPAddress` entry without
+    /// a value, or one when it has no `spec.addresses`.
+    wanted: BTreeMap<GatewayKey, usize>,
+    /// The static IP addresses our Gateways ask for.
+    fixed: Vec<IpAddr>,
+}
+
+fn address_needs(res: &Resources) -> AddressNeeds {
     let ours = |class: &str| {
         res.gateway_classes
             .get(&(String::new(), class.to_string()))
             .is_some_and(|c| c.spec.controller_name == CONTROLLER_NAME)
     };
-    let mut dynamic = Vec::new();
-    let mut fixed = Vec::new();
+    let mut needs = AddressNeeds::default();
     for ((ns, name), gw) in &res.gateways {
         if !ours(&gw.spec.gateway_class_name) {
             continue;
         }
-        let static_ip = gw
-            .spec
-            .addresses
+        let entries = gw.spec.addresses.as_deref().unwrap_or_default();
+        // A Gateway with an address type we don't support is not accepted: it gets
+        // nothing from the pool.
+        if entries
             .iter()
-            .flatten()
-            .filter(|a| a.r#type.as_deref().unwrap_or("IPAddress") == "IPAddress")
-            .find_map(|a| a.value.as_deref().and_then(|v| v.parse::<IpAddr>().ok()));
-        match static_ip {
-            Some(ip) => fixed.push(ip),
-            None => dynamic.push(GatewayKey::new(ns, name)),
+            .any(|a| a.r#type.as_deref().is_some_and(|t| t != "IPAddress"))
+        {
+            continue;
+        }
+        let mut empty = 0;
+        for value in entries
+            .iter()
+            .map(|a| a.value.as_deref().unwrap_or_default())
+        {
+            match value.parse::<IpAddr>() {
+                Ok(ip) => needs.fixed.push(ip),
+                Err(_) if value.is_empty() => empty += 1,
+                Err(_) => {}
+            }
+        }
+        let want = if entries.is_empty() { 1 } else { empty };
+        if want > 0 {
+            needs.wanted.insert(GatewayKey::new(ns, name), want);
         }
     }
-    (dynamic, fixed)
+    needs
 }
 
 pub struct Standalone {
     pub config_dir: PathBuf,
+    /// Where Gateways without a static address get theirs.
+    pub address_pool: AddressPool,
     pub modules: BTreeMap<String, FilterModule>,
     pub cache: SnapshotCache,
     pub supervisor: Supervisor,
@@ -157,7 +143,7 @@ impl Standalone {
             })?;
         watcher.watch(&self.config_dir, RecursiveMode::NonRecursive)?;
 
-        let mut allocator = AddressAllocator::default();
+        let mut allocator = AddressAllocator::new(self.address_pool);
         let mut loader = DirLoader::default();
         loop {
             self.sync(&mut allocator, &mut loader);
@@ -178,10 +164,18 @@ impl Standalone {
         for e in &errors {
             warn!("{e}");
         }
-        let (dynamic, fixed) = served_gateways(&resources);
+        let needs = address_needs(&resources);
+        // Probed at every translation: an address added to an interface later becomes
+        // usable without a restart.
+        let unusable_addresses = needs
+            .fixed
+            .iter()
+            .filter_map(|ip| address_pool::probe(*ip).err().map(|why| (*ip, why)))
+            .collect();
         let opts = TranslateOptions {
             controller_name: CONTROLLER_NAME.to_string(),
-            addresses: allocator.assign(&dynamic, &fixed),
+            addresses: allocator.assign(&needs.wanted, &needs.fixed),
+            unusable_addresses,
             filter_modules: self.modules.clone(),
         };
         let mut translation = translate::translate(&resources, &opts);
@@ -195,10 +189,17 @@ impl Standalone {
             .iter()
             .map(GatewaySnapshot::from_ir)
             .collect();
+        // A host's admin endpoint is on its Gateway's first address; the others it binds
+        // from its config.
         let desired: Desired = translation
             .gateways
             .iter()
-            .map(|g| (GatewayKey::new(&g.namespace, &g.name), g.address))
+            .filter_map(|g| {
+                Some((
+                    GatewayKey::new(&g.namespace, &g.name),
+                    *g.addresses.first()?,
+                ))
+            })
             .collect();
         info!(
             gateways = snapshots.len(),
@@ -239,25 +240,70 @@ fn stamp_statuses(translation: &mut Translation, previous: &[translate::ObjectSt
 mod tests {
     use super::*;
 
+    const GATEWAYS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: ours}
+spec: {controllerName: gateway.nantian.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: theirs}
+spec: {controllerName: example.com/other}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: none, namespace: ns}
+spec: {gatewayClassName: ours, listeners: [{name: http, port: 80, protocol: HTTP}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: mixed, namespace: ns}
+spec:
+  gatewayClassName: ours
+  addresses: [{type: IPAddress}, {value: 127.0.0.9}, {type: IPAddress}]
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: static, namespace: ns}
+spec:
+  gatewayClassName: ours
+  addresses: [{value: 127.0.0.8}]
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: hostname, namespace: ns}
+spec:
+  gatewayClassName: ours
+  addresses: [{type: Hostname, value: gw.example.com}, {type: IPAddress}]
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: other, namespace: ns}
+spec: {gatewayClassName: theirs, listeners: [{name: http, port: 80, protocol: HTTP}]}
+"#;
+
     #[test]
-    fn addresses_are_stable_and_distinct() {
-        let a = GatewayKey::new("ns", "a");
-        let b = GatewayKey::new("ns", "b");
-        let mut alloc = AddressAllocator::default();
-        let first = alloc.assign(std::slice::from_ref(&a), &[]);
-        let both = alloc.assign(&[a.clone(), b.clone()], &[]);
-        let key_a = ("ns".to_string(), "a".to_string());
-        let key_b = ("ns".to_string(), "b".to_string());
-        assert_eq!(first[&key_a], both[&key_a]);
-        assert_ne!(both[&key_a], both[&key_b]);
-        let mut fresh = AddressAllocator::default();
+    fn allocation_follows_entries_without_a_value_and_static_addresses_are_reserved() {
+        let mut res = Resources::default();
+        let errors = crate::load::load_str("gateways.yaml", GATEWAYS, &mut res);
+        assert!(errors.is_empty(), "{errors:?}");
+        let needs = address_needs(&res);
+        let wanted: Vec<(String, usize)> = needs
+            .wanted
+            .iter()
+            .map(|(k, n)| (k.name.clone(), *n))
+            .collect();
+        // `static` has its address, `hostname` is not accepted, `other` is not ours.
+        assert_eq!(wanted, [("mixed".to_string(), 2), ("none".to_string(), 1)]);
+        let mut fixed = needs.fixed.clone();
+        fixed.sort();
         assert_eq!(
-            fresh.assign(&[b.clone(), a.clone()], &[])[&key_a],
-            both[&key_a]
+            fixed,
+            ["127.0.0.8", "127.0.0.9"].map(|ip| ip.parse::<IpAddr>().unwrap())
         );
-        // A static address taken by another Gateway moves the allocated one away.
-        let taken = both[&key_a];
-        let moved = fresh.assign(&[a, b], &[taken]);
-        assert_ne!(moved[&key_a], taken);
     }
 }

@@ -26,6 +26,7 @@ pub mod reason {
     pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
     pub const UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";
     pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
+    pub const ADDRESS_NOT_USABLE: &str = "AddressNotUsable";
     pub const INVALID_PARAMETERS: &str = "InvalidParameters";
     // Listener
     pub const UNSUPPORTED_PROTOCOL: &str = "UnsupportedProtocol";

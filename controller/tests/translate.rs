@@ -39,14 +39,36 @@ fn load_case(case: &Path) -> Resources {
     res
 }
 
-/// Fixed options: every Gateway gets 127.0.10.<n> in (namespace, name) order, and the
-/// built-in filters are modules with fake digests.
+/// Fixed options: the n-th Gateway in (namespace, name) order may have 127.0.10.<n> and
+/// 127.0.11.<n> allocated (it takes what it asks for), addresses in TEST-NET-1
+/// (192.0.2.0/24) cannot be bound, and the built-in filters are modules with fake digests.
 fn options(res: &Resources) -> TranslateOptions {
     let mut opts = TranslateOptions::default();
     for (n, key) in res.gateways.keys().enumerate() {
         let n = u8::try_from(n + 1).unwrap();
-        opts.addresses
-            .insert(key.clone(), IpAddr::V4(Ipv4Addr::new(127, 0, 10, n)));
+        opts.addresses.insert(
+            key.clone(),
+            vec![
+                IpAddr::V4(Ipv4Addr::new(127, 0, 10, n)),
+                IpAddr::V4(Ipv4Addr::new(127, 0, 11, n)),
+            ],
+        );
+    }
+    for gw in res.gateways.values() {
+        let values = gw
+            .spec
+            .addresses
+            .iter()
+            .flatten()
+            .filter_map(|a| a.value.as_deref());
+        for ip in values.filter_map(|v| v.parse::<IpAddr>().ok()) {
+            if matches!(ip, IpAddr::V4(v4) if v4.octets()[..3] == [192, 0, 2]) {
+                opts.unusable_addresses.insert(
+                    ip,
+                    "it is not an address of any interface of this machine".into(),
+                );
+            }
+        }
     }
     for filter in [HEADER_MODIFIER, CORS] {
         opts.filter_modules

@@ -41,7 +41,8 @@ pub struct ConfigDump {
 #[derive(Debug, Clone)]
 pub struct ListenerSpec {
     pub name: Arc<str>,
-    pub bind: SocketAddr,
+    /// The sockets it is served on: one per address of its Gateway, all on one port.
+    pub binds: Vec<SocketAddr>,
     pub hostname: Option<Hostname>,
     /// HTTPS: the certificates to offer (at least one). `None`: plain HTTP.
     pub tls: Option<Arc<[Arc<rustls::sign::CertifiedKey>]>>,

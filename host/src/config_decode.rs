@@ -88,7 +88,8 @@ fn decode_one(
 fn mixes_protocols(set: &ConfigSet, l: &ListenerSpec) -> bool {
     set.listeners
         .iter()
-        .any(|other| other.bind == l.bind && other.tls.is_some() != l.tls.is_some())
+        .filter(|other| other.tls.is_some() != l.tls.is_some())
+        .any(|other| other.binds.iter().any(|b| l.binds.contains(b)))
 }
 
 fn check_references(set: &ConfigSet, rejections: &mut Rejections) {
@@ -106,10 +107,14 @@ fn check_references(set: &ConfigSet, rejections: &mut Rejections) {
                 "shares its address and port with a listener of the other protocol (HTTP/HTTPS)";
             rejections.add(&l.name, ConfigError::Conflict(why.into()));
         }
-        let key = (l.bind, l.hostname.as_ref().map(|h| h.to_string()));
-        if let Some(first) = by_socket_host.insert(key, &l.name) {
-            let why = format!("conflicts with listener {first}: same address, port and hostname");
-            rejections.add(&l.name, ConfigError::Conflict(why));
+        for bind in &l.binds {
+            let key = (*bind, l.hostname.as_ref().map(|h| h.to_string()));
+            if let Some(first) = by_socket_host.insert(key, &l.name) {
+                let why =
+                    format!("conflicts with listener {first}: same address, port and hostname");
+                rejections.add(&l.name, ConfigError::Conflict(why));
+                break;
+            }
         }
     }
 
@@ -172,17 +177,24 @@ impl TryFrom<&pb::Listener> for ListenerSpec {
                 });
             }
         };
-        let ip: IpAddr = if pb.address.is_empty() {
-            Ipv4Addr::UNSPECIFIED.into()
-        } else {
-            pb.address
-                .parse()
-                .map_err(|_| invalid("listener address", &pb.address, "not an IP address"))?
-        };
         let port = u16::try_from(pb.port)
             .ok()
             .filter(|p| *p != 0)
             .ok_or_else(|| invalid("listener port", pb.port, "must be 1..=65535"))?;
+        let mut binds = Vec::with_capacity(pb.addresses.len().max(1));
+        for address in &pb.addresses {
+            let ip: IpAddr = address
+                .parse()
+                .map_err(|_| invalid("listener address", address, "not an IP address"))?;
+            let bind = SocketAddr::new(ip, port);
+            // A repeated address would be bound twice: the second bind would fail.
+            if !binds.contains(&bind) {
+                binds.push(bind);
+            }
+        }
+        if binds.is_empty() {
+            binds.push(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port));
+        }
         let hostname = match pb.hostname.as_str() {
             "" => None,
             h => Some(Hostname::parse(h)?),
@@ -193,7 +205,7 @@ impl TryFrom<&pb::Listener> for ListenerSpec {
         };
         Ok(ListenerSpec {
             name: pb.name.as_str().into(),
-            bind: SocketAddr::new(ip, port),
+            binds,
             hostname,
             tls,
             client_auth,

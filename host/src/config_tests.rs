@@ -8,7 +8,7 @@ use nantian_proto::type_url;
 fn listener(name: &str, port: u32, hostname: &str) -> pb::Listener {
     pb::Listener {
         name: name.into(),
-        address: "127.0.0.1".into(),
+        addresses: vec!["127.0.0.1".into()],
         port,
         protocol: "HTTP".into(),
         hostname: hostname.into(),
@@ -313,7 +313,7 @@ fn listener_problems_are_rejected() {
     let bad_host = listener("listener/ns/gw/bad", 8080, "*.*.example.com");
     assert_rejected(vec![entry(&bad_host)], "listener/ns/gw/bad", "hostname");
     let mut bad_addr = listener("listener/ns/gw/addr", 8080, "");
-    bad_addr.address = "localhost".into();
+    bad_addr.addresses = vec!["127.0.0.1".into(), "localhost".into()];
     assert_rejected(
         vec![entry(&bad_addr)],
         "listener/ns/gw/addr",
@@ -324,6 +324,17 @@ fn listener_problems_are_rejected() {
     assert_rejected(
         vec![entry(&twin)],
         "listener/ns/gw/twin",
+        "conflicts with listener listener/ns/gw/http",
+    );
+    // Another Gateway address with the same port and hostname is one socket more.
+    let mut elsewhere = listener("listener/ns/gw/second-address", 8080, "");
+    elsewhere.addresses = vec!["127.0.0.2".into()];
+    assert!(rejected(vec![entry(&elsewhere)]).is_empty());
+    // ...unless one of its addresses is the first listener's.
+    elsewhere.addresses.push("127.0.0.1".into());
+    assert_rejected(
+        vec![entry(&elsewhere)],
+        "listener/ns/gw/second-address",
         "conflicts with listener listener/ns/gw/http",
     );
     // Same socket, different hostname: fine.

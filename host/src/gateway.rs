@@ -128,11 +128,19 @@ impl Gateway {
             upstreams.insert(backend.name.clone(), Arc::new(upstream));
         }
 
-        let wanted: BTreeSet<_> = config.listeners.iter().map(|l| l.bind).collect();
+        let wanted: BTreeSet<_> = config
+            .listeners
+            .iter()
+            .flat_map(|l| l.binds.iter().copied())
+            .collect();
         let plan = self.sockets.plan(&wanted).map_err(|errors| {
             let mut rejections = Rejections::default();
             for e in errors {
-                for l in config.listeners.iter().filter(|l| l.bind == e.addr) {
+                for l in config
+                    .listeners
+                    .iter()
+                    .filter(|l| l.binds.contains(&e.addr))
+                {
                     rejections.add(&l.name, &e);
                 }
             }

@@ -43,7 +43,7 @@ pub struct BindTable {
     /// Most specific (longest suffix) first.
     wildcards: Vec<(Hostname, usize)>,
     catch_all: Option<usize>,
-    listeners: Vec<ListenerTable>,
+    listeners: Vec<Arc<ListenerTable>>,
 }
 
 #[derive(Debug)]
@@ -79,16 +79,20 @@ pub fn build_tables(
 ) -> HashMap<SocketAddr, BindTable> {
     let mut binds: HashMap<SocketAddr, BindTable> = HashMap::new();
     for listener in listeners {
-        let table = binds.entry(listener.bind).or_default();
-        let index = table.listeners.len();
-        match &listener.hostname {
-            None => table.catch_all = Some(index),
-            Some(Hostname::Exact(h)) => {
-                table.exact.insert(h.clone(), index);
+        // Built once, shared by every socket (Gateway address) the listener is served on.
+        let built = Arc::new(ListenerTable::build(listener, routes));
+        for bind in &listener.binds {
+            let table = binds.entry(*bind).or_default();
+            let index = table.listeners.len();
+            match &listener.hostname {
+                None => table.catch_all = Some(index),
+                Some(Hostname::Exact(h)) => {
+                    table.exact.insert(h.clone(), index);
+                }
+                Some(w @ Hostname::Wildcard(_)) => table.wildcards.push((w.clone(), index)),
             }
-            Some(w @ Hostname::Wildcard(_)) => table.wildcards.push((w.clone(), index)),
+            table.listeners.push(Arc::clone(&built));
         }
-        table.listeners.push(ListenerTable::build(listener, routes));
     }
     for table in binds.values_mut() {
         table
@@ -121,7 +125,7 @@ impl BindTable {
                     .map(|(_, i)| *i)
             })
             .or(self.catch_all)?;
-        self.listeners.get(index)
+        self.listeners.get(index).map(|l| &**l)
     }
 }
 
@@ -170,7 +174,7 @@ impl ListenerTable {
         wildcards.sort_by_key(|(h, _)| Reverse(h.written_len()));
         ListenerTable {
             name: listener.name.clone(),
-            port: listener.bind.port(),
+            port: listener.binds.first().map_or(0, SocketAddr::port),
             exact,
             wildcards,
             any,

@@ -131,7 +131,7 @@ fn fixture(listeners: &[(&str, &str)], routes: &[HttpRoute]) -> Fixture {
         .map(|(name, host)| {
             ListenerSpec::try_from(&pb::Listener {
                 name: format!("listener/ns/gw/{name}"),
-                address: "0.0.0.0".into(),
+                addresses: vec!["0.0.0.0".into()],
                 port: 80,
                 protocol: "HTTP".into(),
                 hostname: host.to_string(),
@@ -658,4 +658,46 @@ fn repeated_headers_are_joined_for_matching() {
         ("h", "GET", "/", &[("x-tag", "a"), ("x-tag", "b")], Some(V1)),
         ("h", "GET", "/", &[("x-tag", "a")], None),
     ]);
+}
+
+/// A Gateway with several addresses: every listener is in the table of each of its
+/// sockets, with the same routes.
+#[test]
+fn a_listener_on_two_addresses_routes_on_both_sockets() {
+    let listeners = [("a", "a.example.com"), ("any", "")].map(|(name, host)| {
+        ListenerSpec::try_from(&pb::Listener {
+            name: format!("listener/ns/gw/{name}"),
+            addresses: vec!["127.0.0.7".into(), "127.0.0.8".into()],
+            port: 80,
+            protocol: "HTTP".into(),
+            hostname: host.to_string(),
+            certificates: Vec::new(),
+            client_validation: None,
+        })
+        .unwrap()
+    });
+    let routes: Vec<RouteSpec> = [
+        route("to-a", &["a"], &[]).rule(vec![m().prefix("/")], V1),
+        route("to-any", &["any"], &[]).rule(vec![m().prefix("/")], V2),
+    ]
+    .iter()
+    .flat_map(HttpRoute::specs)
+    .collect();
+    let mut tables = build_tables(&listeners, &routes);
+    let mut binds: Vec<SocketAddr> = tables.keys().copied().collect();
+    binds.sort();
+    assert_eq!(
+        binds,
+        ["127.0.0.7:80", "127.0.0.8:80"].map(|a| a.parse::<SocketAddr>().unwrap())
+    );
+    for bind in binds {
+        let f = Fixture {
+            routes: routes.clone(),
+            table: tables.remove(&bind).unwrap(),
+        };
+        f.check(&[
+            ("a.example.com", "GET", "/", NO, Some(V1)),
+            ("b.example.com", "GET", "/", NO, Some(V2)),
+        ]);
+    }
 }

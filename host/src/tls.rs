@@ -257,8 +257,11 @@ pub fn bind_configs(listeners: &[ListenerSpec]) -> std::collections::HashMap<Soc
     let mut by_bind: std::collections::HashMap<SocketAddr, Socket> =
         std::collections::HashMap::new();
     for l in listeners {
-        if let Some(certificates) = &l.tls {
-            let socket = by_bind.entry(l.bind).or_default();
+        let Some(certificates) = &l.tls else {
+            continue;
+        };
+        for bind in &l.binds {
+            let socket = by_bind.entry(*bind).or_default();
             socket.0.push(SniListener {
                 hostname: l.hostname.clone(),
                 certificates: certificates.clone(),
@@ -316,7 +319,7 @@ mod tests {
     fn listener(hostname: Option<&str>, names: &[&str]) -> ListenerSpec {
         ListenerSpec {
             name: format!("l-{hostname:?}").into(),
-            bind: "127.0.0.1:443".parse().unwrap(),
+            binds: vec!["127.0.0.1:443".parse().unwrap()],
             hostname: hostname.map(|h| Hostname::parse(h).unwrap()),
             tls: Some(vec![certified_key(&pem_pair(names)).unwrap()].into()),
             client_auth: None,

@@ -2,7 +2,8 @@
 //! starts, and `nantian-echo` backends, all on loopback.
 //!
 //! Each [`Env`] owns a /24 of its own (127.0.N.0/24): Gateways at .1–.99, backends at
-//! .100–.199, the controller at .250. Tests in one binary therefore run in parallel without
+//! .100–.199, the controller's address pool (Gateways it allocates addresses to) at
+//! .225–.238, the controller at .250. Tests in one binary therefore run in parallel without
 //! sharing a port. Everything an Env started is in one process group, killed on drop.
 
 mod echo_log;
@@ -160,6 +161,19 @@ impl Env {
     /// The n-th backend address of this env (n in 0..100).
     pub fn backend_ip(&self, n: u8) -> String {
         format!("127.{}.{}.{}", test_net(), self.subnet, 100 + n)
+    }
+
+    /// The block the controller allocates Gateway addresses from (`--address-pool`).
+    pub fn address_pool(&self) -> String {
+        format!("127.{}.{}.224/28", test_net(), self.subnet)
+    }
+
+    /// Whether `ip` is one the controller may have allocated from [`Env::address_pool`].
+    pub fn in_address_pool(&self, ip: &str) -> bool {
+        let prefix = format!("127.{}.{}.", test_net(), self.subnet);
+        ip.strip_prefix(&prefix)
+            .and_then(|last| last.parse::<u8>().ok())
+            .is_some_and(|last| (225..=238).contains(&last))
     }
 
     pub fn controller_admin(&self) -> String {
@@ -347,6 +361,7 @@ impl Env {
             .arg(self.dir.path())
             .args(["--admin-addr", &self.controller_admin()])
             .args(["--xds-addr", &self.xds_addr()])
+            .args(["--address-pool", &self.address_pool()])
             .args(["--host-workers", "1"])
             .env(
                 "NANTIAN_LOG",

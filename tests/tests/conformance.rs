@@ -12,6 +12,8 @@
 
 #![forbid(unsafe_code)]
 
+#[path = "conformance/addresses.rs"]
+mod addresses;
 #[path = "conformance/certificates.rs"]
 mod certificates;
 #[path = "conformance/compare.rs"]
@@ -288,6 +290,7 @@ fn named_objects(case: &model::Case) -> Vec<(String, model::NsName)> {
             Step::ListenerSetListenerConditions(s) => {
                 out.push(("ListenerSet", s.listener_set.clone()));
             }
+            Step::GatewayAddresses(s) => out.push(("Gateway", s.gateway.clone())),
             Step::ListenerSetRoutesAccepted(s) => {
                 out.push(("ListenerSet", s.listener_set.clone()));
                 out.extend(s.routes.iter().map(|r| ("HTTPRoute", r.clone())));

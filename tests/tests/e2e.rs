@@ -1,6 +1,9 @@
 //! End to end: YAML in a directory → standalone controller → delta xDS → host → Wasm filter
 //! chain → echo backends, all real processes on loopback.
 
+#[path = "e2e/addresses.rs"]
+mod addresses;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

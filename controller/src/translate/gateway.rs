@@ -1,4 +1,4 @@
-//! Stage 2: our Gateways — address, listeners — and, once routes have attached, their
+//! Stage 2: our Gateways — addresses, listeners — and, once routes have attached, their
 //! status and IR.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use gateway_api::gateways::{Gateway, GatewayAllowedListenersNamespacesFrom};
 use nantian_proto::config;
 
+use super::address::{self, GatewayAddresses, IP_ADDRESS};
 use super::certificate::{Owner, SecretRef, secret_certificate};
 use super::client_validation;
 use super::conflict::mark_conflicts;
@@ -25,8 +26,8 @@ pub(super) struct GatewayState {
     pub namespace: String,
     pub name: String,
     pub generation: i64,
-    /// Err when no address could be assigned (Programmed=False, AddressNotAssigned).
-    pub address: Result<IpAddr, Problem>,
+    /// What its host binds, and why some `spec.addresses` entries are not bound.
+    pub addresses: GatewayAddresses,
     /// Why the Gateway as a whole is not accepted (class, parameters, addresses).
     pub rejected: Option<Problem>,
     pub listeners: Vec<ListenerState>,
@@ -52,6 +53,7 @@ pub(super) fn build_gateways(
     classes: &OurClasses,
 ) -> BTreeMap<Key, GatewayState> {
     let mut out = BTreeMap::new();
+    let mut claimed = BTreeMap::new();
     for (key, gw) in &res.gateways {
         let Some(class) = classes.get(&gw.spec.gateway_class_name) else {
             continue;
@@ -68,7 +70,6 @@ pub(super) fn build_gateways(
         for listener in &mut listeners {
             client_validation::apply(res, gw, listener);
         }
-        let (address, address_problem) = address(gw, opts);
         let class_problem = class.clone().err().map(|p| {
             Problem::new(
                 reason::INVALID,
@@ -92,14 +93,22 @@ pub(super) fn build_gateways(
                     ),
                 )
             });
+        let rejected = class_problem.or(parameters_problem);
+        // A Gateway rejected anyway binds nothing, so it takes no address from the others.
+        let mut unclaimed = BTreeMap::new();
+        let claims = match rejected {
+            Some(_) => &mut unclaimed,
+            None => &mut claimed,
+        };
+        let addresses = address::resolve(gw, opts, claims);
         out.insert(
             key.clone(),
             GatewayState {
                 name: gw.name().to_string(),
                 namespace,
                 generation: gw.generation(),
-                address,
-                rejected: class_problem.or(parameters_problem).or(address_problem),
+                rejected: rejected.or(addresses.unsupported.clone()),
+                addresses,
                 listeners,
                 routes: Vec::new(),
                 backends: BTreeMap::new(),
@@ -153,60 +162,6 @@ fn backend_client_certificate(
     ))
 }
 
-/// The Gateway's one address: the IPAddress it asks for in spec.addresses, else the one
-/// the runtime assigned. The second value rejects the Gateway for addresses Nantian can't use.
-fn address(gw: &Gateway, opts: &TranslateOptions) -> (Result<IpAddr, Problem>, Option<Problem>) {
-    let mut requested = Vec::new();
-    for a in gw.spec.addresses.iter().flatten() {
-        let type_ = a.r#type.as_deref().unwrap_or("IPAddress");
-        let value = a.value.as_deref().unwrap_or_default();
-        if type_ != "IPAddress" {
-            let problem = Problem::new(
-                reason::UNSUPPORTED_ADDRESS,
-                format!("address type {type_} is not supported, only IPAddress"),
-            );
-            return (Err(problem.clone()), Some(problem));
-        }
-        // An IPAddress without a value asks the implementation to pick one.
-        if value.is_empty() {
-            continue;
-        }
-        match value.parse::<IpAddr>() {
-            Ok(ip) => requested.push(ip),
-            Err(_) => {
-                let problem = Problem::new(
-                    reason::UNSUPPORTED_ADDRESS,
-                    format!("{value:?} is not an IP address"),
-                );
-                return (Err(problem.clone()), Some(problem));
-            }
-        }
-    }
-    match requested.as_slice() {
-        [ip] => (Ok(*ip), None),
-        [] => {
-            let key = (gw.namespace().to_string(), gw.name().to_string());
-            match opts.addresses.get(&key) {
-                Some(ip) => (Ok(*ip), None),
-                None => (
-                    Err(Problem::new(
-                        reason::ADDRESS_NOT_ASSIGNED,
-                        "no address has been assigned to this Gateway",
-                    )),
-                    None,
-                ),
-            }
-        }
-        _ => {
-            let problem = Problem::new(
-                reason::UNSUPPORTED_ADDRESS,
-                "a Gateway can have only one address",
-            );
-            (Err(problem.clone()), Some(problem))
-        }
-    }
-}
-
 impl GatewayState {
     fn accepted(&self) -> Result<(), Problem> {
         if let Some(p) = &self.rejected {
@@ -238,14 +193,26 @@ impl GatewayState {
             .collect()
     }
 
-    fn programmed(&self) -> Result<IpAddr, Problem> {
+    fn programmed(&self) -> Result<&[IpAddr], Problem> {
         if let Err(p) = self.accepted() {
             return Err(Problem::new(
                 reason::INVALID,
                 format!("Gateway is not accepted: {}", p.message),
             ));
         }
-        self.address.clone()
+        match &self.addresses.unusable {
+            Some(p) => Err(p.clone()),
+            None => Ok(&self.addresses.bound),
+        }
+    }
+
+    /// The addresses the host serves: those bound, once the Gateway is accepted. A
+    /// Gateway with an unusable address is still served on its usable ones.
+    fn served_addresses(&self) -> &[IpAddr] {
+        match self.accepted() {
+            Ok(()) => &self.addresses.bound,
+            Err(_) => &[],
+        }
     }
 
     pub(super) fn status(&self) -> ObjectStatus {
@@ -270,22 +237,23 @@ impl GatewayState {
         };
         let programmed = self.programmed();
         let programmed_condition = match &programmed {
-            Ok(ip) => Condition::new(
+            Ok(ips) => Condition::new(
                 kind::PROGRAMMED,
                 true,
                 reason::PROGRAMMED,
-                format!("Programmed on {ip}"),
+                format!("Programmed on {}", join(ips)),
                 g,
             ),
             Err(p) => Condition::new(kind::PROGRAMMED, false, p.reason, p.message.clone(), g),
         };
-        let addresses = match &self.address {
-            Ok(ip) if accepted.is_ok() => vec![GatewayAddress {
-                type_: "IPAddress".to_string(),
+        let addresses = self
+            .served_addresses()
+            .iter()
+            .map(|ip| GatewayAddress {
+                type_: IP_ADDRESS.to_string(),
                 value: ip.to_string(),
-            }],
-            _ => Vec::new(),
-        };
+            })
+            .collect();
         let mut conditions = vec![accepted_condition, programmed_condition];
         // Gateway-level references: only the backend client certificate so far.
         if let Some(certificate) = &self.backend_client_certificate {
@@ -348,13 +316,16 @@ impl GatewayState {
 
     /// The Gateway's resources, when it is programmed.
     pub(super) fn into_ir(self) -> Option<GatewayIr> {
-        let address = self.programmed().ok()?;
-        let address_text = address.to_string();
+        let addresses = self.served_addresses().to_vec();
+        if addresses.is_empty() {
+            return None;
+        }
+        let address_texts: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
         let mut listeners: Vec<config::Listener> = self
             .listeners
             .iter()
             .filter(|l| l.is_programmed())
-            .map(|l| l.ir(&self.namespace, &self.name, &address_text))
+            .map(|l| l.ir(&self.namespace, &self.name, &address_texts))
             .collect();
         listeners.sort_by(|a, b| a.name.cmp(&b.name));
         let mut routes = self.routes;
@@ -362,11 +333,18 @@ impl GatewayState {
         Some(GatewayIr {
             namespace: self.namespace,
             name: self.name,
-            address,
+            addresses,
             listeners,
             routes,
             backends: self.backends.into_values().collect(),
             modules: self.modules.into_values().collect(),
         })
     }
+}
+
+fn join(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -162,10 +162,15 @@ impl ListenerState {
         }
     }
 
-    pub(super) fn ir(&self, gateway_ns: &str, gateway: &str, address: &str) -> config::Listener {
+    pub(super) fn ir(
+        &self,
+        gateway_ns: &str,
+        gateway: &str,
+        addresses: &[String],
+    ) -> config::Listener {
         config::Listener {
             name: self.ir_name(gateway_ns, gateway),
-            address: address.to_string(),
+            addresses: addresses.to_vec(),
             port: u32::try_from(self.port).unwrap_or_default(),
             protocol: self.protocol.clone(),
             hostname: self.hostname.clone().unwrap_or_default(),

@@ -2,14 +2,15 @@
 //!
 //! A pure function run as named stages in a fixed order:
 //! 1. [`gateway_class`]: which GatewayClasses are ours; their status.
-//! 2. [`gateway`] (with [`listener`], [`certificate`], [`conflict`]): our Gateways, their
-//!    address and listeners.
+//! 2. [`gateway`] (with [`address`], [`listener`], [`certificate`], [`conflict`]): our
+//!    Gateways, their addresses and listeners.
 //! 3. [`route`] (with [`rule`], [`filter`], [`backend`]): HTTPRoute attachment, rules,
 //!    backends; route statuses and listener attachment counts.
 //! 4. Gateway statuses and IR, then sorting.
 //!
 //! Invalid input becomes a condition on its object, never an error.
 
+mod address;
 mod backend;
 mod backend_tls;
 mod certificate;
@@ -51,9 +52,12 @@ pub const CORS: &str = "cors";
 pub struct TranslateOptions {
     /// GatewayClasses with this `spec.controllerName` are ours.
     pub controller_name: String,
-    /// The address assigned to each Gateway (namespace, name) that does not ask for one in
-    /// `spec.addresses`; the standalone runtime allocates loopback addresses.
-    pub addresses: BTreeMap<(String, String), IpAddr>,
+    /// The addresses allocated to each Gateway (namespace, name): one when it has no
+    /// `spec.addresses`, else one per `IPAddress` entry without a value, in entry order.
+    /// The standalone runtime allocates them from its address pool.
+    pub addresses: BTreeMap<(String, String), Vec<IpAddr>>,
+    /// Static `spec.addresses` this machine can't bind, with why (AddressNotUsable).
+    pub unusable_addresses: BTreeMap<IpAddr, String>,
     /// Built-in Wasm filter modules by filter name ([`HEADER_MODIFIER`], [`CORS`]).
     pub filter_modules: BTreeMap<String, config::FilterModule>,
 }
@@ -63,6 +67,7 @@ impl TranslateOptions {
         TranslateOptions {
             controller_name: controller_name.into(),
             addresses: BTreeMap::new(),
+            unusable_addresses: BTreeMap::new(),
             filter_modules: BTreeMap::new(),
         }
     }
@@ -92,7 +97,8 @@ pub struct Translation {
 pub struct GatewayIr {
     pub namespace: String,
     pub name: String,
-    pub address: IpAddr,
+    /// Every address the host serves the listeners on; its admin endpoint is on the first.
+    pub addresses: Vec<IpAddr>,
     pub listeners: Vec<config::Listener>,
     pub routes: Vec<config::Route>,
     pub backends: Vec<config::Backend>,

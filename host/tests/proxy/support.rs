@@ -180,7 +180,7 @@ impl Snapshot {
 pub fn listener(name: &str, port: u16, hostname: &str) -> pb::Listener {
     pb::Listener {
         name: format!("listener/test/gw/{name}"),
-        address: "127.0.0.1".into(),
+        addresses: vec!["127.0.0.1".into()],
         port: port.into(),
         protocol: "HTTP".into(),
         hostname: hostname.into(),

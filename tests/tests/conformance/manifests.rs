@@ -116,6 +116,32 @@ pub fn patch(object: &mut Value, set: &BTreeMap<String, Value>) -> Result<(), St
     Ok(())
 }
 
+/// Removes the value at each JSON pointer, in order: a mapping's key or an array's element
+/// (the elements after it move up).
+pub fn remove_values(object: &mut Value, pointers: &[String]) -> Result<(), String> {
+    for pointer in pointers {
+        let (parent, key) = pointer
+            .rsplit_once('/')
+            .ok_or_else(|| format!("{pointer:?} is not a JSON pointer"))?;
+        let key = key.replace("~1", "/").replace("~0", "~");
+        let removed = match object.pointer_mut(parent) {
+            Some(Value::Object(map)) => map.remove(&key).is_some(),
+            Some(Value::Array(items)) => match key.parse::<usize>() {
+                Ok(i) if i < items.len() => {
+                    items.remove(i);
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if !removed {
+            return Err(format!("{pointer} does not exist"));
+        }
+    }
+    Ok(())
+}
+
 /// Sets each JSON pointer of `set` to its value: an existing value is replaced, a new key
 /// is added to the mapping before it, and a pointer ending in `/-` appends to the array
 /// before it.
@@ -601,6 +627,16 @@ stringData: {tls.crt: CERT, tls.key: KEY}
         assert_eq!(generation(&route), 2);
         let missing = [("/spec/nothing/here".to_string(), json!(1))].into();
         assert!(patch(&mut route, &missing).is_err());
+    }
+
+    #[test]
+    fn remove_values_drops_keys_and_array_elements() {
+        let mut gw = json!({"spec": {"addresses": [{"value": "a"}, {"value": "b"}], "x": 1}});
+        let pointers = ["/spec/addresses/0".to_string(), "/spec/x".to_string()];
+        remove_values(&mut gw, &pointers).unwrap();
+        assert_eq!(gw, json!({"spec": {"addresses": [{"value": "b"}]}}));
+        assert!(remove_values(&mut gw, &["/spec/addresses/1".to_string()]).is_err());
+        assert!(remove_values(&mut gw, &["/spec/nothing".to_string()]).is_err());
     }
 
     #[test]

@@ -107,6 +107,34 @@ pub enum Step {
     ListenerSetListenerConditions(ListenerSetListenerConditions),
     /// `kubernetes.RoutesAndParentMustBeAccepted` with a ListenerSet `ResourceRef`.
     ListenerSetRoutesAccepted(ListenerSetRoutesAccepted),
+    /// The Gateway's conditions are current and its `status.addresses` has every
+    /// `includes` entry and none of the `excludes` values (GatewayStaticAddresses' checks;
+    /// `kubernetes.WaitForGatewayAddress` is `includes: [{}]`).
+    GatewayAddresses(GatewayAddresses),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayAddresses {
+    pub gateway: NsName,
+    #[serde(default)]
+    pub includes: Vec<ExpectedAddress>,
+    /// Values no address may have.
+    #[serde(default)]
+    pub excludes: Vec<String>,
+}
+
+/// A `status.addresses` entry. An empty `type` matches any type, but one must be set
+/// (upstream's `address.Type != nil`); an empty `value` matches any value. A value may be
+/// an address placeholder of the manifests (`PLACEHOLDER_USABLE_ADDRS`,
+/// `PLACEHOLDER_UNUSABLE_ADDRS`), standing for the address the replay put there.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedAddress {
+    #[serde(default, rename = "type")]
+    pub type_: String,
+    #[serde(default)]
+    pub value: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -400,6 +428,9 @@ impl fmt::Display for ObjectRef {
 #[serde(deny_unknown_fields)]
 pub struct PatchStep {
     pub object: ObjectRef,
+    /// JSON pointers removed first (an array element shifts the ones after it).
+    #[serde(default)]
+    pub remove: Vec<String>,
     /// JSON pointer → new value; a pointer ending in `/-` appends to an array.
     #[serde(default)]
     pub set: BTreeMap<String, serde_json::Value>,

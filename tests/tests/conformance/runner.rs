@@ -16,6 +16,7 @@ use bytes::Bytes;
 use nantian_e2e::harness::{self, EchoId, Env};
 use serde_json::Value;
 
+use crate::addresses::{self, AddressPools};
 use crate::certificates::{self, ClientCertificate, TrustedCertificate};
 use crate::manifests::{self, Pod};
 use crate::model::{Case, Expectation, NsName, TlsRequest};
@@ -48,6 +49,8 @@ pub struct Replay {
     certificates: BTreeMap<NsName, TrustedCertificate>,
     /// The client certificates of the setup's Secrets, for HTTPS requests to present.
     client_certificates: BTreeMap<NsName, ClientCertificate>,
+    /// What the case's address placeholders stand for.
+    pub(crate) address_pools: AddressPools,
 }
 
 impl Replay {
@@ -65,6 +68,7 @@ impl Replay {
             base_config: Vec::new(),
             certificates: BTreeMap::new(),
             client_certificates: BTreeMap::new(),
+            address_pools: AddressPools::default(),
         };
         let setup = certificates::generate()?;
         // The base's TLS echo pods mount the setup's certificates.
@@ -90,6 +94,7 @@ impl Replay {
 
     /// Replays one case: `Ok` when every step held.
     pub async fn run_case(&mut self, case: &Case) -> Result<(), String> {
+        self.address_pools = AddressPools::default();
         let mut objects = Vec::new();
         for manifest in &case.manifests {
             objects.extend(
@@ -207,11 +212,23 @@ impl Replay {
             namespace: manifests::namespace(gateway).to_string(),
             name: manifests::name(gateway).to_string(),
         };
-        if self.next_gateway_slot >= 100 {
-            return Err("out of Gateway addresses".into());
+        if addresses::has_placeholder(gateway, addresses::USABLE_PLACEHOLDER) {
+            let usable = self.next_gateway_ip()?;
+            self.address_pools.usable = Some(usable);
         }
-        manifests::assign_address(gateway, &self.env.gateway_ip(self.next_gateway_slot));
-        self.next_gateway_slot += 1;
+        if addresses::has_placeholder(gateway, addresses::UNUSABLE_PLACEHOLDER) {
+            self.address_pools.unusable = Some(addresses::UNUSABLE_ADDRESS.to_string());
+        }
+        addresses::overlay(gateway, &self.address_pools)?;
+        // Only a Gateway without addresses gets one; an IPAddress entry without a value is
+        // left to the controller's allocator.
+        if gateway["spec"]["addresses"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+        {
+            let ip = self.next_gateway_ip()?;
+            manifests::assign_address(gateway, &ip);
+        }
         let listeners = gateway["spec"]["listeners"]
             .as_array()
             .map(|ls| {
@@ -225,6 +242,17 @@ impl Replay {
             .unwrap_or_default();
         self.listeners.insert(nn, listeners);
         Ok(())
+    }
+
+    /// A Gateway address of the env no Gateway had yet (they are not reused: a host of an
+    /// earlier case may still be letting go of its address).
+    fn next_gateway_ip(&mut self) -> Result<String, String> {
+        if self.next_gateway_slot >= 100 {
+            return Err("out of Gateway addresses".into());
+        }
+        let ip = self.env.gateway_ip(self.next_gateway_slot);
+        self.next_gateway_slot += 1;
+        Ok(ip)
     }
 
     pub(crate) fn write_case(&self, config: &[Value]) -> Result<(), String> {

@@ -44,12 +44,16 @@ impl StatusDoc {
     }
 }
 
-fn array(value: &Value) -> &[Value] {
+pub(crate) fn array(value: &Value) -> &[Value] {
     value.as_array().map(Vec::as_slice).unwrap_or_default()
 }
 
 /// `ConditionsHaveLatestObservedGeneration`.
-fn latest_generation(item: &Value, conditions: &[Value], what: &str) -> Result<(), String> {
+pub(crate) fn latest_generation(
+    item: &Value,
+    conditions: &[Value],
+    what: &str,
+) -> Result<(), String> {
     let generation = item["generation"].as_i64().unwrap_or(0);
     let stale: Vec<String> = conditions
         .iter()

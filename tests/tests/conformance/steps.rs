@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use std::collections::BTreeMap;
 
+use crate::addresses;
 use crate::manifests::{self, Pod};
 use crate::mirror;
 use crate::model::{CopiedValue, ObjectRef, Step};
@@ -143,7 +144,8 @@ impl Replay {
             Step::Patch(p) => {
                 let copied = self.copied_values(config, &p.copy)?;
                 let object = find_object(config, &p.object)?;
-                manifests::patch(object, &p.set)
+                manifests::remove_values(object, &p.remove)
+                    .and_then(|()| manifests::patch(object, &p.set))
                     .and_then(|()| manifests::set_values(object, &copied))
                     .map_err(|e| format!("{}: {e}", p.object))?;
                 self.write_case(config)
@@ -223,6 +225,11 @@ impl Replay {
                 self.poll(|d| status::listener_set_routes_accepted(d, s))
                     .await
             }
+            Step::GatewayAddresses(s) => {
+                let pools = self.address_pools.clone();
+                self.poll(|d| addresses::gateway_addresses(d, s, &pools))
+                    .await
+            }
         }
     }
 }
@@ -296,5 +303,6 @@ pub fn step_name(step: &Step) -> &'static str {
         Step::ListenerSetListeners(_) => "listenerSetListeners",
         Step::ListenerSetListenerConditions(_) => "listenerSetListenerConditions",
         Step::ListenerSetRoutesAccepted(_) => "listenerSetRoutesAccepted",
+        Step::GatewayAddresses(_) => "gatewayAddresses",
     }
 }

@@ -1,0 +1,135 @@
+//! A Gateway's `spec.addresses`: which entries Nantian supports, and which addresses its
+//! host binds (every listener on every one, as the spec asks) and status lists.
+//!
+//! - A type other than `IPAddress` is UnsupportedAddress (Accepted=False). `Hostname`
+//!   (Extended support) names a DNS entry point such as a load balancer's; a standalone
+//!   host has no load balancer to give a name to, and binds sockets, so it can't honour one.
+//! - An `IPAddress` that is not an IP address is UnsupportedAddress too.
+//! - An `IPAddress` without a value gets one from the runtime's allocator
+//!   ([`TranslateOptions::addresses`]); none left is AddressNotAssigned.
+//! - An `IPAddress` this machine can't bind ([`TranslateOptions::unusable_addresses`]), or
+//!   one an earlier Gateway (in namespace/name order) already binds, is AddressNotUsable:
+//!   the Gateway stays Accepted but not Programmed, and is still served on its usable
+//!   addresses, so adding a bad address doesn't cut off traffic on the good ones.
+//! - No addresses at all: one allocated address.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use gateway_api::gateways::Gateway;
+
+use super::TranslateOptions;
+use crate::model::{Key, MetaExt};
+use crate::status::{Problem, reason};
+
+pub(super) const IP_ADDRESS: &str = "IPAddress";
+
+/// What became of a Gateway's `spec.addresses`.
+#[derive(Clone, Debug, Default)]
+pub(super) struct GatewayAddresses {
+    /// The addresses the host binds and `status.addresses` lists, in spec order (an
+    /// allocated one where its entry is).
+    pub bound: Vec<IpAddr>,
+    /// An entry Nantian can't support: the Gateway is not accepted (UnsupportedAddress).
+    pub unsupported: Option<Problem>,
+    /// Entries that got no usable address: the Gateway is not programmed
+    /// (AddressNotUsable, AddressNotAssigned).
+    pub unusable: Option<Problem>,
+}
+
+/// Resolves `gw`'s addresses. `claimed` holds the static addresses earlier Gateways bind;
+/// this one's are added to it.
+pub(super) fn resolve(
+    gw: &Gateway,
+    opts: &TranslateOptions,
+    claimed: &mut BTreeMap<IpAddr, Key>,
+) -> GatewayAddresses {
+    let key = (gw.namespace().to_string(), gw.name().to_string());
+    let allocated = opts.addresses.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+    let entries: Vec<(&str, &str)> = gw
+        .spec
+        .addresses
+        .iter()
+        .flatten()
+        .map(|a| {
+            (
+                a.r#type.as_deref().unwrap_or(IP_ADDRESS),
+                a.value.as_deref().unwrap_or_default(),
+            )
+        })
+        .collect();
+
+    let unsupported: Vec<String> = entries
+        .iter()
+        .filter_map(|(type_, value)| match *type_ {
+            IP_ADDRESS if value.is_empty() || value.parse::<IpAddr>().is_ok() => None,
+            IP_ADDRESS => Some(format!("{value:?} is not an IP address")),
+            other => Some(format!(
+                "address type {other:?} is not supported: standalone hosts bind IP addresses (type IPAddress) only"
+            )),
+        })
+        .collect();
+    if !unsupported.is_empty() {
+        return GatewayAddresses {
+            unsupported: Some(Problem::new(
+                reason::UNSUPPORTED_ADDRESS,
+                unsupported.join("; "),
+            )),
+            ..Default::default()
+        };
+    }
+
+    let mut out = GatewayAddresses::default();
+    let mut not_usable = Vec::new();
+    let mut not_assigned = 0;
+    let mut next_allocated = allocated.iter();
+    let mut take_allocated = |out: &mut GatewayAddresses| match next_allocated.next() {
+        Some(ip) => out.bound.push(*ip),
+        None => not_assigned += 1,
+    };
+    if entries.is_empty() {
+        take_allocated(&mut out);
+    }
+    for (_, value) in &entries {
+        let Ok(ip) = value.parse::<IpAddr>() else {
+            take_allocated(&mut out);
+            continue;
+        };
+        if let Some(why) = opts.unusable_addresses.get(&ip) {
+            not_usable.push(format!(
+                "{ip} cannot be used: {why}; remove it from spec.addresses or make it an address of this machine"
+            ));
+            continue;
+        }
+        match claimed.get(&ip) {
+            Some(owner @ (ns, name)) if *owner != key => {
+                not_usable.push(format!(
+                    "{ip} is already used by Gateway {ns}/{name}; remove it from one of them"
+                ));
+            }
+            _ => {
+                claimed.insert(ip, key.clone());
+                if !out.bound.contains(&ip) {
+                    out.bound.push(ip);
+                }
+            }
+        }
+    }
+    out.unusable = if !not_usable.is_empty() {
+        Some(Problem::new(
+            reason::ADDRESS_NOT_USABLE,
+            not_usable.join("; "),
+        ))
+    } else if not_assigned > 0 {
+        Some(Problem::new(
+            reason::ADDRESS_NOT_ASSIGNED,
+            format!(
+                "the address pool has no address left for {not_assigned} IPAddress entr{} without a value",
+                if not_assigned == 1 { "y" } else { "ies" }
+            ),
+        ))
+    } else {
+        None
+    };
+    out
+}
