@@ -41,6 +41,7 @@ fn backend() -> pb::Backend {
             port: 8080,
         }],
         tls: None,
+        load_balancing: None,
     }
 }
 
