@@ -31,6 +31,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".nantian.config.v1.Backend.tls",
             "#[serde(skip_serializing_if = \"Option::is_none\")]",
         )
+        // Most backends and rules have neither: leave them out of their dumps too.
+        .field_attribute(
+            ".nantian.config.v1.Backend.load_balancing",
+            "#[serde(skip_serializing_if = \"Option::is_none\")]",
+        )
+        .field_attribute(
+            ".nantian.config.v1.Route.session_persistence",
+            "#[serde(skip_serializing_if = \"Option::is_none\")]",
+        )
         .compile_fds(descriptors)?;
     Ok(())
 }

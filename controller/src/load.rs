@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
+use crate::lb_policy::{BACKEND_LB_POLICY, RouteExtensions, X_BACKEND_TRAFFIC_POLICY};
 use crate::model::{Key, MetaExt, ObjectRef, Resources};
 
 /// One document (or List item) that could not be loaded.
@@ -278,6 +279,7 @@ fn header(value: &Value) -> Result<Header, String> {
 }
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+const GATEWAY_X_GROUP: &str = "gateway.networking.x-k8s.io";
 
 /// Whether a kind is namespaced, for the kinds we keep; `None` for kinds we ignore.
 fn scope(group: &str, kind: &str) -> Option<bool> {
@@ -286,8 +288,10 @@ fn scope(group: &str, kind: &str) -> Option<bool> {
         ("", "Service" | "Secret" | "ConfigMap")
         | (
             GATEWAY_GROUP,
-            "Gateway" | "HTTPRoute" | "ReferenceGrant" | "BackendTLSPolicy" | "ListenerSet",
+            "Gateway" | "HTTPRoute" | "ReferenceGrant" | "BackendTLSPolicy" | "ListenerSet"
+            | BACKEND_LB_POLICY,
         )
+        | (GATEWAY_X_GROUP, X_BACKEND_TRAFFIC_POLICY)
         | ("discovery.k8s.io", "EndpointSlice") => Some(true),
         _ => None,
     }
@@ -332,7 +336,14 @@ fn load_value(
         "Namespace" => insert!(namespaces),
         "GatewayClass" => insert!(gateway_classes),
         "Gateway" => insert!(gateways),
-        "HTTPRoute" => insert!(http_routes),
+        "HTTPRoute" => {
+            insert!(http_routes);
+            let extensions: RouteExtensions = parse(ctx, text, value, &object)?;
+            into.http_route_extensions.remove(&object.key());
+            if !extensions.is_empty() {
+                into.http_route_extensions.insert(object.key(), extensions);
+            }
+        }
         "ReferenceGrant" => insert!(reference_grants),
         "Service" => insert!(services),
         "EndpointSlice" => insert!(endpoint_slices),
@@ -340,6 +351,8 @@ fn load_value(
         "ConfigMap" => insert!(config_maps),
         "BackendTLSPolicy" => insert!(backend_tls_policies),
         "ListenerSet" => insert!(listener_sets),
+        BACKEND_LB_POLICY => insert!(backend_lb_policies),
+        X_BACKEND_TRAFFIC_POLICY => insert!(backend_traffic_policies),
         _ => unreachable!("scope() admitted only the kinds above"),
     }
     objects.push((object.clone(), ctx.first_line));

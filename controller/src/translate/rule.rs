@@ -11,8 +11,8 @@ use gateway_api::httproutes::{
 };
 use nantian_proto::config;
 
-use super::backend_tls::BackendTlsPolicies;
-use super::{TranslateOptions, backend, filter};
+use super::policy::BackendPolicies;
+use super::{TranslateOptions, backend, backend_lb, filter};
 use crate::model::{Key, MetaExt, Resources};
 use crate::status::{Problem, combine, reason};
 
@@ -32,7 +32,7 @@ pub(super) struct RulesOutcome {
 pub(super) fn translate_rules(
     res: &Resources,
     opts: &TranslateOptions,
-    policies: &BackendTlsPolicies,
+    policies: &BackendPolicies,
     route: &HttpRoute,
 ) -> RulesOutcome {
     let route_ns = route.namespace();
@@ -140,6 +140,15 @@ pub(super) fn translate_rules(
             }
         }
 
+        let session_persistence = res
+            .http_route_extensions
+            .get(&(route_ns.to_string(), route.name().to_string()))
+            .and_then(|e| e.session_persistence(index))
+            .and_then(|sp| {
+                backend_lb::session_persistence(sp, &backend_lb::cookie_path(&matches))
+                    .map_err(&mut fail)
+                    .ok()
+            });
         routes.push(config::Route {
             name: format!("route/{route_ns}/{}/rule/{index}", route.name()),
             route_namespace: route_ns.to_string(),
@@ -154,6 +163,7 @@ pub(super) fn translate_rules(
             backends: backend_refs,
             request_timeout_millis,
             backend_request_timeout_millis,
+            session_persistence,
         });
     }
 
@@ -198,7 +208,7 @@ fn timeouts(t: Option<&HttpRouteRulesTimeouts>) -> Result<(u64, u64), String> {
 
 /// A GEP-2257 duration (`^([0-9]{1,5}(h|m|s|ms)){1,4}$`, e.g. "1h30m", "500ms") in
 /// milliseconds.
-fn parse_duration_millis(text: &str) -> Option<u64> {
+pub(super) fn parse_duration_millis(text: &str) -> Option<u64> {
     let mut rest = text;
     let mut total = 0u64;
     let mut parts = 0;
