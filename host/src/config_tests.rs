@@ -357,6 +357,48 @@ fn backend_and_module_problems_are_rejected() {
 }
 
 #[test]
+fn load_balancing_and_session_problems_are_rejected() {
+    let mut b = backend();
+    b.name = "backend/ns/lb:80".into();
+    b.load_balancing = Some(pb::LoadBalancing {
+        algorithm: "Fastest".into(),
+        ..Default::default()
+    });
+    assert_rejected(vec![entry(&b)], "backend/ns/lb:80", "load balancing algorithm");
+    let mut b = backend();
+    b.name = "backend/ns/hash:80".into();
+    b.load_balancing = Some(pb::LoadBalancing {
+        algorithm: "ConsistentHash".into(),
+        hash_on: "Body".into(),
+        ..Default::default()
+    });
+    assert_rejected(vec![entry(&b)], "backend/ns/hash:80", "hash_on");
+    let mut r = route("route/ns/sticky/rule/0");
+    r.session_persistence = Some(pb::SessionPersistence {
+        r#type: "Cookie".into(),
+        session_name: "bad name".into(),
+        ..Default::default()
+    });
+    assert_rejected(vec![entry(&r)], "route/ns/sticky/rule/0", "session cookie name");
+    let mut good = backend();
+    good.load_balancing = Some(pb::LoadBalancing {
+        algorithm: "LeastRequest".into(),
+        hash_on: String::new(),
+        session_persistence: Some(pb::SessionPersistence {
+            r#type: "Header".into(),
+            session_name: "x-session".into(),
+            ..Default::default()
+        }),
+    });
+    let set = decode(&map_of(vec![entry(&good)])).unwrap();
+    assert_eq!(
+        set.backends[0].balancing.algorithm,
+        crate::balancer::Algorithm::LeastRequest
+    );
+    assert!(set.backends[0].balancing.session.is_some());
+}
+
+#[test]
 fn nack_detail_lists_every_rejected_resource() {
     let unknown = nantian_proto::Any {
         type_url: "type.googleapis.com/x".into(),
