@@ -14,7 +14,9 @@ fn options() -> TranslateOptions {
         let module = FilterModule {
             name: format!("module/{filter}@000000000000"),
             sha256: "0".repeat(64),
-            source: Some(filter_module::Source::Path(format!("/filters/{filter}.wasm"))),
+            source: Some(filter_module::Source::Path(format!(
+                "/filters/{filter}.wasm"
+            ))),
         };
         opts.filter_modules.insert(filter.to_string(), module);
     }

@@ -364,7 +364,11 @@ fn load_balancing_and_session_problems_are_rejected() {
         algorithm: "Fastest".into(),
         ..Default::default()
     });
-    assert_rejected(vec![entry(&b)], "backend/ns/lb:80", "load balancing algorithm");
+    assert_rejected(
+        vec![entry(&b)],
+        "backend/ns/lb:80",
+        "load balancing algorithm",
+    );
     let mut b = backend();
     b.name = "backend/ns/hash:80".into();
     b.load_balancing = Some(pb::LoadBalancing {
@@ -379,7 +383,11 @@ fn load_balancing_and_session_problems_are_rejected() {
         session_name: "bad name".into(),
         ..Default::default()
     });
-    assert_rejected(vec![entry(&r)], "route/ns/sticky/rule/0", "session cookie name");
+    assert_rejected(
+        vec![entry(&r)],
+        "route/ns/sticky/rule/0",
+        "session cookie name",
+    );
     let mut good = backend();
     good.load_balancing = Some(pb::LoadBalancing {
         algorithm: "LeastRequest".into(),

@@ -96,7 +96,10 @@ async fn run(args: Args, namespace: String, name: String) -> anyhow::Result<()> 
             let secret = std::fs::read(path)
                 .with_context(|| format!("reading the session key {}", path.display()))?;
             if secret.len() < 16 {
-                bail!("the session key {} must hold at least 16 bytes", path.display());
+                bail!(
+                    "the session key {} must hold at least 16 bytes",
+                    path.display()
+                );
             }
             SessionKey::from_secret(&secret)
         }

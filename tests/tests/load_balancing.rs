@@ -247,7 +247,10 @@ async fn cookie_session_sticks_until_its_pod_leaves() {
     // policy is the Service's, reached from any path).
     assert_eq!(attributes, "Path=/; HttpOnly");
     let ip_suffix = env.backend_ip(1);
-    assert!(!cookie.contains(&ip_suffix), "the token must not show an address");
+    assert!(
+        !cookie.contains(&ip_suffix),
+        "the token must not show an address"
+    );
 
     for _ in 0..10 {
         let r = ok(with_header(get(&addr, "any", "/cookie"), "cookie", &cookie)).await;
@@ -261,7 +264,10 @@ async fn cookie_session_sticks_until_its_pod_leaves() {
     let forged = ok(with_header(
         get(&addr, "any", "/cookie"),
         "cookie",
-        &format!("pod-session={}", "0".repeat(cookie.len() - "pod-session=".len())),
+        &format!(
+            "pod-session={}",
+            "0".repeat(cookie.len() - "pod-session=".len())
+        ),
     ))
     .await;
     assert_ne!(set_cookie(&forged).0, cookie);
@@ -288,7 +294,12 @@ async fn cookie_session_sticks_until_its_pod_leaves() {
     let (new_cookie, _) = set_cookie(&moved);
     assert_ne!(new_cookie, cookie, "a new session needs a new token");
     for _ in 0..5 {
-        let r = ok(with_header(get(&addr, "any", "/cookie"), "cookie", &new_cookie)).await;
+        let r = ok(with_header(
+            get(&addr, "any", "/cookie"),
+            "cookie",
+            &new_cookie,
+        ))
+        .await;
         assert_eq!(r.echo().pod, new_pod);
     }
 }
@@ -316,7 +327,12 @@ async fn header_session_sticks_and_the_rule_cookie_is_permanent_and_scoped() {
     assert!(first.headers.get(http::header::SET_COOKIE).is_none());
     let pod = first.echo().pod;
     for _ in 0..10 {
-        let r = ok(with_header(get(&addr, "any", "/header"), "x-session", &token)).await;
+        let r = ok(with_header(
+            get(&addr, "any", "/header"),
+            "x-session",
+            &token,
+        ))
+        .await;
         assert_eq!(r.echo().pod, pod);
     }
     assert_eq!(pods_reached(&addr, "/header", 6).await.len(), 3);
