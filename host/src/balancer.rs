@@ -107,11 +107,17 @@ impl InflightCounters {
         if let Some(counter) = map.get(endpoint).and_then(Weak::upgrade) {
             return counter;
         }
-        // Endpoints that left every snapshot are dropped here, at config time.
-        map.retain(|_, c| c.strong_count() > 0);
         let counter = Arc::new(AtomicUsize::new(0));
         map.insert(endpoint.clone(), Arc::downgrade(&counter));
         counter
+    }
+}
+
+impl InflightCounters {
+    /// Forgets endpoints no snapshot holds any more; once per snapshot, at config time.
+    pub fn prune(&self) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, c| c.strong_count() > 0);
     }
 }
 

@@ -170,6 +170,7 @@ impl Gateway {
         reuse.modules = modules;
         reuse.bindings = bindings;
         reuse.clients = clients;
+        reuse.inflight.prune();
         self.shared.ready.store(true, Ordering::Release);
         Ok(())
     }
