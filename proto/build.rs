@@ -31,7 +31,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".nantian.config.v1.Backend.tls",
             "#[serde(skip_serializing_if = \"Option::is_none\")]",
         )
-        // Likewise routes without a retry rule.
+        // Most backends and rules have neither: leave them out of their dumps too.
+        .field_attribute(
+            ".nantian.config.v1.Backend.load_balancing",
+            "#[serde(skip_serializing_if = \"Option::is_none\")]",
+        )
+        .field_attribute(
+            ".nantian.config.v1.Route.session_persistence",
+            "#[serde(skip_serializing_if = \"Option::is_none\")]",
+        )
+        // And rules without retry.
         .field_attribute(
             ".nantian.config.v1.Route.retry",
             "#[serde(skip_serializing_if = \"Option::is_none\")]",

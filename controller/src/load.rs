@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
+use crate::lb_policy::{BACKEND_LB_POLICY, RouteExtensions, X_BACKEND_TRAFFIC_POLICY};
 use crate::model::{Key, MetaExt, ObjectRef, Resources};
 
 /// One document (or List item) that could not be loaded.
@@ -278,6 +279,7 @@ fn header(value: &Value) -> Result<Header, String> {
 }
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+const GATEWAY_X_GROUP: &str = "gateway.networking.x-k8s.io";
 
 /// Whether a kind is namespaced, for the kinds we keep; `None` for kinds we ignore.
 fn scope(group: &str, kind: &str) -> Option<bool> {
@@ -286,8 +288,10 @@ fn scope(group: &str, kind: &str) -> Option<bool> {
         ("", "Service" | "Secret" | "ConfigMap")
         | (
             GATEWAY_GROUP,
-            "Gateway" | "HTTPRoute" | "ReferenceGrant" | "BackendTLSPolicy" | "ListenerSet",
+            "Gateway" | "HTTPRoute" | "ReferenceGrant" | "BackendTLSPolicy" | "ListenerSet"
+            | BACKEND_LB_POLICY,
         )
+        | (GATEWAY_X_GROUP, X_BACKEND_TRAFFIC_POLICY)
         | ("discovery.k8s.io", "EndpointSlice") => Some(true),
         _ => None,
     }
@@ -332,7 +336,18 @@ fn load_value(
         "Namespace" => insert!(namespaces),
         "GatewayClass" => insert!(gateway_classes),
         "Gateway" => insert!(gateways),
-        "HTTPRoute" => insert!(http_routes),
+        "HTTPRoute" => {
+            // Parsed first: a route whose extensions are malformed is not loaded at all.
+            let extensions = match has_rule_extensions(value) {
+                true => Some(parse::<RouteExtensions>(ctx, text, value, &object)?),
+                false => None,
+            };
+            into.http_route_extensions.remove(&key);
+            if let Some(extensions) = extensions.filter(|e| !e.is_empty()) {
+                into.http_route_extensions.insert(key.clone(), extensions);
+            }
+            insert!(http_routes);
+        }
         "ReferenceGrant" => insert!(reference_grants),
         "Service" => insert!(services),
         "EndpointSlice" => insert!(endpoint_slices),
@@ -340,6 +355,8 @@ fn load_value(
         "ConfigMap" => insert!(config_maps),
         "BackendTLSPolicy" => insert!(backend_tls_policies),
         "ListenerSet" => insert!(listener_sets),
+        BACKEND_LB_POLICY => insert!(backend_lb_policies),
+        X_BACKEND_TRAFFIC_POLICY => insert!(backend_traffic_policies),
         _ => unreachable!("scope() admitted only the kinds above"),
     }
     objects.push((object.clone(), ctx.first_line));
@@ -370,6 +387,16 @@ fn load_list_items(
                 })
         })
         .collect()
+}
+
+/// Whether an HTTPRoute's rules carry a field the standard types drop (see
+/// [`RouteExtensions`]); most routes don't, and are not parsed a second time.
+fn has_rule_extensions(value: &Value) -> bool {
+    value
+        .get("spec")
+        .and_then(|s| s.get("rules"))
+        .and_then(Value::as_sequence)
+        .is_some_and(|rules| rules.iter().any(|r| r.get("sessionPersistence").is_some()))
 }
 
 /// Typed parse: from the document text when we have it (serde_yaml then reports the exact

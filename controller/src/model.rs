@@ -18,6 +18,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
+use crate::lb_policy::{BACKEND_LB_POLICY, LbPolicy, RouteExtensions, X_BACKEND_TRAFFIC_POLICY};
+
 /// (namespace, name). Cluster-scoped objects use an empty namespace.
 pub type Key = (String, String);
 
@@ -35,6 +37,10 @@ pub struct Resources {
     pub config_maps: BTreeMap<Key, ConfigMap>,
     pub backend_tls_policies: BTreeMap<Key, BackendTlsPolicy>,
     pub listener_sets: BTreeMap<Key, ListenerSet>,
+    pub backend_lb_policies: BTreeMap<Key, LbPolicy>,
+    pub backend_traffic_policies: BTreeMap<Key, LbPolicy>,
+    /// Experimental-channel HTTPRoute fields, by route (only routes that use them).
+    pub http_route_extensions: BTreeMap<Key, RouteExtensions>,
 }
 
 impl Resources {
@@ -51,6 +57,8 @@ impl Resources {
             + self.config_maps.len()
             + self.backend_tls_policies.len()
             + self.listener_sets.len()
+            + self.backend_lb_policies.len()
+            + self.backend_traffic_policies.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -73,6 +81,19 @@ impl Resources {
         copy(&mut self.config_maps, &other.config_maps);
         copy(&mut self.backend_tls_policies, &other.backend_tls_policies);
         copy(&mut self.listener_sets, &other.listener_sets);
+        copy(&mut self.backend_lb_policies, &other.backend_lb_policies);
+        copy(
+            &mut self.backend_traffic_policies,
+            &other.backend_traffic_policies,
+        );
+        // A route defined again replaces its extensions too, even with none.
+        for key in other.http_routes.keys() {
+            self.http_route_extensions.remove(key);
+        }
+        copy(
+            &mut self.http_route_extensions,
+            &other.http_route_extensions,
+        );
     }
 
     /// Whether an object with this reference is present.
@@ -90,6 +111,8 @@ impl Resources {
             "ConfigMap" => self.config_maps.contains_key(&key),
             "BackendTLSPolicy" => self.backend_tls_policies.contains_key(&key),
             "ListenerSet" => self.listener_sets.contains_key(&key),
+            BACKEND_LB_POLICY => self.backend_lb_policies.contains_key(&key),
+            X_BACKEND_TRAFFIC_POLICY => self.backend_traffic_policies.contains_key(&key),
             _ => false,
         }
     }
@@ -212,6 +235,7 @@ meta_ext!(
     ConfigMap,
     BackendTlsPolicy,
     ListenerSet,
+    LbPolicy,
 );
 
 #[cfg(test)]

@@ -63,6 +63,8 @@ pub struct RouteSpec {
     pub filters: Vec<FilterSpec>,
     pub backends: Vec<BackendRefSpec>,
     pub timeouts: Timeouts,
+    /// The rule's session persistence; replaces the backends' own.
+    pub session: Option<Arc<crate::session::SessionSpec>>,
     pub retry: Option<RetrySpec>,
 }
 
@@ -197,6 +199,8 @@ pub struct BackendSpec {
     pub endpoints: Vec<http::uri::Authority>,
     /// TLS to the endpoints (BackendTLSPolicy); `None`: cleartext.
     pub tls: Option<Arc<crate::upstream_tls::UpstreamTls>>,
+    /// Endpoint picking and session persistence (BackendLBPolicy).
+    pub balancing: crate::balancer::BalancingSpec,
 }
 
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@ use nantian_proto::config as pb;
 use nantian_proto::type_url;
 use prost::Message;
 
+use crate::balancer::BalancingSpec;
 use crate::config::{
     BackendSpec, ConfigError, ConfigSet, FilterSpec, ListenerSpec, ModuleSource, ModuleSpec,
     Rejections, RouteSpec, UpstreamProtocol, invalid,
@@ -237,11 +238,18 @@ impl TryFrom<&pb::Backend> for BackendSpec {
             .as_ref()
             .map(|tls| UpstreamTls::new(tls, protocol).map(Arc::new))
             .transpose()?;
+        let balancing = pb
+            .load_balancing
+            .as_ref()
+            .map(BalancingSpec::try_from)
+            .transpose()?
+            .unwrap_or_default();
         Ok(BackendSpec {
             name: pb.name.as_str().into(),
             protocol,
             endpoints,
             tls,
+            balancing,
         })
     }
 }

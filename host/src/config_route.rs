@@ -13,6 +13,7 @@ use crate::config::{
     ValueMatch, WasmFilterSpec, invalid,
 };
 use crate::hostname::Hostname;
+use crate::session::SessionSpec;
 
 impl TryFrom<&pb::Route> for RouteSpec {
     type Error = ConfigError;
@@ -56,9 +57,15 @@ impl TryFrom<&pb::Route> for RouteSpec {
             request: millis(pb.request_timeout_millis),
             backend_request: millis(pb.backend_request_timeout_millis),
         };
+        let session = pb
+            .session_persistence
+            .as_ref()
+            .map(|s| SessionSpec::try_from(s).map(Arc::new))
+            .transpose()?;
         let retry = pb.retry.as_ref().map(retry_spec).transpose()?;
         Ok(RouteSpec {
             timeouts,
+            session,
             retry,
             name: pb.name.as_str().into(),
             namespace: pb.route_namespace.clone(),

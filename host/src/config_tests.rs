@@ -41,6 +41,7 @@ fn backend() -> pb::Backend {
             port: 8080,
         }],
         tls: None,
+        load_balancing: None,
     }
 }
 
@@ -364,6 +365,56 @@ fn backend_and_module_problems_are_rejected() {
         source: Some(pb::filter_module::Source::Path("/tmp/x.wasm".into())),
     };
     assert_rejected(vec![entry(&m)], "module/x@1", "sha256");
+}
+
+#[test]
+fn load_balancing_and_session_problems_are_rejected() {
+    let mut b = backend();
+    b.name = "backend/ns/lb:80".into();
+    b.load_balancing = Some(pb::LoadBalancing {
+        algorithm: "Fastest".into(),
+        ..Default::default()
+    });
+    assert_rejected(
+        vec![entry(&b)],
+        "backend/ns/lb:80",
+        "load balancing algorithm",
+    );
+    let mut b = backend();
+    b.name = "backend/ns/hash:80".into();
+    b.load_balancing = Some(pb::LoadBalancing {
+        algorithm: "ConsistentHash".into(),
+        hash_on: "Body".into(),
+        ..Default::default()
+    });
+    assert_rejected(vec![entry(&b)], "backend/ns/hash:80", "hash_on");
+    let mut r = route("route/ns/sticky/rule/0");
+    r.session_persistence = Some(pb::SessionPersistence {
+        r#type: "Cookie".into(),
+        session_name: "bad name".into(),
+        ..Default::default()
+    });
+    assert_rejected(
+        vec![entry(&r)],
+        "route/ns/sticky/rule/0",
+        "session cookie name",
+    );
+    let mut good = backend();
+    good.load_balancing = Some(pb::LoadBalancing {
+        algorithm: "LeastRequest".into(),
+        hash_on: String::new(),
+        session_persistence: Some(pb::SessionPersistence {
+            r#type: "Header".into(),
+            session_name: "x-session".into(),
+            ..Default::default()
+        }),
+    });
+    let set = decode(&map_of(vec![entry(&good)])).unwrap();
+    assert_eq!(
+        set.backends[0].balancing.algorithm,
+        crate::balancer::Algorithm::LeastRequest
+    );
+    assert!(set.backends[0].balancing.session.is_some());
 }
 
 #[test]

@@ -18,11 +18,13 @@ use nantian_proto::xds::ErrorDetail;
 use nantian_wasm::{BindingSpec, FilterBinding, FilterModule, WasmEngine};
 use tracing::info;
 
+use crate::balancer::InflightCounters;
 use crate::config::{self, ConfigSet, FilterSpec, ModuleSource, Rejections, WasmFilterSpec};
 use crate::filter_chain::WasmStep;
 use crate::listener::Sockets;
 use crate::metrics::Metrics;
 use crate::server::{Shared, accept_loop};
+use crate::session::SessionKey;
 use crate::snapshot::{Resolved, Snapshot};
 use crate::upstream::{Upstream, UpstreamClient};
 use crate::xds_client::{ConfigSink, ResourceMap};
@@ -30,6 +32,8 @@ use crate::xds_client::{ConfigSink, ResourceMap};
 pub struct Gateway {
     shared: Arc<Shared>,
     engine: WasmEngine,
+    /// Seals session-persistence tokens.
+    session_key: Arc<SessionKey>,
     sockets: Sockets,
     /// Serializes applies and holds what they reuse.
     reuse: tokio::sync::Mutex<Reusable>,
@@ -52,11 +56,24 @@ struct Reusable {
     modules: HashMap<String, Arc<FilterModule>>,
     bindings: HashMap<BindingKey, Arc<FilterBinding>>,
     clients: HashMap<Arc<str>, Arc<UpstreamClient>>,
+    /// In-flight requests per endpoint address, across snapshots (least request).
+    inflight: InflightCounters,
 }
 
 impl Gateway {
     pub fn new(engine: WasmEngine, metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::with_session_key(engine, metrics, SessionKey::random())
+    }
+
+    /// Like [`Gateway::new`], sealing session tokens with `session_key` (one shared by
+    /// every host of a Gateway keeps sessions across hosts and restarts).
+    pub fn with_session_key(
+        engine: WasmEngine,
+        metrics: Arc<Metrics>,
+        session_key: SessionKey,
+    ) -> Arc<Self> {
         Arc::new(Gateway {
+            session_key: Arc::new(session_key),
             shared: Arc::new(Shared {
                 snapshot: ArcSwap::from_pointee(Snapshot::empty()),
                 metrics,
@@ -123,6 +140,11 @@ impl Gateway {
                 client.clone(),
                 backend.endpoints.clone(),
                 metrics.upstream(backend.name.clone()),
+            )
+            .with_balancing(
+                &backend.balancing,
+                self.session_key.clone(),
+                &reuse.inflight,
             );
             clients.insert(backend.name.clone(), client);
             upstreams.insert(backend.name.clone(), Arc::new(upstream));
@@ -156,6 +178,7 @@ impl Gateway {
         reuse.modules = modules;
         reuse.bindings = bindings;
         reuse.clients = clients;
+        reuse.inflight.prune();
         self.shared.ready.store(true, Ordering::Release);
         Ok(())
     }
@@ -288,6 +311,7 @@ mod tests {
                 port: endpoint_port,
             }],
             tls: None,
+            load_balancing: None,
         };
         ResourceMap::from([(
             backend.name.clone(),

@@ -3,12 +3,14 @@
 //!
 //! A request's path through the modules: `listener` (sockets) → `server` (connections,
 //! snapshot, routing) → `router` (route tables) → `proxy` with `filter_chain` /
-//! `filter_body` (Wasm filters, redirects) → `forwarding` + `upstream` (pools). Config
+//! `filter_body` (Wasm filters, redirects) → `pick` (session, `balancer`) →
+//! `forwarding` + `upstream` (pools). Config
 //! arrives through `xds_client`, is validated by `config`, and is assembled into a
 //! `snapshot` that `gateway` swaps in.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod balancer;
 pub mod config;
 mod config_decode;
 mod config_route;
@@ -21,11 +23,13 @@ mod idle;
 pub mod listener;
 pub mod metrics;
 pub mod mirror;
+pub mod pick;
 pub mod proxy;
 pub mod redirect;
 mod retry;
 pub mod router;
 pub mod server;
+pub mod session;
 pub mod snapshot;
 mod timeout;
 pub mod tls;

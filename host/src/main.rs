@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use nantian_host::session::SessionKey;
 use nantian_host::xds_client::{self, XdsClientConfig};
 use nantian_host::{Gateway, Metrics, admin};
 use nantian_proto::xds::Node;
@@ -36,6 +37,11 @@ struct Args {
     /// Tokio worker threads; defaults to the number of cores.
     #[arg(long)]
     workers: Option<usize>,
+    /// A secret that seals session-persistence tokens. Hosts of one Gateway that share it
+    /// accept each other's tokens, and sessions survive a restart; without it each host
+    /// process draws its own, so sessions end with the process.
+    #[arg(long, env = "NANTIAN_SESSION_KEY_FILE")]
+    session_key_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -85,7 +91,21 @@ async fn run(args: Args, namespace: String, name: String) -> anyhow::Result<()> 
         ..EngineConfig::default()
     })
     .context("creating the Wasm engine")?;
-    let gateway = Gateway::new(engine, Arc::new(Metrics::new()));
+    let session_key = match &args.session_key_file {
+        Some(path) => {
+            let secret = std::fs::read(path)
+                .with_context(|| format!("reading the session key {}", path.display()))?;
+            if secret.len() < 16 {
+                bail!(
+                    "the session key {} must hold at least 16 bytes",
+                    path.display()
+                );
+            }
+            SessionKey::from_secret(&secret)
+        }
+        None => SessionKey::random(),
+    };
+    let gateway = Gateway::with_session_key(engine, Arc::new(Metrics::new()), session_key);
 
     let admin_listener = tokio::net::TcpListener::bind(args.admin_addr)
         .await

@@ -21,6 +21,7 @@ use crate::filter_body::{Direction, FilteredBody, SharedRun, lock};
 use crate::filter_chain::{FilterRun, Flow, RedirectContext, status_response};
 use crate::forwarding::{is_websocket_upgrade, prepare_request_headers, strip_hop_by_hop};
 use crate::mirror;
+use crate::pick;
 use crate::retry;
 use crate::router::Candidate;
 use crate::snapshot::Rule;
@@ -53,17 +54,17 @@ pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<Pr
     if let Flow::Respond(resp) = run.request_headers(&p.rule.filters, &mut parts, &redirect) {
         return respond_locally(run, parts, resp);
     }
-    let Some(choice) = p.rule.backends.pick() else {
+    let Some(mut pick) = pick::pick(p.rule, &parts, p.client.ip()) else {
         return respond_locally(
             run,
             parts,
             internal_error("the route has no usable backend\n"),
         );
     };
-    if let Flow::Respond(resp) = run.request_headers(&choice.filters, &mut parts, &redirect) {
+    if let Flow::Respond(resp) = run.request_headers(&pick.choice.filters, &mut parts, &redirect) {
         return respond_locally(run, parts, resp);
     }
-    let Some(upstream) = &choice.upstream else {
+    let Some(upstream) = &pick.choice.upstream else {
         return respond_locally(run, parts, internal_error("invalid backend reference\n"));
     };
 
@@ -107,11 +108,12 @@ pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<Pr
     if !mirrors.is_empty() {
         body = mirror::start(&mirrors, &parts, body);
     }
-    let result = match &p.rule.retry {
+    let mut result = match &p.rule.retry {
         // Boxed: only retried routes pay for the retry loop's future.
         Some(retry) if client_upgrade.is_none() => {
             let send = retry::send_with_retries(
                 upstream,
+                pick.endpoint,
                 parts,
                 body,
                 retry,
@@ -126,9 +128,18 @@ pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<Pr
             // One await of the upstream for every other case: each call site would add
             // the size of the send future to this one, which is moved several times per
             // request.
-            send_within(upstream, Request::from_parts(parts, body), deadline).await
+            send_within(
+                upstream,
+                pick.endpoint,
+                Request::from_parts(parts, body),
+                deadline,
+            )
+            .await
         }
     };
+    if let Ok(resp) = &mut result {
+        pick.stamp(resp.headers_mut());
+    }
     let Some(shared) = shared else {
         return match result {
             Ok(resp) => upstream_response(resp, client_upgrade, None),
@@ -255,12 +266,13 @@ impl SendError {
 /// 504) and the body is cut off at it.
 pub(crate) async fn send_within(
     upstream: &Upstream,
+    endpoint: Option<usize>,
     req: Request<ProxyBody>,
     deadline: Option<Instant>,
 ) -> Result<Response<ProxyBody>, SendError> {
     // One `send` future for both cases: every call site would add its size to the
     // request's future, which is moved several times per request.
-    let send = upstream.send(req);
+    let send = upstream.send_to(endpoint, req);
     let send = std::pin::pin!(send);
     let Some(deadline) = deadline else {
         return send.await.map_err(SendError::Upstream);

@@ -33,11 +33,15 @@ pub const HOLD_LIMIT: usize = 64 * 1024;
 /// Later retries wait longer, up to this many times the configured backoff.
 const MAX_BACKOFF_FACTOR: u32 = 8;
 
-/// Sends `parts` + `body` to `upstream`, retrying as `spec` says. The result is the last
-/// attempt's: a response (possibly with a retried status, once attempts run out) or the
-/// reason none came.
+/// Sends `parts` + `body` to `upstream`, retrying as `spec` says. The first attempt goes
+/// to `first` (the request's pick, a session's endpoint included); each retry asks the
+/// backend's load balancer again, so a dead endpoint is left behind. The result is the
+/// last attempt's: a response (possibly with a retried status, once attempts run out) or
+/// the reason none came.
+#[allow(clippy::too_many_arguments)]
 pub async fn send_with_retries(
     upstream: &Upstream,
+    first: Option<usize>,
     parts: request::Parts,
     body: ProxyBody,
     spec: &RetrySpec,
@@ -49,16 +53,17 @@ pub async fn send_with_retries(
         Held::Whole(held) => held,
         Held::TooLarge(body) => {
             let deadline = backend_deadline(timeouts, request_deadline);
-            return send_within(upstream, Request::from_parts(parts, body), deadline).await;
+            return send_within(upstream, first, Request::from_parts(parts, body), deadline).await;
         }
         Held::Failed(e) => return Err(SendError::ClientBody(e)),
         Held::TimedOut => return Err(SendError::TimedOut),
     };
     let mut retries = 0;
+    let mut endpoint = first;
     loop {
         let req = Request::from_parts(copy_request_head(&parts), held.body());
         let deadline = backend_deadline(timeouts, request_deadline);
-        let result = send_within(upstream, req, deadline).await;
+        let result = send_within(upstream, endpoint, req, deadline).await;
         if !worth_retrying(&result, spec, request_deadline) || retries == spec.attempts {
             return result;
         }
@@ -72,6 +77,7 @@ pub async fn send_with_retries(
         metrics.retried();
         drop(result);
         tokio::time::sleep(wait).await;
+        endpoint = upstream.balance(None);
     }
 }
 

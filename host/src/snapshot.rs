@@ -13,6 +13,7 @@ use crate::filter_chain::{ChainStep, WasmStep};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::mirror::MirrorStep;
 use crate::router::{BindTable, build_tables};
+use crate::session::SessionSpec;
 use crate::tls::{BindTls, bind_configs};
 use crate::upstream::Upstream;
 
@@ -33,6 +34,8 @@ pub struct Rule {
     pub filters: Box<[ChainStep]>,
     pub backends: Weighted<BackendChoice>,
     pub timeouts: Timeouts,
+    /// The rule's session persistence; replaces the backends' own.
+    pub session: Option<Arc<SessionSpec>>,
     pub retry: Option<RetrySpec>,
 }
 
@@ -85,6 +88,7 @@ impl Snapshot {
                 metrics: metrics.route(route.name.clone()),
                 filters: chain(&route.filters),
                 timeouts: route.timeouts,
+                session: route.session.clone(),
                 retry: route.retry.clone(),
                 backends: Weighted::new(route.backends.iter().map(|b| {
                     let choice = BackendChoice {
@@ -136,6 +140,11 @@ impl<T> Weighted<T> {
             1 => Some(&self.items[0].1),
             _ => Some(self.pick_at(rand::rng().random_range(0..self.total))),
         }
+    }
+
+    /// Every item that can be picked (weight above 0).
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter().map(|(_, item)| item)
     }
 
     /// The item whose slice contains `n` (`n < total`).

@@ -3,7 +3,7 @@
 //! A [`UpstreamClient`] (connection pools plus a round-robin cursor) belongs to a backend
 //! *name* and outlives snapshots while the backend's protocol and TLS settings stay the
 //! same, so endpoint changes keep warm connections and a TLS change gets new ones. The endpoints themselves are part of each
-//! snapshot's immutable [`Upstream`]; picking one is an atomic increment, no lock.
+//! snapshot's immutable [`Upstream`], with its [`Balancer`]; picking one takes no lock.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -24,7 +24,11 @@ use prometheus_client::metrics::histogram::Histogram;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
+use crate::balancer::{
+    Algorithm, Balancer, BalancingSpec, InflightCounters, InflightGuard, PickContext,
+};
 use crate::config::UpstreamProtocol;
+use crate::session::{SessionKey, SessionSpec};
 use crate::upstream_h1::{EndpointIdle, Http1Pool};
 use crate::upstream_io::{self, UpstreamIo};
 use crate::upstream_tls::UpstreamTls;
@@ -151,12 +155,20 @@ pub struct Upstream {
     client: Arc<UpstreamClient>,
     endpoints: Box<[Endpoint]>,
     duration: Histogram,
+    balancer: Balancer,
+    /// The backend's own session persistence.
+    session: Option<Arc<SessionSpec>>,
+    /// Endpoint indexes by their session-token id; empty without a key.
+    ids: HashMap<u64, usize>,
+    key: Option<Arc<SessionKey>>,
 }
 
 /// One endpoint of a snapshot's backend; for HTTP/1.1 with its idle connections at hand.
 struct Endpoint {
     authority: Authority,
     http1: Option<Arc<EndpointIdle>>,
+    /// Requests in flight to it (least request).
+    inflight: Arc<AtomicUsize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,15 +235,75 @@ impl Upstream {
                     Transport::Http1(pool) => Some(pool.endpoint(&authority)),
                     Transport::H2c(_) => None,
                 },
+                inflight: Arc::default(),
                 authority,
             })
-            .collect();
+            .collect::<Box<[_]>>();
+        let authorities: Vec<_> = endpoints.iter().map(|e| e.authority.clone()).collect();
         Upstream {
             name,
             client,
-            endpoints,
             duration,
+            balancer: Balancer::new(Algorithm::RoundRobin, &authorities),
+            endpoints,
+            session: None,
+            ids: HashMap::new(),
+            key: None,
         }
+    }
+
+    /// Picks endpoints as `spec` says, with in-flight counts shared through `counters`
+    /// and session tokens keyed by `key`.
+    pub fn with_balancing(
+        mut self,
+        spec: &BalancingSpec,
+        key: Arc<SessionKey>,
+        counters: &InflightCounters,
+    ) -> Self {
+        let authorities: Vec<_> = self.endpoints.iter().map(|e| e.authority.clone()).collect();
+        self.balancer = Balancer::new(spec.algorithm.clone(), &authorities);
+        for (i, endpoint) in self.endpoints.iter_mut().enumerate() {
+            endpoint.inflight = counters.get(&endpoint.authority);
+            self.ids
+                .insert(key.endpoint_id(&self.name, endpoint.authority.as_str()), i);
+        }
+        self.session = spec.session.clone();
+        self.key = Some(key);
+        self
+    }
+
+    /// The backend's own session persistence.
+    pub fn session(&self) -> Option<&Arc<SessionSpec>> {
+        self.session.as_ref()
+    }
+
+    /// The key session tokens for this backend are sealed with.
+    pub fn session_key(&self) -> Option<&SessionKey> {
+        self.key.as_deref()
+    }
+
+    /// The endpoint a session token's id names, if it is still one of this backend's.
+    pub fn endpoint_by_id(&self, id: u64) -> Option<usize> {
+        self.ids.get(&id).copied()
+    }
+
+    /// The session-token id of endpoint `i`.
+    pub fn endpoint_id(&self, i: usize) -> Option<u64> {
+        let key = self.key.as_deref()?;
+        Some(key.endpoint_id(&self.name, self.endpoints.get(i)?.authority.as_str()))
+    }
+
+    /// An endpoint index by the backend's algorithm; `None` without endpoints.
+    pub fn balance(&self, ctx: Option<&PickContext<'_>>) -> Option<usize> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        Some(
+            self.balancer
+                .pick(self.endpoints.len(), ctx, &self.client.next, |i| {
+                    self.endpoints[i].inflight.load(Ordering::Relaxed)
+                }),
+        )
     }
 
     pub fn protocol(&self) -> UpstreamProtocol {
@@ -239,26 +311,33 @@ impl Upstream {
     }
 
     pub fn pick_endpoint(&self) -> Option<&Authority> {
-        self.pick().map(|endpoint| &endpoint.authority)
-    }
-
-    fn pick(&self) -> Option<&Endpoint> {
-        if self.endpoints.is_empty() {
-            return None;
-        }
-        let i = self.client.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        Some(&self.endpoints[i])
+        self.balance(None).map(|i| &self.endpoints[i].authority)
     }
 
     /// Sends a request whose headers are already prepared for forwarding (see
-    /// `forwarding`); only the URI and version are set here.
+    /// `forwarding`) to an endpoint of the backend's algorithm, without looking at the
+    /// request (mirrors).
     pub async fn send(
         &self,
         req: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
-        let endpoint = self
-            .pick()
+        self.send_to(self.balance(None), req).await
+    }
+
+    /// Sends a request to endpoint `endpoint` (an index from [`Upstream::balance`] or a
+    /// session; `None`: there is none); only the URI and version are set here.
+    pub async fn send_to(
+        &self,
+        endpoint: Option<usize>,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
+        let endpoint = endpoint
+            .and_then(|i| self.endpoints.get(i))
             .ok_or_else(|| UpstreamError::NoEndpoints(self.name.clone()))?;
+        // Least request counts a request until its response body is done; the other
+        // algorithms don't look, so their requests skip the counting.
+        let counting = matches!(self.balancer.algorithm(), Algorithm::LeastRequest)
+            .then(|| InflightGuard::new(&endpoint.inflight));
         let started = Instant::now();
         let result = match &self.client.transport {
             Transport::Http1(pool) => {
@@ -276,8 +355,20 @@ impl Upstream {
             }
         };
         self.duration.observe(started.elapsed().as_secs_f64());
-        result
+        match counting {
+            Some(guard) => result.map(|resp| resp.map(|body| counted(body, guard))),
+            None => result,
+        }
     }
+}
+
+/// The body, holding `guard` until it ends or is dropped.
+fn counted(body: ProxyBody, guard: InflightGuard) -> ProxyBody {
+    body.map_frame(move |frame| {
+        let _ = &guard;
+        frame
+    })
+    .boxed_unsync()
 }
 
 fn path_and_query(uri: &Uri) -> PathAndQuery {

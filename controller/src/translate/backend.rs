@@ -4,8 +4,8 @@ use gateway_api::experimental::httproutes::HttpRouteRulesBackendRefs;
 use k8s_openapi::api::core::v1::ServicePort;
 use nantian_proto::config;
 
-use super::backend_tls::BackendTlsPolicies;
 use super::listener::{GATEWAY_GROUP, HTTP_ROUTE};
+use super::policy::BackendPolicies;
 use super::reference_grant;
 use crate::model::{Key, MetaExt, Resources};
 use crate::status::{Problem, reason};
@@ -23,7 +23,7 @@ pub(super) struct ResolvedBackend {
 /// reason becomes the route's ResolvedRefs=False reason).
 pub(super) fn resolve(
     res: &Resources,
-    policies: &BackendTlsPolicies,
+    policies: &BackendPolicies,
     route_ns: &str,
     bref: &HttpRouteRulesBackendRefs,
 ) -> Result<ResolvedBackend, Problem> {
@@ -91,13 +91,16 @@ pub(super) fn resolve(
             format!("Service {ns}/{name} port {port}: appProtocol {app_protocol} is not supported"),
         )
     })?;
-    let policy = policies.for_port(ns, name, service_port.name.as_deref().unwrap_or(""));
+    let policy = policies
+        .tls
+        .for_port(ns, name, service_port.name.as_deref().unwrap_or(""));
     Ok(ResolvedBackend {
         backend: config::Backend {
             name: format!("backend/{ns}/{name}:{port}"),
             protocol: protocol.to_string(),
             endpoints: endpoints(res, ns, name, service_port),
             tls: policy.map(|p| p.tls.clone()),
+            load_balancing: policies.lb.for_service(ns, name).cloned(),
         },
         service: (ns.to_string(), name.to_string()),
     })

@@ -9,24 +9,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::certificate::ca_bundle_pem;
+use super::policy::{PolicyObject, policy_reason, policy_status, precedence};
+use super::{ObjectStatus, TranslateOptions};
+use crate::model::{Key, MetaExt, Resources};
+use crate::status::{Condition, Problem, combine, kind, reason, sorted};
 use gateway_api::backendtlspolicies::{
     BackendTlsPolicyValidation, BackendTlsPolicyValidationSubjectAltNamesType,
 };
 use nantian_proto::config;
-use serde::Serialize;
-
-use super::certificate::ca_bundle_pem;
-use super::listener::GATEWAY_GROUP;
-use super::{ObjectStatus, TranslateOptions};
-use crate::model::{Key, MetaExt, Resources};
-use crate::status::{Condition, Problem, combine, kind, reason, sorted};
 
 const BACKEND_TLS_POLICY: &str = "BackendTLSPolicy";
 
-/// Reasons the spec defines for BackendTLSPolicy conditions.
-mod policy_reason {
-    pub const CONFLICTED: &str = "Conflicted";
-    pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
+/// Reasons the spec defines for BackendTLSPolicy conditions only.
+mod tls_reason {
     pub const NO_VALID_CA_CERTIFICATE: &str = "NoValidCACertificate";
     pub const INVALID_CA_CERTIFICATE_REF: &str = "InvalidCACertificateRef";
 }
@@ -73,9 +69,7 @@ impl BackendTlsPolicies {
             .or_else(|| self.applied.get(&key(None)))
     }
 
-    /// One status per policy, with an ancestor per Gateway of ours whose routes reach a
-    /// Service it targets (`reached`: the Services each Gateway's routes reach), whether
-    /// or not the policy won there: a Conflicted one must say so to those Gateways.
+    /// One status per policy (see [`policy_status`]).
     pub fn statuses(
         &self,
         opts: &TranslateOptions,
@@ -100,52 +94,22 @@ impl BackendTlsPolicies {
                     g,
                 ),
             ]);
-            let ancestors = reached
-                .iter()
-                .filter(|(_, services)| !services.is_disjoint(&verdict.services))
-                .map(|(gateway, _)| gateway)
-                .map(|(gw_ns, gw_name)| PolicyAncestorStatus {
-                    ancestor_ref: AncestorRef {
-                        group: GATEWAY_GROUP.to_string(),
-                        kind: "Gateway".to_string(),
-                        namespace: gw_ns.clone(),
-                        name: gw_name.clone(),
-                    },
-                    controller_name: opts.controller_name.clone(),
-                    conditions: conditions.clone(),
-                })
-                .collect();
-            statuses.push(ObjectStatus {
-                api_version: super::GATEWAY_API_VERSION.to_string(),
-                kind: BACKEND_TLS_POLICY.to_string(),
-                namespace: ns.clone(),
-                name: name.clone(),
+            let object = PolicyObject {
+                api_version: super::GATEWAY_API_VERSION,
+                kind: BACKEND_TLS_POLICY,
+                namespace: ns,
+                name,
                 generation: g,
-                status: serde_json::to_value(PolicyStatus { ancestors }).unwrap_or_default(),
-            });
+            };
+            statuses.push(policy_status(
+                opts,
+                reached,
+                object,
+                &verdict.services,
+                conditions,
+            ));
         }
     }
-}
-
-#[derive(Serialize)]
-struct PolicyStatus {
-    ancestors: Vec<PolicyAncestorStatus>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PolicyAncestorStatus {
-    ancestor_ref: AncestorRef,
-    controller_name: String,
-    conditions: Vec<Condition>,
-}
-
-#[derive(Serialize)]
-struct AncestorRef {
-    group: String,
-    kind: String,
-    namespace: String,
-    name: String,
 }
 
 /// Resolves every policy: its TLS settings, conflicts between policies on one target,
@@ -205,13 +169,11 @@ pub(super) fn resolve(res: &Resources) -> BackendTlsPolicies {
             },
         );
     }
-    for (target, mut candidates) in by_target {
-        candidates.sort();
-        let mut candidates = candidates.into_iter().map(|(_, key)| key);
-        let Some(winner) = candidates.next() else {
+    for (target, candidates) in by_target {
+        let Some((winner, losers)) = precedence(candidates) else {
             continue;
         };
-        for loser in candidates {
+        for loser in losers {
             if let Some(verdict) = out.verdicts.get_mut(&loser) {
                 verdict.accepted = Err(Problem::new(
                     policy_reason::CONFLICTED,
@@ -304,7 +266,7 @@ fn validation(
         match ca_bundle_pem(res, ns, &r.name) {
             Ok(pem) => tls.ca_certificates_pem.push(pem),
             Err(why) => ref_problems.push(Problem::new(
-                policy_reason::INVALID_CA_CERTIFICATE_REF,
+                tls_reason::INVALID_CA_CERTIFICATE_REF,
                 format!("{what}: {why}"),
             )),
         }
@@ -315,7 +277,7 @@ fn validation(
     };
     if !refs.is_empty() && tls.ca_certificates_pem.is_empty() {
         accepted = accepted.and(Err(Problem::new(
-            policy_reason::NO_VALID_CA_CERTIFICATE,
+            tls_reason::NO_VALID_CA_CERTIFICATE,
             "none of the caCertificateRefs is usable",
         )));
     }

@@ -12,6 +12,7 @@
 
 mod address;
 mod backend;
+mod backend_lb;
 mod backend_tls;
 mod certificate;
 mod client_validation;
@@ -23,6 +24,7 @@ mod gateway_class;
 mod hostname;
 mod listener;
 mod listener_set;
+mod policy;
 mod reference_grant;
 mod retry;
 mod route;
@@ -37,6 +39,7 @@ use serde::Serialize;
 
 use crate::model::{Key, Resources};
 
+pub use backend_lb::{DEFAULT_SESSION_NAME, HASH_ON_ANNOTATION, LOAD_BALANCER_ANNOTATION};
 pub use gateway_class::SUPPORTED_FEATURES;
 pub use hostname::intersects as hostnames_intersect;
 
@@ -137,13 +140,17 @@ pub fn translate(res: &Resources, opts: &TranslateOptions) -> Translation {
 
     let our_classes = gateway_class::translate_classes(res, opts, &mut statuses);
     let mut gateways = gateway::build_gateways(res, opts, &our_classes);
-    let tls_policies = backend_tls::resolve(res);
-    route::translate_routes(res, opts, &tls_policies, &mut gateways, &mut statuses);
+    let policies = policy::BackendPolicies {
+        tls: backend_tls::resolve(res),
+        lb: backend_lb::resolve(res),
+    };
+    route::translate_routes(res, opts, &policies, &mut gateways, &mut statuses);
     let reached: BTreeMap<Key, BTreeSet<Key>> = gateways
         .iter()
         .map(|(key, gw)| (key.clone(), gw.services.clone()))
         .collect();
-    tls_policies.statuses(opts, &reached, &mut statuses);
+    policies.tls.statuses(opts, &reached, &mut statuses);
+    policies.lb.statuses(opts, &reached, &mut statuses);
 
     let mut irs = Vec::new();
     for gw in gateways.into_values() {

@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteParentRefs};
 
-use super::backend_tls::BackendTlsPolicies;
 use super::gateway::GatewayState;
 use super::hostname;
 use super::listener::{GATEWAY_GROUP, HTTP_ROUTE, ListenerOrigin};
 use super::listener_set::LISTENER_SET;
+use super::policy::BackendPolicies;
 use super::rule::{RulesOutcome, translate_rules};
 use super::{GATEWAY_API_VERSION, ObjectStatus, TranslateOptions};
 use crate::model::{Key, MetaExt, Resources};
@@ -20,7 +20,7 @@ use crate::status::{
 pub(super) fn translate_routes(
     res: &Resources,
     opts: &TranslateOptions,
-    policies: &BackendTlsPolicies,
+    policies: &BackendPolicies,
     gateways: &mut BTreeMap<Key, GatewayState>,
     statuses: &mut Vec<ObjectStatus>,
 ) {

@@ -11,8 +11,8 @@ use gateway_api::experimental::httproutes::{
 };
 use nantian_proto::config;
 
-use super::backend_tls::BackendTlsPolicies;
-use super::{TranslateOptions, backend, filter, retry};
+use super::policy::BackendPolicies;
+use super::{TranslateOptions, backend, backend_lb, filter, retry};
 use crate::model::{Key, MetaExt, Resources};
 use crate::status::{Problem, combine, reason};
 
@@ -32,7 +32,7 @@ pub(super) struct RulesOutcome {
 pub(super) fn translate_rules(
     res: &Resources,
     opts: &TranslateOptions,
-    policies: &BackendTlsPolicies,
+    policies: &BackendPolicies,
     route: &HttpRoute,
 ) -> RulesOutcome {
     let route_ns = route.namespace();
@@ -144,6 +144,15 @@ pub(super) fn translate_rules(
             }
         }
 
+        let session_persistence = res
+            .http_route_extensions
+            .get(&(route_ns.to_string(), route.name().to_string()))
+            .and_then(|e| e.session_persistence(index))
+            .and_then(|sp| {
+                backend_lb::session_persistence(sp, &backend_lb::cookie_path(&matches))
+                    .map_err(&mut fail)
+                    .ok()
+            });
         routes.push(config::Route {
             name: format!("route/{route_ns}/{}/rule/{index}", route.name()),
             route_namespace: route_ns.to_string(),
@@ -158,6 +167,7 @@ pub(super) fn translate_rules(
             backends: backend_refs,
             request_timeout_millis,
             backend_request_timeout_millis,
+            session_persistence,
             retry,
         });
     }

@@ -201,6 +201,7 @@ pub fn backend(name: &str, protocol: &str, endpoints: &[SocketAddr]) -> pb::Back
             })
             .collect(),
         tls: None,
+        load_balancing: None,
     }
 }
 
