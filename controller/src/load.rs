@@ -286,7 +286,8 @@ fn scope(group: &str, kind: &str) -> Option<bool> {
         ("", "Service" | "Secret" | "ConfigMap")
         | (
             GATEWAY_GROUP,
-            "Gateway" | "HTTPRoute" | "ReferenceGrant" | "BackendTLSPolicy" | "ListenerSet",
+            "Gateway" | "HTTPRoute" | "GRPCRoute" | "ReferenceGrant" | "BackendTLSPolicy"
+            | "ListenerSet",
         )
         | ("discovery.k8s.io", "EndpointSlice") => Some(true),
         _ => None,
@@ -333,6 +334,7 @@ fn load_value(
         "GatewayClass" => insert!(gateway_classes),
         "Gateway" => insert!(gateways),
         "HTTPRoute" => insert!(http_routes),
+        "GRPCRoute" => insert!(grpc_routes),
         "ReferenceGrant" => insert!(reference_grants),
         "Service" => insert!(services),
         "EndpointSlice" => insert!(endpoint_slices),

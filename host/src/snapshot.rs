@@ -33,6 +33,8 @@ pub struct Rule {
     pub filters: Box<[ChainStep]>,
     pub backends: Weighted<BackendChoice>,
     pub timeouts: Timeouts,
+    /// A GRPCRoute rule (see [`crate::grpc_reply::to_grpc`]).
+    pub grpc: bool,
 }
 
 pub struct BackendChoice {
@@ -84,6 +86,7 @@ impl Snapshot {
                 metrics: metrics.route(route.name.clone()),
                 filters: chain(&route.filters),
                 timeouts: route.timeouts,
+                grpc: route.grpc,
                 backends: Weighted::new(route.backends.iter().map(|b| {
                     let choice = BackendChoice {
                         upstream: b

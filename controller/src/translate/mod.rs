@@ -4,8 +4,9 @@
 //! 1. [`gateway_class`]: which GatewayClasses are ours; their status.
 //! 2. [`gateway`] (with [`listener`], [`certificate`], [`conflict`]): our Gateways, their
 //!    address and listeners.
-//! 3. [`route`] (with [`rule`], [`filter`], [`backend`]): HTTPRoute attachment, rules,
-//!    backends; route statuses and listener attachment counts.
+//! 3. [`route`] (with [`source`], [`grpc_match`], [`rule`], [`filter`], [`backend`]):
+//!    HTTPRoute and GRPCRoute attachment, rules, backends; route statuses and listener
+//!    attachment counts.
 //! 4. Gateway statuses and IR, then sorting.
 //!
 //! Invalid input becomes a condition on its object, never an error.
@@ -19,6 +20,7 @@ mod cors;
 mod filter;
 mod gateway;
 mod gateway_class;
+mod grpc_match;
 mod hostname;
 mod listener;
 mod listener_set;
@@ -26,6 +28,7 @@ mod reference_grant;
 mod route;
 mod rule;
 mod selector;
+mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -76,7 +79,7 @@ impl Default for TranslateOptions {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Translation {
-    /// Sorted by kind (GatewayClass, Gateway, ListenerSet, HTTPRoute, policies), then
+    /// Sorted by kind (GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, policies), then
     /// namespace and name.
     pub statuses: Vec<ObjectStatus>,
     /// One per programmed Gateway of ours, sorted by namespace and name.
@@ -118,7 +121,8 @@ impl ObjectStatus {
             "Gateway" => 1,
             "ListenerSet" => 2,
             "HTTPRoute" => 3,
-            _ => 4,
+            "GRPCRoute" => 4,
+            _ => 5,
         }
     }
 }
