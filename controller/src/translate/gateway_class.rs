@@ -11,6 +11,8 @@ use crate::status::{Condition, GatewayClassStatus, Problem, SupportedFeature, ki
 pub const SUPPORTED_FEATURES: &[&str] = &[
     "BackendTLSPolicy",
     "BackendTLSPolicySANValidation",
+    "GRPCRoute",
+    "GRPCRouteNamedRouteRule",
     "Gateway",
     "GatewayBackendClientCertificate",
     "GatewayFrontendClientCertificateValidation",
