@@ -4,7 +4,8 @@
 //! 1. [`gateway_class`]: which GatewayClasses are ours; their status.
 //! 2. [`gateway`] (with [`listener`], [`certificate`], [`conflict`]): our Gateways, their
 //!    address and listeners.
-//! 3. [`route`] (with [`source`], [`grpc_match`], [`rule`], [`filter`], [`backend`]):
+//! 3. [`route`] (with [`source`], [`grpc_match`], [`kind_conflict`], [`rule`], [`filter`],
+//!    [`backend`]):
 //!    HTTPRoute and GRPCRoute attachment, rules, backends; route statuses and listener
 //!    attachment counts.
 //! 4. Gateway statuses and IR, then sorting.
@@ -22,6 +23,7 @@ mod gateway;
 mod gateway_class;
 mod grpc_match;
 mod hostname;
+mod kind_conflict;
 mod listener;
 mod listener_set;
 mod reference_grant;

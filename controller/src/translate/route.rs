@@ -8,12 +8,12 @@ use gateway_api::httproutes::HttpRouteParentRefs;
 
 use super::backend_tls::BackendTlsPolicies;
 use super::gateway::GatewayState;
-use super::hostname;
 use super::listener::{GATEWAY_GROUP, ListenerOrigin};
 use super::listener_set::LISTENER_SET;
 use super::rule::{RulesOutcome, translate_rules};
 use super::source::RouteSource;
 use super::{GATEWAY_API_VERSION, ObjectStatus, TranslateOptions};
+use super::{hostname, kind_conflict};
 use crate::model::{Key, Resources};
 use crate::status::{
     Condition, ParentRef, Problem, RouteParentStatus, RouteStatus, kind, reason, sorted,
@@ -26,10 +26,12 @@ pub(super) fn translate_routes(
     gateways: &mut BTreeMap<Key, GatewayState>,
     statuses: &mut Vec<ObjectStatus>,
 ) {
-    let sources = (res.http_routes.values().map(RouteSource::http))
-        .chain(res.grpc_routes.values().map(RouteSource::grpc));
-    for route in sources {
-        let route = &route;
+    let mut sources: Vec<RouteSource> = (res.http_routes.values().map(RouteSource::http))
+        .chain(res.grpc_routes.values().map(RouteSource::grpc))
+        .collect();
+    kind_conflict::attach_order(&mut sources);
+    let mut claims = kind_conflict::Claims::default();
+    for route in &sources {
         let route_ns = route.namespace.as_str();
         let generation = route.generation;
         let rules = translate_rules(res, opts, policies, route);
@@ -66,10 +68,12 @@ pub(super) fn translate_routes(
             let Some(gw) = gateways.get(&gw_key) else {
                 continue;
             };
-            let attachment = attach(res, route, parent, gw, &origin);
+            let attachment = attach(res, route, parent, gw, &origin)
+                .and_then(|listeners| claims.admit(&gw_key, route, listeners));
             let accepted = match (&attachment, &rules.unsupported) {
                 (Err(p), _) | (Ok(_), Some(p)) => Err(p.clone()),
                 (Ok(listeners), None) => {
+                    claims.record(&gw_key, route, listeners);
                     attached
                         .entry(gw_key)
                         .or_default()
