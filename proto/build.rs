@@ -45,6 +45,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".nantian.config.v1.Route.retry",
             "#[serde(skip_serializing_if = \"Option::is_none\")]",
         )
+        // HTTPRoute rules (most of them) leave the GRPCRoute fields out of their dumps.
+        .field_attribute(
+            ".nantian.config.v1.Route.kind",
+            "#[serde(skip_serializing_if = \"String::is_empty\")]",
+        )
+        .field_attribute(
+            ".nantian.config.v1.RouteMatch.grpc_method",
+            "#[serde(skip_serializing_if = \"Option::is_none\")]",
+        )
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -11,6 +11,7 @@ use gateway_api::backendtlspolicies::BackendTlsPolicy;
 use gateway_api::experimental::httproutes::HttpRoute;
 use gateway_api::gatewayclasses::GatewayClass;
 use gateway_api::gateways::Gateway;
+use gateway_api::grpcroutes::GrpcRoute;
 use gateway_api::listenersets::ListenerSet;
 use gateway_api::referencegrants::ReferenceGrant;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
@@ -30,6 +31,7 @@ pub struct Resources {
     pub gateway_classes: BTreeMap<Key, GatewayClass>,
     pub gateways: BTreeMap<Key, Gateway>,
     pub http_routes: BTreeMap<Key, HttpRoute>,
+    pub grpc_routes: BTreeMap<Key, GrpcRoute>,
     pub reference_grants: BTreeMap<Key, ReferenceGrant>,
     pub services: BTreeMap<Key, Service>,
     pub endpoint_slices: BTreeMap<Key, EndpointSlice>,
@@ -50,6 +52,7 @@ impl Resources {
             + self.gateway_classes.len()
             + self.gateways.len()
             + self.http_routes.len()
+            + self.grpc_routes.len()
             + self.reference_grants.len()
             + self.services.len()
             + self.endpoint_slices.len()
@@ -74,6 +77,7 @@ impl Resources {
         copy(&mut self.gateway_classes, &other.gateway_classes);
         copy(&mut self.gateways, &other.gateways);
         copy(&mut self.http_routes, &other.http_routes);
+        copy(&mut self.grpc_routes, &other.grpc_routes);
         copy(&mut self.reference_grants, &other.reference_grants);
         copy(&mut self.services, &other.services);
         copy(&mut self.endpoint_slices, &other.endpoint_slices);
@@ -104,6 +108,7 @@ impl Resources {
             "GatewayClass" => self.gateway_classes.contains_key(&key),
             "Gateway" => self.gateways.contains_key(&key),
             "HTTPRoute" => self.http_routes.contains_key(&key),
+            "GRPCRoute" => self.grpc_routes.contains_key(&key),
             "ReferenceGrant" => self.reference_grants.contains_key(&key),
             "Service" => self.services.contains_key(&key),
             "EndpointSlice" => self.endpoint_slices.contains_key(&key),
@@ -228,6 +233,7 @@ meta_ext!(
     GatewayClass,
     Gateway,
     HttpRoute,
+    GrpcRoute,
     ReferenceGrant,
     Service,
     EndpointSlice,

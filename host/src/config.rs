@@ -63,6 +63,9 @@ pub struct RouteSpec {
     pub filters: Vec<FilterSpec>,
     pub backends: Vec<BackendRefSpec>,
     pub timeouts: Timeouts,
+    /// A GRPCRoute rule: what the gateway answers itself goes out as a gRPC status, and
+    /// an invalid backend is UNAVAILABLE.
+    pub grpc: bool,
     /// The rule's session persistence; replaces the backends' own.
     pub session: Option<Arc<crate::session::SessionSpec>>,
     pub retry: Option<RetrySpec>,
@@ -94,6 +97,16 @@ pub struct MatchSpec {
     pub headers: Vec<HeaderMatch>,
     pub query: Vec<QueryMatch>,
     pub method: Option<Method>,
+    /// GRPCRoute matches rank by the service and method they name, not by their path.
+    pub grpc: Option<GrpcRank>,
+}
+
+/// How specific a GRPCRoute method match is: characters of service and method (GRPCRoute
+/// precedence, after the hostname, before header matches).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GrpcRank {
+    pub service_len: usize,
+    pub method_len: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -8,9 +8,9 @@ use nantian_proto::config as pb;
 use regex::Regex;
 
 use crate::config::{
-    BackendRefSpec, ConfigError, FilterSpec, HeaderMatch, MatchSpec, MirrorSpec, PathMatch,
-    PathModifier, QueryMatch, RedirectSpec, RetrySpec, RewriteSpec, RouteSpec, Scheme, Timeouts,
-    ValueMatch, WasmFilterSpec, invalid,
+    BackendRefSpec, ConfigError, FilterSpec, GrpcRank, HeaderMatch, MatchSpec, MirrorSpec,
+    PathMatch, PathModifier, QueryMatch, RedirectSpec, RetrySpec, RewriteSpec, RouteSpec, Scheme,
+    Timeouts, ValueMatch, WasmFilterSpec, invalid,
 };
 use crate::hostname::Hostname;
 use crate::session::SessionSpec;
@@ -29,12 +29,30 @@ impl TryFrom<&pb::Route> for RouteSpec {
             .iter()
             .map(MatchSpec::try_from)
             .collect::<Result<_, _>>()?;
+        let grpc = match pb.kind.as_str() {
+            "" | "HTTPRoute" => false,
+            "GRPCRoute" => true,
+            other => {
+                return Err(ConfigError::Unsupported {
+                    field: "route kind",
+                    value: other.to_string(),
+                });
+            }
+        };
+        if matches.iter().any(|m| m.grpc.is_some() != grpc) {
+            return Err(invalid(
+                "route match",
+                &pb.name,
+                "gRPC method matches belong to GRPCRoute rules only, and every match of one",
+            ));
+        }
         if matches.is_empty() {
             matches.push(MatchSpec {
                 path: PathMatch::Prefix("/".into()),
                 headers: Vec::new(),
                 query: Vec::new(),
                 method: None,
+                grpc: grpc.then(GrpcRank::default),
             });
         }
         let filters = convert_filters(&pb.filters)?;
@@ -77,6 +95,7 @@ impl TryFrom<&pb::Route> for RouteSpec {
             matches,
             filters,
             backends,
+            grpc,
         })
     }
 }
@@ -138,9 +157,20 @@ impl TryFrom<&pb::RouteMatch> for MatchSpec {
     type Error = ConfigError;
 
     fn try_from(pb: &pb::RouteMatch) -> Result<Self, ConfigError> {
-        let path = match &pb.path {
-            None => PathMatch::Prefix("/".into()),
-            Some(p) => PathMatch::try_from(p)?,
+        let (path, grpc) = match (&pb.grpc_method, &pb.path) {
+            (Some(g), None) => {
+                let (path, rank) = grpc_path(g)?;
+                (path, Some(rank))
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "route match",
+                    "path",
+                    "a gRPC method match has no path match",
+                ));
+            }
+            (None, None) => (PathMatch::Prefix("/".into()), None),
+            (None, Some(p)) => (PathMatch::try_from(p)?, None),
         };
         let mut headers: Vec<HeaderMatch> = Vec::with_capacity(pb.headers.len());
         for h in &pb.headers {
@@ -184,8 +214,60 @@ impl TryFrom<&pb::RouteMatch> for MatchSpec {
             headers,
             query,
             method,
+            grpc,
         })
     }
+}
+
+/// A GRPCRoute method match as a match on the gRPC path `/<service>/<method>`, and its
+/// rank. Exact: service and method → that path; service only → every method of it (a
+/// segment-aware prefix); method only → that method of any service; neither → every
+/// request. RegularExpression: each part a pattern (absent: any).
+fn grpc_path(g: &pb::GrpcMethodMatch) -> Result<(PathMatch, GrpcRank), ConfigError> {
+    let rank = GrpcRank {
+        service_len: g.service.len(),
+        method_len: g.method.len(),
+    };
+    let any = "[^/]+";
+    let path = match g.r#type.as_str() {
+        "Exact" | "" => {
+            for part in [&g.service, &g.method] {
+                if part.contains('/') {
+                    return Err(invalid("gRPC method match", part, "must not contain '/'"));
+                }
+            }
+            match (g.service.is_empty(), g.method.is_empty()) {
+                (false, false) => PathMatch::Exact(format!("/{}/{}", g.service, g.method).into()),
+                (false, true) => PathMatch::Prefix(format!("/{}", g.service).into()),
+                (true, false) => PathMatch::Regex(full_match_regex(&format!(
+                    "/{any}/{}",
+                    regex::escape(&g.method)
+                ))?),
+                (true, true) => PathMatch::Prefix("/".into()),
+            }
+        }
+        "RegularExpression" => {
+            let part = |p: &str| {
+                if p.is_empty() {
+                    any.to_string()
+                } else {
+                    format!("(?:{p})")
+                }
+            };
+            PathMatch::Regex(full_match_regex(&format!(
+                "/{}/{}",
+                part(&g.service),
+                part(&g.method)
+            ))?)
+        }
+        other => {
+            return Err(ConfigError::Unsupported {
+                field: "gRPC method match type",
+                value: other.to_string(),
+            });
+        }
+    };
+    Ok((path, rank))
 }
 
 impl TryFrom<&pb::PathMatch> for PathMatch {

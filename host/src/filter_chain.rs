@@ -266,6 +266,8 @@ pub fn status_response(status: StatusCode, body: &'static str) -> Response<Proxy
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain"),
     );
+    resp.extensions_mut()
+        .insert(crate::grpc_reply::LocalReply(body));
     resp
 }
 

@@ -18,6 +18,7 @@ pub mod filter_body;
 pub mod filter_chain;
 pub mod forwarding;
 pub mod gateway;
+pub mod grpc_reply;
 pub mod hostname;
 mod idle;
 pub mod listener;

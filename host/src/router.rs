@@ -10,7 +10,10 @@
 //! Precedence inside a bucket: Exact path > PathPrefix (longer first) > RegularExpression
 //! (implementation-specific: after every prefix, longer pattern first) > has method > more
 //! header matches > more query matches > older route > `namespace/name` > rule index >
-//! match index.
+//! match index. GRPCRoute matches rank by GRPCRoute's own rules instead: more characters
+//! of service, then of method, then more header matches, then the same tie-breakers. The
+//! controller never attaches both kinds to one listener with intersecting hostnames, so
+//! the two orders do not meet in a bucket.
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
@@ -225,7 +228,7 @@ pub fn effective_hostnames(
 type PrecedenceKey<'a> = (
     u8,
     Reverse<usize>,
-    bool,
+    Reverse<usize>,
     Reverse<usize>,
     Reverse<usize>,
     i64,
@@ -237,15 +240,16 @@ type PrecedenceKey<'a> = (
 
 fn precedence_key<'a>(c: &Candidate, routes: &'a [RouteSpec]) -> PrecedenceKey<'a> {
     let route = &routes[c.route];
-    let (path_rank, path_len) = match &c.spec.path {
-        PathMatch::Exact(p) => (0, p.len()),
-        PathMatch::Prefix(p) => (1, p.len()),
-        PathMatch::Regex(r) => (2, r.as_str().len()),
+    let (path_rank, path_len, method_len) = match (&c.spec.grpc, &c.spec.path) {
+        (Some(g), _) => (0, g.service_len, g.method_len),
+        (None, PathMatch::Exact(p)) => (0, p.len(), 0),
+        (None, PathMatch::Prefix(p)) => (1, p.len(), 0),
+        (None, PathMatch::Regex(r)) => (2, r.as_str().len(), 0),
     };
     (
         path_rank,
         Reverse(path_len),
-        c.spec.method.is_none(),
+        Reverse(method_len + usize::from(c.spec.method.is_some())),
         Reverse(c.spec.headers.len()),
         Reverse(c.spec.query.len()),
         route.creation_timestamp,

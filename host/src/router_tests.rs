@@ -45,6 +45,15 @@ impl M {
         self.0.method = m.into();
         self
     }
+    /// A GRPCRoute method match (empty strings: absent).
+    fn grpc(mut self, kind: &str, service: &str, method: &str) -> Self {
+        self.0.grpc_method = Some(pb::GrpcMethodMatch {
+            r#type: kind.into(),
+            service: service.into(),
+            method: method.into(),
+        });
+        self
+    }
 }
 
 fn m() -> M {
@@ -59,6 +68,8 @@ struct HttpRoute {
     hostnames: Vec<&'static str>,
     /// (matches, backend)
     rules: Vec<(Vec<M>, &'static str)>,
+    /// "GRPCRoute", or empty for an HTTPRoute.
+    kind: &'static str,
 }
 
 fn route(name: &'static str, listeners: &[&'static str], hostnames: &[&'static str]) -> HttpRoute {
@@ -68,6 +79,7 @@ fn route(name: &'static str, listeners: &[&'static str], hostnames: &[&'static s
         listeners: listeners.to_vec(),
         hostnames: hostnames.to_vec(),
         rules: Vec::new(),
+        kind: "",
     }
 }
 
@@ -78,6 +90,10 @@ impl HttpRoute {
     }
     fn created(mut self, t: i64) -> Self {
         self.created = t;
+        self
+    }
+    fn grpc(mut self) -> Self {
+        self.kind = "GRPCRoute";
         self
     }
     fn specs(&self) -> Vec<RouteSpec> {
@@ -103,6 +119,7 @@ impl HttpRoute {
                         weight: 1,
                         filters: vec![],
                     }],
+                    kind: self.kind.into(),
                     ..Default::default()
                 };
                 RouteSpec::try_from(&pb).expect("valid route")
@@ -700,4 +717,100 @@ fn a_listener_on_two_addresses_routes_on_both_sockets() {
             ("b.example.com", "GET", "/", NO, Some(V2)),
         ]);
     }
+}
+
+const ECHO: &str = "/gateway_api_conformance.echo_basic.grpcecho.GrpcEcho";
+const GRPC: &[(&str, &str)] = &[("content-type", "application/grpc")];
+
+#[test]
+fn grpcroute_exact_method_matching() {
+    // GRPCExactMethodMatching: EchoThree matches no rule.
+    let svc = &ECHO[1..];
+    let f = same_namespace(&[route("exact-matching", &["http"], &[])
+        .grpc()
+        .rule(vec![m().grpc("Exact", svc, "Echo")], V1)
+        .rule(vec![m().grpc("Exact", svc, "EchoTwo")], V2)]);
+    f.check(&[
+        ("gw", "POST", &format!("{ECHO}/Echo"), GRPC, Some(V1)),
+        ("gw", "POST", &format!("{ECHO}/EchoTwo"), GRPC, Some(V2)),
+        ("gw", "POST", &format!("{ECHO}/EchoThree"), GRPC, None),
+        ("gw", "POST", &format!("{ECHO}2/Echo"), GRPC, None),
+    ]);
+}
+
+#[test]
+fn grpcroute_precedence_is_service_then_method_then_headers() {
+    // GRPCRouteHeaderMatching's rules, plus method matches of every shape: more service
+    // characters beat fewer, then more method characters, then more header matches;
+    // a header-only rule loses to any rule naming a method.
+    let f = same_namespace(&[route("r", &["http"], &[])
+        .grpc()
+        .rule(
+            vec![m().grpc("Exact", "", "").header("version", "one")],
+            "headers-one",
+        )
+        .rule(
+            vec![m().grpc("Exact", "", "").header("version", "two")],
+            "headers-two",
+        )
+        .rule(
+            vec![
+                m().grpc("Exact", "", "")
+                    .header("version", "two")
+                    .header("color", "orange"),
+            ],
+            "headers-two-orange",
+        )
+        .rule(vec![m().grpc("Exact", "", "Ping")], "method-only")
+        .rule(vec![m().grpc("Exact", "pkg.Svc", "")], "service-only")
+        .rule(
+            vec![m().grpc("Exact", "pkg.Svc", "Ping")],
+            "service-and-method",
+        )
+        .rule(
+            vec![m().grpc("RegularExpression", "pkg\\.v[0-9]+\\.Svc", "")],
+            "regex",
+        )]);
+    f.check(&[
+        (
+            "gw",
+            "POST",
+            "/pkg.Svc/Ping",
+            GRPC,
+            Some("service-and-method"),
+        ),
+        ("gw", "POST", "/pkg.Svc/Other", GRPC, Some("service-only")),
+        ("gw", "POST", "/other.Svc/Ping", GRPC, Some("method-only")),
+        (
+            "gw",
+            "POST",
+            "/other.Svc/Ping",
+            &[("version", "one")],
+            Some("method-only"),
+        ),
+        (
+            "gw",
+            "POST",
+            "/other.Svc/Pong",
+            &[("version", "one")],
+            Some("headers-one"),
+        ),
+        (
+            "gw",
+            "POST",
+            "/a.B/C",
+            &[("version", "two")],
+            Some("headers-two"),
+        ),
+        (
+            "gw",
+            "POST",
+            "/a.B/C",
+            &[("version", "two"), ("color", "orange")],
+            Some("headers-two-orange"),
+        ),
+        ("gw", "POST", "/pkg.v2.Svc/Any", GRPC, Some("regex")),
+        ("gw", "POST", "/pkg.v2.Svc/Any/extra", GRPC, None),
+        ("gw", "POST", "/a.B/C", GRPC, None),
+    ]);
 }

@@ -25,6 +25,7 @@ use tracing::{debug, warn};
 
 use crate::config::Scheme;
 use crate::filter_chain::status_response;
+use crate::grpc_reply::{is_grpc, to_grpc};
 use crate::hostname::normalize_request_host;
 use crate::idle::{Activity, IDLE_TICK, ServedBody, Verdict, Watchdog};
 use crate::metrics::Metrics;
@@ -186,9 +187,11 @@ impl Connection {
 
     async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let snapshot = self.shared.snapshot.load_full();
+        let grpc = is_grpc(req.headers());
         let unrouted = |status: StatusCode, why: &'static str| {
             self.shared.metrics.unrouted().request_done(status.as_u16());
-            status_response(status, why)
+            let resp = status_response(status, why);
+            if grpc { to_grpc(resp, false) } else { resp }
         };
         let Some(table) = snapshot.binds.get(&self.bind) else {
             return unrouted(StatusCode::NOT_FOUND, "no listener\n");
@@ -233,7 +236,11 @@ impl Connection {
         };
         let response = forward(request, req).await;
         rule.metrics.request_done(response.status().as_u16());
-        response
+        if grpc {
+            to_grpc(response, rule.grpc)
+        } else {
+            response
+        }
     }
 }
 

@@ -34,6 +34,8 @@ pub struct Rule {
     pub filters: Box<[ChainStep]>,
     pub backends: Weighted<BackendChoice>,
     pub timeouts: Timeouts,
+    /// A GRPCRoute rule (see [`crate::grpc_reply::to_grpc`]).
+    pub grpc: bool,
     /// The rule's session persistence; replaces the backends' own.
     pub session: Option<Arc<SessionSpec>>,
     pub retry: Option<RetrySpec>,
@@ -88,6 +90,7 @@ impl Snapshot {
                 metrics: metrics.route(route.name.clone()),
                 filters: chain(&route.filters),
                 timeouts: route.timeouts,
+                grpc: route.grpc,
                 session: route.session.clone(),
                 retry: route.retry.clone(),
                 backends: Weighted::new(route.backends.iter().map(|b| {

@@ -18,6 +18,8 @@ mod addresses;
 mod certificates;
 #[path = "conformance/compare.rs"]
 mod compare;
+#[path = "conformance/grpc.rs"]
+mod grpc;
 #[path = "conformance/manifests.rs"]
 mod manifests;
 #[path = "conformance/mirror.rs"]
@@ -230,7 +232,7 @@ fn named_objects(case: &model::Case) -> Vec<(String, model::NsName)> {
         match step {
             Step::RoutesAccepted(s) => {
                 out.push(("Gateway", s.gateway.clone()));
-                out.extend(s.routes.iter().map(|r| ("HTTPRoute", r.clone())));
+                out.extend(s.routes.iter().map(|r| (s.kind.as_str(), r.clone())));
             }
             Step::RouteCondition(s) => {
                 out.push(("HTTPRoute", s.route.clone()));
@@ -258,6 +260,8 @@ fn named_objects(case: &model::Case) -> Vec<(String, model::NsName)> {
                 out.extend(mirrors.map(|m| ("Deployment", m.deployment())));
             }
             Step::WeightedDistribution(s) => out.push(("Gateway", s.gateway.clone())),
+            Step::Grpc(s) => out.push(("Gateway", s.gateway.clone())),
+            Step::GrpcWeightedDistribution(s) => out.push(("Gateway", s.gateway.clone())),
             Step::BackendHeaderNamesPod(s) => out.push(("Gateway", s.gateway.clone())),
             Step::WebSocket(s) => out.push(("Gateway", s.gateway.clone())),
             Step::FillEndpointSlices(f) => {

@@ -1,5 +1,6 @@
 //! `nantian-echo` as a process: the JSON over HTTP/1.1 and h2c, the conformance routes,
-//! the h2c-only listener, WebSocket echo, the request log and a clean exit on SIGTERM.
+//! the h2c-only listener, WebSocket echo, the gRPC echo service, the request log and a
+//! clean exit on SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,6 +10,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use nantian_e2e::echo::grpc_client::{self, EchoMethod, GrpcCall};
 use nantian_e2e::echo::request_log::{parse_request_log_line, request_log_line};
 use nantian_e2e::echo::websocket::{Frame, Opcode, WebSocketClient};
 use nantian_e2e::echo::{BENCH_BODY, EchoProcess, EchoResponse, ListenerMode};
@@ -716,4 +718,42 @@ async fn harness_echo_pods_serve_https_and_stop() {
 
     env.stop_echo(id);
     assert!(TcpStream::connect(addr).await.is_err(), "stopped");
+}
+
+#[tokio::test]
+async fn grpc_calls_are_echoed_with_method_authority_metadata_and_pod() {
+    let echo = start_echo();
+    let addr = echo.addr();
+    let mut call = GrpcCall {
+        addr,
+        authority: Some("grpc.example.com".into()),
+        method: EchoMethod::EchoTwo,
+        metadata: vec![("Version".into(), "two".into())],
+        timeout: Duration::from_secs(10),
+    };
+    let outcome = grpc_client::call(&call).await.expect("call");
+    assert_eq!(outcome.code, tonic::Code::Ok, "{}", outcome.message);
+    let assertions = outcome.response.unwrap().assertions.unwrap();
+    assert_eq!(
+        assertions.fully_qualified_method,
+        "/gateway_api_conformance.echo_basic.grpcecho.GrpcEcho/EchoTwo"
+    );
+    assert_eq!(assertions.authority, "grpc.example.com");
+    let context = assertions.context.unwrap();
+    assert_eq!(
+        (context.pod.as_str(), context.namespace.as_str()),
+        ("echo-pod-1", "echo-ns")
+    );
+    assert!(
+        assertions
+            .headers
+            .iter()
+            .any(|h| h.key == "version" && h.value == "two"),
+        "{:?}",
+        assertions.headers
+    );
+
+    call.method = EchoMethod::EchoThree;
+    let outcome = grpc_client::call(&call).await.expect("call");
+    assert_eq!(outcome.code, tonic::Code::Unimplemented);
 }

@@ -4,9 +4,10 @@ use gateway_api::experimental::httproutes::HttpRouteRulesBackendRefs;
 use k8s_openapi::api::core::v1::ServicePort;
 use nantian_proto::config;
 
-use super::listener::{GATEWAY_GROUP, HTTP_ROUTE};
+use super::listener::GATEWAY_GROUP;
 use super::policy::BackendPolicies;
 use super::reference_grant;
+use super::source::RouteSource;
 use crate::model::{Key, MetaExt, Resources};
 use crate::status::{Problem, reason};
 
@@ -19,14 +20,15 @@ pub(super) struct ResolvedBackend {
     pub service: Key,
 }
 
-/// Resolves one backendRef of a route in `route_ns`, or says why it is invalid (the
-/// reason becomes the route's ResolvedRefs=False reason).
+/// Resolves one backendRef of `route`, or says why it is invalid (the reason becomes the
+/// route's ResolvedRefs=False reason).
 pub(super) fn resolve(
     res: &Resources,
     policies: &BackendPolicies,
-    route_ns: &str,
+    route: &RouteSource,
     bref: &HttpRouteRulesBackendRefs,
 ) -> Result<ResolvedBackend, Problem> {
+    let route_ns = route.namespace.as_str();
     let group = bref.group.as_deref().unwrap_or("");
     let kind = bref.kind.as_deref().unwrap_or("Service");
     let ns = bref.namespace.as_deref().unwrap_or(route_ns);
@@ -44,7 +46,7 @@ pub(super) fn resolve(
         res,
         &reference_grant::From {
             group: GATEWAY_GROUP,
-            kind: HTTP_ROUTE,
+            kind: route.kind,
             namespace: route_ns,
         },
         &reference_grant::To {
@@ -58,7 +60,8 @@ pub(super) fn resolve(
         return Err(Problem::new(
             reason::REF_NOT_PERMITTED,
             format!(
-                "backendRef to Service {ns}/{name} is not permitted: no ReferenceGrant in namespace {ns} allows HTTPRoutes from namespace {route_ns}"
+                "backendRef to Service {ns}/{name} is not permitted: no ReferenceGrant in namespace {ns} allows {}s from namespace {route_ns}",
+                route.kind
             ),
         ));
     }
@@ -94,9 +97,17 @@ pub(super) fn resolve(
     let policy = policies
         .tls
         .for_port(ns, name, service_port.name.as_deref().unwrap_or(""));
+    // gRPC is HTTP/2: a GRPCRoute's backends get it whatever the port's appProtocol says.
+    // The name tells this backend apart from the same port reached over HTTP/1.1 by an
+    // HTTPRoute.
+    let (protocol, name_suffix) = if route.is_grpc() && protocol != "h2c" {
+        ("h2c", "/h2c")
+    } else {
+        (protocol, "")
+    };
     Ok(ResolvedBackend {
         backend: config::Backend {
-            name: format!("backend/{ns}/{name}:{port}"),
+            name: format!("backend/{ns}/{name}:{port}{name_suffix}"),
             protocol: protocol.to_string(),
             endpoints: endpoints(res, ns, name, service_port),
             tls: policy.map(|p| p.tls.clone()),

@@ -14,6 +14,7 @@ use crate::status::{
 
 pub(super) const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 pub(super) const HTTP_ROUTE: &str = "HTTPRoute";
+pub(super) const GRPC_ROUTE: &str = "GRPCRoute";
 
 /// Which namespaces' routes a listener admits.
 #[derive(Clone, Debug)]
@@ -132,12 +133,12 @@ impl ListenerState {
             && (self.protocol != "HTTPS" || !self.certificates.is_empty())
     }
 
-    /// Whether allowedRoutes admits an HTTPRoute from `route_ns`.
-    pub(super) fn admits_http_route(&self, res: &Resources, route_ns: &str) -> bool {
+    /// Whether allowedRoutes admits a route of `route_kind` from `route_ns`.
+    pub(super) fn admits_route(&self, res: &Resources, route_kind: &str, route_ns: &str) -> bool {
         let kind_ok = self
             .supported_kinds
             .iter()
-            .any(|k| k.group == GATEWAY_GROUP && k.kind == HTTP_ROUTE);
+            .any(|k| k.group == GATEWAY_GROUP && k.kind == route_kind);
         kind_ok
             && match &self.namespaces {
                 AllowedNamespaces::Same => route_ns == self.owner_namespace,
@@ -281,10 +282,11 @@ fn allowed_namespaces(spec: &GatewayListeners) -> Result<AllowedNamespaces, Stri
 
 /// The route kinds this listener supports: what its protocol can carry and Nantian
 /// implements, narrowed to allowedRoutes.kinds when given; plus a problem naming the
-/// requested kinds that are invalid.
+/// requested kinds that are invalid. HTTP and HTTPS listeners carry gRPC too: every
+/// listener serves HTTP/2 (h2c with prior knowledge, or by ALPN), as GRPCRoute requires.
 fn route_kinds(spec: &GatewayListeners) -> (Vec<RouteGroupKind>, Option<Problem>) {
     let implemented: &[&str] = match spec.protocol.as_str() {
-        "HTTP" | "HTTPS" => &[HTTP_ROUTE],
+        "HTTP" | "HTTPS" => &[HTTP_ROUTE, GRPC_ROUTE],
         _ => &[],
     };
     let requested = spec

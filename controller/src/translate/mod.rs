@@ -4,8 +4,9 @@
 //! 1. [`gateway_class`]: which GatewayClasses are ours; their status.
 //! 2. [`gateway`] (with [`address`], [`listener`], [`certificate`], [`conflict`]): our
 //!    Gateways, their addresses and listeners.
-//! 3. [`route`] (with [`rule`], [`filter`], [`backend`]): HTTPRoute attachment, rules,
-//!    backends; route statuses and listener attachment counts.
+//! 3. [`route`] (with [`source`], [`grpc_match`], [`kind_conflict`], [`rule`], [`filter`],
+//!    [`backend`]): HTTPRoute and GRPCRoute attachment, rules, backends; route statuses
+//!    and listener attachment counts.
 //! 4. Gateway statuses and IR, then sorting.
 //!
 //! Invalid input becomes a condition on its object, never an error.
@@ -21,7 +22,9 @@ mod cors;
 mod filter;
 mod gateway;
 mod gateway_class;
+mod grpc_match;
 mod hostname;
+mod kind_conflict;
 mod listener;
 mod listener_set;
 mod policy;
@@ -30,6 +33,7 @@ mod retry;
 mod route;
 mod rule;
 mod selector;
+mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -85,7 +89,7 @@ impl Default for TranslateOptions {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Translation {
-    /// Sorted by kind (GatewayClass, Gateway, ListenerSet, HTTPRoute, policies), then
+    /// Sorted by kind (GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, policies), then
     /// namespace and name.
     pub statuses: Vec<ObjectStatus>,
     /// One per programmed Gateway of ours, sorted by namespace and name.
@@ -128,7 +132,8 @@ impl ObjectStatus {
             "Gateway" => 1,
             "ListenerSet" => 2,
             "HTTPRoute" => 3,
-            _ => 4,
+            "GRPCRoute" => 4,
+            _ => 5,
         }
     }
 }

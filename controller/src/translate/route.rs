@@ -1,18 +1,20 @@
-//! Stage 3: HTTPRoutes — attach each parentRef to our Gateways' listeners, hand the
-//! translated rules to the Gateways they attached to, and write the route status.
+//! Stage 3: HTTPRoutes and GRPCRoutes — attach each parentRef to our Gateways'
+//! listeners, hand the translated rules to the Gateways they attached to, and write the
+//! route status. Both kinds go through the same code as [`RouteSource`]s.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteParentRefs};
+use gateway_api::experimental::httproutes::HttpRouteParentRefs;
 
 use super::gateway::GatewayState;
-use super::hostname;
-use super::listener::{GATEWAY_GROUP, HTTP_ROUTE, ListenerOrigin};
+use super::listener::{GATEWAY_GROUP, ListenerOrigin};
 use super::listener_set::LISTENER_SET;
 use super::policy::BackendPolicies;
 use super::rule::{RulesOutcome, translate_rules};
+use super::source::RouteSource;
 use super::{GATEWAY_API_VERSION, ObjectStatus, TranslateOptions};
-use crate::model::{Key, MetaExt, Resources};
+use super::{hostname, kind_conflict};
+use crate::model::{Key, Resources};
 use crate::status::{
     Condition, ParentRef, Problem, RouteParentStatus, RouteStatus, kind, reason, sorted,
 };
@@ -24,16 +26,21 @@ pub(super) fn translate_routes(
     gateways: &mut BTreeMap<Key, GatewayState>,
     statuses: &mut Vec<ObjectStatus>,
 ) {
-    for route in res.http_routes.values() {
-        let route_ns = route.namespace();
-        let generation = route.generation();
+    let mut sources: Vec<RouteSource> = (res.http_routes.values().map(RouteSource::http))
+        .chain(res.grpc_routes.values().map(RouteSource::grpc))
+        .collect();
+    kind_conflict::attach_order(&mut sources);
+    let mut claims = kind_conflict::Claims::default();
+    for route in &sources {
+        let route_ns = route.namespace.as_str();
+        let generation = route.generation;
         let rules = translate_rules(res, opts, policies, route);
         let mut parents = Vec::new();
         // Listener indexes per Gateway this route is accepted on; a set, so a route that
         // reaches one listener through two parentRefs counts once.
         let mut attached: BTreeMap<Key, BTreeSet<usize>> = BTreeMap::new();
 
-        for parent in route.spec.parent_refs.iter().flatten() {
+        for parent in &route.parent_refs {
             let group = parent.group.as_deref().unwrap_or(GATEWAY_GROUP);
             let kind_ = parent.kind.as_deref().unwrap_or("Gateway");
             let parent_key = (
@@ -61,10 +68,12 @@ pub(super) fn translate_routes(
             let Some(gw) = gateways.get(&gw_key) else {
                 continue;
             };
-            let attachment = attach(res, route, parent, gw, &origin);
+            let attachment = attach(res, route, parent, gw, &origin)
+                .and_then(|listeners| claims.admit(&gw_key, route, listeners));
             let accepted = match (&attachment, &rules.unsupported) {
                 (Err(p), _) | (Ok(_), Some(p)) => Err(p.clone()),
                 (Ok(listeners), None) => {
+                    claims.record(&gw_key, route, listeners);
                     attached
                         .entry(gw_key)
                         .or_default()
@@ -109,9 +118,9 @@ pub(super) fn translate_routes(
         if !parents.is_empty() {
             statuses.push(ObjectStatus {
                 api_version: GATEWAY_API_VERSION.to_string(),
-                kind: HTTP_ROUTE.to_string(),
+                kind: route.kind.to_string(),
                 namespace: route_ns.to_string(),
-                name: route.name().to_string(),
+                name: route.name.clone(),
                 generation,
                 status: serde_json::to_value(RouteStatus { parents }).unwrap_or_default(),
             });
@@ -124,7 +133,7 @@ pub(super) fn translate_routes(
 /// (NotAllowedByListeners), then hostnames (NoMatchingListenerHostname).
 fn attach(
     res: &Resources,
-    route: &HttpRoute,
+    route: &RouteSource,
     parent: &HttpRouteParentRefs,
     gw: &GatewayState,
     origin: &ListenerOrigin,
@@ -167,24 +176,25 @@ fn attach(
         ));
     }
 
-    let route_ns = route.namespace();
+    let route_ns = route.namespace.as_str();
     let allowed: Vec<usize> = candidates
         .into_iter()
-        .filter(|&i| gw.listeners[i].admits_http_route(res, route_ns))
+        .filter(|&i| gw.listeners[i].admits_route(res, route.kind, route_ns))
         .collect();
     if allowed.is_empty() {
         return Err(Problem::new(
             reason::NOT_ALLOWED_BY_LISTENERS,
             format!(
-                "no matching listener of {gw_name} allows HTTPRoutes from namespace {route_ns}"
+                "no matching listener of {gw_name} allows {}s from namespace {route_ns}",
+                route.kind
             ),
         ));
     }
 
-    let hostnames = route.spec.hostnames.clone().unwrap_or_default();
+    let hostnames = &route.hostnames;
     let matching: Vec<usize> = allowed
         .into_iter()
-        .filter(|&i| hostname::intersects(gw.listeners[i].hostname.as_deref(), &hostnames))
+        .filter(|&i| hostname::intersects(gw.listeners[i].hostname.as_deref(), hostnames))
         .collect();
     if matching.is_empty() {
         return Err(Problem::new(

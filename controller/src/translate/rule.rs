@@ -1,19 +1,21 @@
-//! HTTPRoute rules → `config::Route`s (one per rule), with the backends and filter modules
-//! they use, independent of which Gateway they attach to.
+//! Route rules (HTTPRoute or GRPCRoute, see [`RouteSource`]) → `config::Route`s (one per
+//! rule), with the backends and filter modules they use, independent of which Gateway
+//! they attach to.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use gateway_api::experimental::httproutes::{
-    HttpRoute, HttpRouteRules, HttpRouteRulesBackendRefs, HttpRouteRulesFiltersRequestMirror,
-    HttpRouteRulesMatches, HttpRouteRulesMatchesHeadersType as HeaderType,
-    HttpRouteRulesMatchesMethod as Method, HttpRouteRulesMatchesPathType as PathType,
-    HttpRouteRulesMatchesQueryParamsType as QueryType, HttpRouteRulesTimeouts,
+    HttpRouteRulesBackendRefs, HttpRouteRulesFiltersRequestMirror, HttpRouteRulesMatches,
+    HttpRouteRulesMatchesHeadersType as HeaderType, HttpRouteRulesMatchesMethod as Method,
+    HttpRouteRulesMatchesPathType as PathType, HttpRouteRulesMatchesQueryParamsType as QueryType,
+    HttpRouteRulesTimeouts,
 };
 use nantian_proto::config;
 
 use super::policy::BackendPolicies;
+use super::source::RouteSource;
 use super::{TranslateOptions, backend, backend_lb, filter, retry};
-use crate::model::{Key, MetaExt, Resources};
+use crate::model::{Key, Resources};
 use crate::status::{Problem, combine, reason};
 
 pub(super) struct RulesOutcome {
@@ -33,9 +35,9 @@ pub(super) fn translate_rules(
     res: &Resources,
     opts: &TranslateOptions,
     policies: &BackendPolicies,
-    route: &HttpRoute,
+    route: &RouteSource,
 ) -> RulesOutcome {
-    let route_ns = route.namespace();
+    let route_ns = route.namespace.as_str();
     let mut routes = Vec::new();
     let mut backends = BTreeMap::new();
     let mut services = BTreeSet::new();
@@ -43,21 +45,18 @@ pub(super) fn translate_rules(
     let mut unsupported = Vec::new();
     let mut ref_problems = Vec::new();
 
-    // Without an API server to apply the CRD default, a route without rules gets it here:
-    // one rule matching every request.
-    let default_rules = [HttpRouteRules::default()];
-    let rules = route.spec.rules.as_deref().unwrap_or(&default_rules);
-    for (index, rule) in rules.iter().enumerate() {
+    for (index, source) in route.rules.iter().enumerate() {
+        let rule = &source.rule;
         let label = match &rule.name {
             Some(name) => format!("rule {index} ({name})"),
             None => format!("rule {index}"),
         };
         let mut fail = |message: String| unsupported.push(format!("{label}: {message}"));
 
-        let matches = match translate_matches(rule.matches.as_deref().unwrap_or_default()) {
-            Ok(m) => m,
+        let matches = match &source.matches {
+            Ok(m) => m.clone(),
             Err(message) => {
-                fail(message);
+                fail(message.clone());
                 Vec::new()
             }
         };
@@ -82,7 +81,7 @@ pub(super) fn translate_rules(
                 port: m.backend_ref.port,
                 ..Default::default()
             };
-            match backend::resolve(res, policies, route_ns, &bref) {
+            match backend::resolve(res, policies, route, &bref) {
                 Ok(resolved) => {
                     let b = resolved.backend;
                     let name = b.name.clone();
@@ -121,7 +120,7 @@ pub(super) fn translate_rules(
                 Vec::new()
             });
             let weight = u32::try_from(bref.weight.unwrap_or(1)).unwrap_or(0);
-            match backend::resolve(res, policies, route_ns, bref) {
+            match backend::resolve(res, policies, route, bref) {
                 Ok(resolved) => {
                     let b = resolved.backend;
                     services.insert(resolved.service);
@@ -144,9 +143,13 @@ pub(super) fn translate_rules(
             }
         }
 
-        let session_persistence = res
-            .http_route_extensions
-            .get(&(route_ns.to_string(), route.name().to_string()))
+        // HTTPRoutes only: GRPCRoute has no sessionPersistence in v1.5.1.
+        let session_persistence = (!route.is_grpc())
+            .then(|| {
+                res.http_route_extensions
+                    .get(&(route_ns.to_string(), route.name.clone()))
+            })
+            .flatten()
             .and_then(|e| e.session_persistence(index))
             .and_then(|sp| {
                 backend_lb::session_persistence(sp, &backend_lb::cookie_path(&matches))
@@ -154,14 +157,18 @@ pub(super) fn translate_rules(
                     .ok()
             });
         routes.push(config::Route {
-            name: format!("route/{route_ns}/{}/rule/{index}", route.name()),
+            name: format!(
+                "{}/{route_ns}/{}/rule/{index}",
+                ir_prefix(route),
+                route.name
+            ),
             route_namespace: route_ns.to_string(),
-            route_name: route.name().to_string(),
+            route_name: route.name.clone(),
             rule_index: u32::try_from(index).unwrap_or(u32::MAX),
             rule_name: rule.name.clone().unwrap_or_default(),
-            creation_timestamp: route.creation_seconds(),
+            creation_timestamp: route.creation_seconds,
             listeners: Vec::new(),
-            hostnames: route.spec.hostnames.clone().unwrap_or_default(),
+            hostnames: route.hostnames.clone(),
             matches,
             filters,
             backends: backend_refs,
@@ -169,6 +176,11 @@ pub(super) fn translate_rules(
             backend_request_timeout_millis,
             session_persistence,
             retry,
+            kind: if route.is_grpc() {
+                route.kind.to_string()
+            } else {
+                String::new()
+            },
         });
     }
 
@@ -187,6 +199,17 @@ pub(super) fn translate_rules(
         modules: modules.into_values().collect(),
         unsupported,
         resolved_refs: combine(ref_problems),
+    }
+}
+
+/// The IR name prefix of a route's rules: `route/...` for HTTPRoutes (as before GRPCRoutes
+/// existed), `grpcroute/...` for GRPCRoutes, so two routes of different kinds and one
+/// name stay apart.
+fn ir_prefix(route: &RouteSource) -> &'static str {
+    if route.is_grpc() {
+        "grpcroute"
+    } else {
+        "route"
     }
 }
 
@@ -245,7 +268,9 @@ pub(super) fn parse_duration_millis(text: &str) -> Option<u64> {
 /// Matches with Gateway API defaults filled in: no matches means one PathPrefix "/"
 /// match; a path without type or value is PathPrefix "/"; header and query matches are
 /// Exact unless said otherwise. Regular expressions must compile.
-fn translate_matches(matches: &[HttpRouteRulesMatches]) -> Result<Vec<config::RouteMatch>, String> {
+pub(super) fn translate_matches(
+    matches: &[HttpRouteRulesMatches],
+) -> Result<Vec<config::RouteMatch>, String> {
     if matches.is_empty() {
         return Ok(vec![config::RouteMatch {
             path: Some(prefix_root()),
@@ -298,6 +323,7 @@ fn translate_matches(matches: &[HttpRouteRulesMatches]) -> Result<Vec<config::Ro
                 .map(method_name)
                 .unwrap_or_default()
                 .to_string(),
+            grpc_method: None,
         });
     }
     Ok(out)
@@ -310,7 +336,7 @@ fn prefix_root() -> config::PathMatch {
     }
 }
 
-fn value_match(regex: bool, name: &str, value: &str) -> config::ValueMatch {
+pub(super) fn value_match(regex: bool, name: &str, value: &str) -> config::ValueMatch {
     config::ValueMatch {
         r#type: if regex { "RegularExpression" } else { "Exact" }.to_string(),
         name: name.to_string(),
@@ -320,7 +346,7 @@ fn value_match(regex: bool, name: &str, value: &str) -> config::ValueMatch {
 
 /// RegularExpression syntax is implementation-specific; Nantian's is the regex crate's, so
 /// patterns are checked here instead of failing on the host.
-fn check_regex(what: &str, pattern: &str) -> Result<(), String> {
+pub(super) fn check_regex(what: &str, pattern: &str) -> Result<(), String> {
     regex::Regex::new(pattern).map(|_| ()).map_err(|e| {
         // The parser's message draws a caret under the pattern over several lines; a
         // condition message keeps only its last line, the actual complaint.

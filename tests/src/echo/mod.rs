@@ -1,13 +1,16 @@
 //! The echo backend behind `nantian-echo`: a Rust counterpart of the Gateway API
 //! conformance `echo-basic` server (same JSON, `/health`, `/status/<code>`, `?delay=`,
 //! `X-Echo-Set-Header`, WebSocket echo, an h2c-only listener mode, HTTPS with an optional
-//! client certificate check and the `tls` object, the request log the mirror tests read),
+//! client certificate check and the `tls` object, the request log the mirror tests read,
+//! and echo-basic's gRPC `GrpcEcho` service for requests with a gRPC content type),
 //! plus a fixed-body [`BENCH_PATH`] for the benchmark. The e2e tests,
 //! the conformance replay and the benchmark all use it.
 
 #![forbid(unsafe_code)]
 
 pub mod delay;
+pub mod grpc;
+pub mod grpc_client;
 pub mod handler;
 pub mod process;
 pub mod request_log;

@@ -2,12 +2,16 @@
 //! on the same port through hyper-util's auto builder, with upgrades for WebSocket; an
 //! HTTPS listener does the same inside TLS (HTTP/2 by ALPN).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -18,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use super::grpc;
 use super::handler::{Connection, Context, Site, handle};
 use super::request_log::RequestLog;
 use super::tls;
@@ -187,7 +192,19 @@ async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let connection = Arc::new(connection);
-    let service = service_fn(move |req| handle(req, site.clone(), connection.clone()));
+    let service = service_fn(move |req: Request<Incoming>| {
+        let site = site.clone();
+        let connection = connection.clone();
+        async move {
+            // gRPC calls go to the GrpcEcho service, everything else to the HTTP echo.
+            if grpc::is_grpc(&req) && req.version() == Version::HTTP_2 {
+                let resp = grpc::serve(req, &site.context, &connection).await;
+                return Ok::<_, Infallible>(resp.map(Either::Right));
+            }
+            let Ok(resp) = handle(req, site, connection).await;
+            Ok(resp.map(Either::Left))
+        }
+    });
     let serving = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::select! {
         // Per-connection errors (resets, malformed requests) are the client's business;

@@ -29,8 +29,9 @@ pub const CONTROLLER_NAME: &str = "gateway.nantian.dev/controller";
 pub const ECHO_PORTS: [i64; 2] = [3000, 3001];
 
 /// Environment variables that make upstream's echo-basic speak something other than HTTP
-/// (gRPC, raw TCP); such Deployments get no echo process.
-const NON_HTTP_ECHO_ENV: &[&str] = &["GRPC_ECHO_SERVER", "TCP_ECHO_SERVER"];
+/// or gRPC (raw TCP); such Deployments get no echo process. `GRPC_ECHO_SERVER` ones do:
+/// `nantian-echo` answers gRPC calls on every port (upstream's serves gRPC on 3000).
+const NON_HTTP_ECHO_ENV: &[&str] = &["TCP_ECHO_SERVER"];
 
 /// Reads one manifest file (path relative to the release's `conformance/` directory) with
 /// the `{GATEWAY_CLASS_NAME}` placeholder filled in, one JSON value per YAML document.

@@ -67,6 +67,11 @@ pub enum Step {
     Http(HttpStep),
     /// `weight.TestWeightedDistribution` after one consistent response.
     WeightedDistribution(WeightStep),
+    /// `grpc.MakeRequestAndExpectEventuallyConsistentResponse`, once per expectation.
+    Grpc(GrpcStep),
+    /// `weight.TestWeightedDistribution` over gRPC calls (`grpc.AddEntropy`,
+    /// `SendRPC`), after one consistent response.
+    GrpcWeightedDistribution(GrpcWeightStep),
     /// Every response names its backend in a request header the route set (the
     /// backend-weights test): the header's value must prefix the pod name.
     BackendHeaderNamesPod(HeaderNamesPodStep),
@@ -237,6 +242,14 @@ pub struct RoutesAccepted {
     /// Upstream names listeners here (`NewGatewayRef(gw, "listener-1")`) but compares
     /// parents without their section names, so a case names only the Gateway.
     pub routes: Vec<NsName>,
+    /// The routes' kind: `HTTPRoute` (the default) or `GRPCRoute` (upstream's
+    /// `GatewayAndRoutesMustBeAccepted` with `&v1.GRPCRoute{}`).
+    #[serde(default = "http_route")]
+    pub kind: String,
+}
+
+fn http_route() -> String {
+    "HTTPRoute".to_string()
 }
 
 #[derive(Debug, Deserialize)]
@@ -375,6 +388,58 @@ impl TlsRequest {
             name => Ok(name),
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GrpcStep {
+    pub gateway: NsName,
+    /// Which listener's port to use (default: the first).
+    #[serde(default)]
+    pub listener: Option<String>,
+    pub expect: Vec<GrpcExpectation>,
+}
+
+/// Upstream's `grpc.ExpectedResponse` in camelCase: the method called (`EchoRequest`,
+/// `EchoTwoRequest` or `EchoThreeRequest` set), `requestMetadata {authority, metadata}`,
+/// `response.code`, and for an OK reply the pod-name prefix (`backend`) and `namespace`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GrpcExpectation {
+    /// `Echo`, `EchoTwo` or `EchoThree`.
+    pub method: GrpcMethod,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// A gRPC code name as grpc-go spells it (`OK`, `Unimplemented`, ...); default OK.
+    #[serde(default = "grpc_ok")]
+    pub code: String,
+    /// The answering pod's name must start with this (an empty one matches any).
+    #[serde(default)]
+    pub backend: String,
+    #[serde(default)]
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum GrpcMethod {
+    Echo,
+    EchoTwo,
+    EchoThree,
+}
+
+fn grpc_ok() -> String {
+    "OK".to_string()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GrpcWeightStep {
+    pub gateway: NsName,
+    pub expect: GrpcExpectation,
+    /// Backend (Deployment) name → expected share of 500 calls, ±0.05.
+    pub weights: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Deserialize)]

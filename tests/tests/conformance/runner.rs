@@ -432,7 +432,7 @@ impl Replay {
 }
 
 /// The objects the controller reports status for, as (kind, namespace/name): GatewayClasses,
-/// Gateways, ListenerSets whose parent is among `gateways`, and HTTPRoutes with a parent
+/// Gateways, ListenerSets whose parent is among `gateways`, and routes with a parent
 /// among `gateways` (a route whose parents are all missing has nobody to report on it, as
 /// in a cluster).
 fn status_objects<T>(config: &[Value], gateways: &BTreeMap<NsName, T>) -> Vec<(String, NsName)> {
@@ -440,7 +440,7 @@ fn status_objects<T>(config: &[Value], gateways: &BTreeMap<NsName, T>) -> Vec<(S
         .iter()
         .filter(|o| match manifests::kind(o) {
             "GatewayClass" | "Gateway" => true,
-            "HTTPRoute" => has_known_parent(o, gateways),
+            "HTTPRoute" | "GRPCRoute" => has_known_parent(o, gateways),
             "ListenerSet" => {
                 let p = &o["spec"]["parentRef"];
                 let nn = NsName {

@@ -129,19 +129,20 @@ pub fn routes_accepted(doc: &StatusDoc, step: &RoutesAccepted) -> Result<(), Str
     let accepted = [condition("Accepted", "True", "Accepted")];
     // Upstream expects one parent per listener name (one for the whole Gateway when none
     // is named); the section name itself is not compared, so one check covers them all.
+    let kind = step.kind.as_str();
     for route in &step.routes {
-        let item = doc.require("HTTPRoute", route)?;
+        let item = doc.require(kind, route)?;
         let parents = array(&item["status"]["parents"]);
         for parent in parents {
             latest_generation(
                 item,
                 array(&parent["conditions"]),
-                &format!("HTTPRoute {route}"),
+                &format!("{kind} {route}"),
             )?;
         }
         let namespace_required = route.namespace != step.gateway.namespace;
         find_parent(parents, &step.gateway, &accepted, namespace_required)
-            .map_err(|e| format!("HTTPRoute {route}: {e}"))?;
+            .map_err(|e| format!("{kind} {route}: {e}"))?;
     }
     let gateway = doc.require("Gateway", &step.gateway)?;
     let required = [
@@ -458,7 +459,7 @@ fn all_conditions(kind: &str, item: &Value) -> Vec<Value> {
             .collect()
     };
     match kind {
-        "HTTPRoute" => per(&item["status"]["parents"]),
+        "HTTPRoute" | "GRPCRoute" => per(&item["status"]["parents"]),
         "BackendTLSPolicy" => per(&item["status"]["ancestors"]),
         _ => array(&item["status"]["conditions"]).to_vec(),
     }

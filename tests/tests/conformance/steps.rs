@@ -5,6 +5,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 use crate::addresses;
+use crate::grpc;
 use crate::manifests::{self, Pod};
 use crate::mirror;
 use crate::model::{CopiedValue, ObjectRef, Step};
@@ -98,6 +99,28 @@ impl Replay {
                 let mut last = String::new();
                 for _ in 0..weight::MAX_TEST_RETRIES {
                     match weight::sample(&target, &s.expect).await {
+                        Ok(pods) => match weight::check_distribution(&pods, &s.weights) {
+                            Ok(()) => return Ok(()),
+                            Err(e) => last = e,
+                        },
+                        Err(e) => last = e,
+                    }
+                }
+                Err(format!(
+                    "weighted distribution failed {} times, last: {last}",
+                    weight::MAX_TEST_RETRIES
+                ))
+            }
+            Step::Grpc(s) => {
+                let target = self.target(&s.gateway, s.listener.as_deref(), None).await?;
+                grpc::expect_all_eventually(&target, &s.expect, self.max_time).await
+            }
+            Step::GrpcWeightedDistribution(s) => {
+                let target = self.target(&s.gateway, None, None).await?;
+                grpc::expect_eventually(&target, &s.expect, self.max_time).await?;
+                let mut last = String::new();
+                for _ in 0..weight::MAX_TEST_RETRIES {
+                    match grpc::sample(&target, &s.expect, self.max_time).await {
                         Ok(pods) => match weight::check_distribution(&pods, &s.weights) {
                             Ok(()) => return Ok(()),
                             Err(e) => last = e,
@@ -289,6 +312,8 @@ pub fn step_name(step: &Step) -> &'static str {
         Step::GatewayZeroRoutes(_) => "gatewayZeroRoutes",
         Step::Http(_) => "http",
         Step::WeightedDistribution(_) => "weightedDistribution",
+        Step::Grpc(_) => "grpc",
+        Step::GrpcWeightedDistribution(_) => "grpcWeightedDistribution",
         Step::BackendHeaderNamesPod(_) => "backendHeaderNamesPod",
         Step::Delete(_) => "delete",
         Step::Patch(_) => "patch",

@@ -96,7 +96,7 @@ pub async fn sample(target: &Target, exp: &Expectation) -> Result<Vec<String>, S
 
 /// A splitmix64 step over a process-wide counter seeded from the clock: enough entropy for
 /// jitter, no dependency.
-fn random() -> u64 {
+pub fn random() -> u64 {
     static STATE: AtomicU64 = AtomicU64::new(0);
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
