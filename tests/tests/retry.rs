@@ -27,6 +27,24 @@ async fn flaky_env(routes: &str) -> (Env, String) {
     (env, format!("{gw}:8080"))
 }
 
+/// Adds Service `live` (the live pod only) and waits until the routes reach it (they
+/// had no backend before).
+async fn add_live_service(env: &Env, addr: &str) {
+    env.write(
+        "live.yaml",
+        &yaml::service(NS, "live", &[env.backend_ip(1)]),
+    );
+    nantian_e2e::harness::wait_for(
+        || async {
+            send(get(addr, "any", "/ready"))
+                .await
+                .is_ok_and(|r| r.status == 200)
+        },
+        "route to Service live",
+    )
+    .await;
+}
+
 /// The requests pod `live-pod` logged for `target` since `mark`.
 fn logged(env: &Env, mark: nantian_e2e::harness::LogMark, target: &str) -> usize {
     let needle = format!("request made to {target} ");
@@ -100,20 +118,7 @@ spec:
 "#,
     )
     .await;
-    env.write(
-        "live.yaml",
-        &yaml::service(NS, "live", &[env.backend_ip(1)]),
-    );
-    // Wait until the route reaches the live Service (it had no backend before).
-    nantian_e2e::harness::wait_for(
-        || async {
-            send(get(&addr, "any", "/ready"))
-                .await
-                .is_ok_and(|r| r.status == 200)
-        },
-        "route to Service live",
-    )
-    .await;
+    add_live_service(&env, &addr).await;
 
     let mark = env.echo_log_mark(NS, POD).unwrap();
     let r = send(get(&addr, "any", "/status/503")).await.unwrap();
@@ -144,19 +149,7 @@ spec:
 "#,
     )
     .await;
-    env.write(
-        "live.yaml",
-        &yaml::service(NS, "live", &[env.backend_ip(1)]),
-    );
-    nantian_e2e::harness::wait_for(
-        || async {
-            send(get(&addr, "any", "/ready"))
-                .await
-                .is_ok_and(|r| r.status == 200)
-        },
-        "route to Service live",
-    )
-    .await;
+    add_live_service(&env, &addr).await;
 
     let mark = env.echo_log_mark(NS, POD).unwrap();
     let r = send(get(&addr, "any", "/slow?delay=3s")).await.unwrap();
