@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use nantian_proto::config;
 
-use super::policy::{PolicyObject, policy_reason, policy_status, precedence};
+use super::policy::{PolicyObject, policy_reason, policy_status, precedence, service_target};
 use super::rule::parse_duration_millis;
 use super::{ObjectStatus, TranslateOptions};
 use crate::lb_policy::{BACKEND_LB_POLICY, LbPolicy, SessionPersistence, X_BACKEND_TRAFFIC_POLICY};
@@ -173,27 +173,12 @@ fn targets(res: &Resources, policy: &LbPolicy) -> (BTreeSet<Key>, Result<(), Pro
     let mut services = BTreeSet::new();
     let mut accepted = Ok(());
     for target in &policy.spec.target_refs {
-        if !target.group.is_empty() || target.kind != "Service" {
-            accepted = accepted.and(Err(Problem::new(
-                reason::INVALID,
-                format!(
-                    "targetRef {}/{} {}: only core Services can be targeted",
-                    target.group, target.kind, target.name
-                ),
-            )));
-            continue;
+        match service_target(res, ns, &target.group, &target.kind, &target.name) {
+            Ok(service) => {
+                services.insert(service);
+            }
+            Err(problem) => accepted = accepted.and(Err(problem)),
         }
-        if !res
-            .services
-            .contains_key(&(ns.to_string(), target.name.clone()))
-        {
-            accepted = accepted.and(Err(Problem::new(
-                policy_reason::TARGET_NOT_FOUND,
-                format!("targetRef Service {ns}/{} not found", target.name),
-            )));
-            continue;
-        }
-        services.insert((ns.to_string(), target.name.clone()));
     }
     (services, accepted)
 }

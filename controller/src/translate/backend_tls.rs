@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::certificate::ca_bundle_pem;
-use super::policy::{PolicyObject, policy_reason, policy_status, precedence};
+use super::policy::{PolicyObject, policy_reason, policy_status, precedence, service_target};
 use super::{ObjectStatus, TranslateOptions};
 use crate::model::{Key, MetaExt, Resources};
 use crate::status::{Condition, Problem, combine, kind, reason, sorted};
@@ -125,27 +125,14 @@ pub(super) fn resolve(res: &Resources) -> BackendTlsPolicies {
         let mut targets = Vec::new();
         let mut services = BTreeSet::new();
         for target in &policy.spec.target_refs {
-            if !target.group.is_empty() || target.kind != "Service" {
-                accepted = accepted.and(Err(Problem::new(
-                    reason::INVALID,
-                    format!(
-                        "targetRef {}/{} {}: only core Services can be targeted",
-                        target.group, target.kind, target.name
-                    ),
-                )));
-                continue;
-            }
-            if !res
-                .services
-                .contains_key(&(ns.to_string(), target.name.clone()))
-            {
-                accepted = accepted.and(Err(Problem::new(
-                    policy_reason::TARGET_NOT_FOUND,
-                    format!("targetRef Service {ns}/{} not found", target.name),
-                )));
-                continue;
-            }
-            services.insert((ns.to_string(), target.name.clone()));
+            let service = match service_target(res, ns, &target.group, &target.kind, &target.name) {
+                Ok(service) => service,
+                Err(problem) => {
+                    accepted = accepted.and(Err(problem));
+                    continue;
+                }
+            };
+            services.insert(service);
             targets.push((
                 ns.to_string(),
                 target.name.clone(),

@@ -11,8 +11,8 @@ use super::backend_lb::LbPolicies;
 use super::backend_tls::BackendTlsPolicies;
 use super::listener::GATEWAY_GROUP;
 use super::{ObjectStatus, TranslateOptions};
-use crate::model::Key;
-use crate::status::Condition;
+use crate::model::{Key, Resources};
+use crate::status::{Condition, Problem, reason};
 
 /// Reasons the spec defines for policy conditions.
 pub(super) mod policy_reason {
@@ -25,6 +25,31 @@ pub(super) mod policy_reason {
 pub(super) struct BackendPolicies {
     pub tls: BackendTlsPolicies,
     pub lb: LbPolicies,
+}
+
+/// The Service a policy's targetRef in namespace `ns` names, or why it cannot be targeted
+/// (a non-Service kind is Invalid; a missing Service is TargetNotFound).
+pub(super) fn service_target(
+    res: &Resources,
+    ns: &str,
+    group: &str,
+    kind: &str,
+    name: &str,
+) -> Result<Key, Problem> {
+    if !group.is_empty() || kind != "Service" {
+        return Err(Problem::new(
+            reason::INVALID,
+            format!("targetRef {group}/{kind} {name}: only core Services can be targeted"),
+        ));
+    }
+    let key = (ns.to_string(), name.to_string());
+    if !res.services.contains_key(&key) {
+        return Err(Problem::new(
+            policy_reason::TARGET_NOT_FOUND,
+            format!("targetRef Service {ns}/{name} not found"),
+        ));
+    }
+    Ok(key)
 }
 
 /// Policies on one target in precedence order: the oldest first, then by name (the key's
