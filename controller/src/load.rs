@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
-use crate::lb_policy::{BACKEND_LB_POLICY, RouteExtensions, X_BACKEND_TRAFFIC_POLICY};
+use crate::lb_policy::{BACKEND_LB_POLICY, X_BACKEND_TRAFFIC_POLICY};
 use crate::model::{Key, MetaExt, ObjectRef, Resources};
 
 /// One document (or List item) that could not be loaded.
@@ -336,18 +336,7 @@ fn load_value(
         "Namespace" => insert!(namespaces),
         "GatewayClass" => insert!(gateway_classes),
         "Gateway" => insert!(gateways),
-        "HTTPRoute" => {
-            // Parsed first: a route whose extensions are malformed is not loaded at all.
-            let extensions = match has_rule_extensions(value) {
-                true => Some(parse::<RouteExtensions>(ctx, text, value, &object)?),
-                false => None,
-            };
-            into.http_route_extensions.remove(&key);
-            if let Some(extensions) = extensions.filter(|e| !e.is_empty()) {
-                into.http_route_extensions.insert(key.clone(), extensions);
-            }
-            insert!(http_routes);
-        }
+        "HTTPRoute" => insert!(http_routes),
         "GRPCRoute" => insert!(grpc_routes),
         "ReferenceGrant" => insert!(reference_grants),
         "Service" => insert!(services),
@@ -388,16 +377,6 @@ fn load_list_items(
                 })
         })
         .collect()
-}
-
-/// Whether an HTTPRoute's rules carry a field the standard types drop (see
-/// [`RouteExtensions`]); most routes don't, and are not parsed a second time.
-fn has_rule_extensions(value: &Value) -> bool {
-    value
-        .get("spec")
-        .and_then(|s| s.get("rules"))
-        .and_then(Value::as_sequence)
-        .is_some_and(|rules| rules.iter().any(|r| r.get("sessionPersistence").is_some()))
 }
 
 /// Typed parse: from the document text when we have it (serde_yaml then reports the exact

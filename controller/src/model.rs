@@ -19,7 +19,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
-use crate::lb_policy::{BACKEND_LB_POLICY, LbPolicy, RouteExtensions, X_BACKEND_TRAFFIC_POLICY};
+use crate::lb_policy::{BACKEND_LB_POLICY, LbPolicy, X_BACKEND_TRAFFIC_POLICY};
 
 /// (namespace, name). Cluster-scoped objects use an empty namespace.
 pub type Key = (String, String);
@@ -41,8 +41,6 @@ pub struct Resources {
     pub listener_sets: BTreeMap<Key, ListenerSet>,
     pub backend_lb_policies: BTreeMap<Key, LbPolicy>,
     pub backend_traffic_policies: BTreeMap<Key, LbPolicy>,
-    /// Experimental-channel HTTPRoute fields, by route (only routes that use them).
-    pub http_route_extensions: BTreeMap<Key, RouteExtensions>,
 }
 
 impl Resources {
@@ -89,14 +87,6 @@ impl Resources {
         copy(
             &mut self.backend_traffic_policies,
             &other.backend_traffic_policies,
-        );
-        // A route defined again replaces its extensions too, even with none.
-        for key in other.http_routes.keys() {
-            self.http_route_extensions.remove(key);
-        }
-        copy(
-            &mut self.http_route_extensions,
-            &other.http_route_extensions,
         );
     }
 

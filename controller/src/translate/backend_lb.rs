@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use gateway_api::experimental::httproutes::HttpRouteRulesSessionPersistence;
 use nantian_proto::config;
 
 use super::policy::{PolicyObject, policy_reason, policy_status, precedence, service_target};
@@ -258,6 +259,18 @@ fn is_token(name: &str) -> bool {
 
 /// A sessionPersistence with its defaults (Cookie, [`DEFAULT_SESSION_NAME`], a session
 /// cookie) → the host's settings; `cookie_path` scopes the cookie. Err says what is wrong.
+/// An HTTPRoute rule's `sessionPersistence` (the experimental type, the same fields):
+/// read through the policy's type so that both are checked by one function.
+pub(super) fn rule_session_persistence(
+    sp: &HttpRouteRulesSessionPersistence,
+    cookie_path: &str,
+) -> Result<config::SessionPersistence, String> {
+    let sp: SessionPersistence = serde_json::to_value(sp)
+        .and_then(serde_json::from_value)
+        .map_err(|e| format!("sessionPersistence: {e}"))?;
+    session_persistence(&sp, cookie_path)
+}
+
 pub(super) fn session_persistence(
     sp: &SessionPersistence,
     cookie_path: &str,

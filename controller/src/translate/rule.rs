@@ -143,19 +143,12 @@ pub(super) fn translate_rules(
             }
         }
 
-        // HTTPRoutes only: GRPCRoute has no sessionPersistence in v1.5.1.
-        let session_persistence = (!route.is_grpc())
-            .then(|| {
-                res.http_route_extensions
-                    .get(&(route_ns.to_string(), route.name.clone()))
-            })
-            .flatten()
-            .and_then(|e| e.session_persistence(index))
-            .and_then(|sp| {
-                backend_lb::session_persistence(sp, &backend_lb::cookie_path(&matches))
-                    .map_err(&mut fail)
-                    .ok()
-            });
+        // GRPCRoute rules have no sessionPersistence in v1.5.1: always None for them.
+        let session_persistence = rule.session_persistence.as_ref().and_then(|sp| {
+            backend_lb::rule_session_persistence(sp, &backend_lb::cookie_path(&matches))
+                .map_err(&mut fail)
+                .ok()
+        });
         routes.push(config::Route {
             name: format!(
                 "{}/{route_ns}/{}/rule/{index}",
