@@ -15,7 +15,10 @@ use crate::xds_server::SnapshotCache;
 pub struct AdminState {
     pub cache: SnapshotCache,
     pub status: SharedStatus,
-    pub supervisor: Supervisor,
+    /// Standalone: the host processes this controller runs (their readiness is ours).
+    /// Kubernetes: none; hosts are pods that connect to any replica, so a replica is
+    /// ready once it has translated the cluster.
+    pub supervisor: Option<Supervisor>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -26,11 +29,11 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// 200 once the config is translated and every Gateway's host has ACKed its newest
-/// snapshot.
+/// 200 once the config is translated and (standalone) every Gateway's host has ACKed
+/// its newest snapshot.
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     let translated = s.status.read().unwrap().translation.is_some();
-    if translated && s.cache.all_acked() {
+    if translated && (s.supervisor.is_none() || s.cache.all_acked()) {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
@@ -53,7 +56,10 @@ async fn status(State(s): State<AdminState>) -> impl IntoResponse {
 
 async fn hosts(State(s): State<AdminState>) -> impl IntoResponse {
     Json(json!({
-        "processes": s.supervisor.hosts().await,
+        "processes": match &s.supervisor {
+            Some(supervisor) => supervisor.hosts().await,
+            None => Vec::new(),
+        },
         "streams": s.cache.hosts(),
     }))
 }

@@ -9,6 +9,7 @@ pub mod translate;
 
 pub mod address_pool;
 pub mod admin;
+pub mod kubernetes;
 pub mod snapshot;
 pub mod standalone;
 pub mod supervisor;

@@ -10,6 +10,8 @@ use tracing::info;
 
 use nantian_controller::address_pool::{self, AddressPool};
 use nantian_controller::admin::{self, AdminState};
+use nantian_controller::kubernetes::KubernetesProvider;
+use nantian_controller::kubernetes::provision::ProvisionConfig;
 use nantian_controller::standalone::{self, Standalone};
 use nantian_controller::supervisor::{HostLaunch, Supervisor};
 use nantian_controller::xds_server::SnapshotCache;
@@ -30,6 +32,50 @@ enum Mode {
     /// Serve Gateways described by Kubernetes YAML files in a directory, without a cluster:
     /// one nantian-host process per Gateway, each on its own loopback address.
     Standalone(StandaloneArgs),
+    /// Watch a Kubernetes API server (in-cluster config, or KUBECONFIG / ~/.kube/config),
+    /// write status back, and provision one nantian-host Deployment per Gateway.
+    Kubernetes(KubernetesArgs),
+}
+
+#[derive(clap::Args)]
+struct KubernetesArgs {
+    /// Admin API: /readyz, /api/v1/status, /api/v1/hosts.
+    #[arg(long, default_value = "0.0.0.0:19000")]
+    admin_addr: SocketAddr,
+    /// Where hosts reach the delta-xDS server.
+    #[arg(long, default_value = "0.0.0.0:18000")]
+    xds_addr: SocketAddr,
+    /// The controller's namespace (the leader-election Lease lives there).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "nantian-system")]
+    namespace: String,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "nantian-controller")]
+    leader_election_id: String,
+    /// Image of the nantian-host Deployments provisioned for Gateways.
+    #[arg(long, default_value = "ghcr.io/nantian-gateway/nantian-host:latest")]
+    host_image: String,
+    /// Service type of provisioned Gateways: LoadBalancer, NodePort or ClusterIP.
+    #[arg(long, default_value = "LoadBalancer")]
+    gateway_service_type: String,
+    /// Replicas of each provisioned nantian-host Deployment.
+    #[arg(long, default_value_t = 1)]
+    host_replicas: i32,
+    /// The xDS URL provisioned hosts connect to (default: this controller's Service,
+    /// `http://nantian-controller.<namespace>.svc:<xds port>`).
+    #[arg(long)]
+    xds_service_url: Option<String>,
+    /// Don't provision data planes (they are run some other way, e.g. by hand).
+    #[arg(long)]
+    no_provision: bool,
+    /// The address hosts bind their listeners on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
+    /// Directory holding the built-in filter components (default: `filters/` beside this binary).
+    #[arg(long)]
+    filter_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -75,6 +121,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.mode {
         Mode::Standalone(args) => runtime.block_on(run_standalone(args)),
+        Mode::Kubernetes(args) => runtime.block_on(run_kubernetes(args)),
     }
 }
 
@@ -112,7 +159,7 @@ async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let admin_app = admin::router(AdminState {
         cache: cache.clone(),
         status: Arc::clone(&status),
-        supervisor: supervisor.clone(),
+        supervisor: Some(supervisor.clone()),
     });
     let admin_server = axum::serve(admin_listener, admin_app);
     info!(xds = %args.xds_addr, admin = %args.admin_addr, address_pool = %args.address_pool, config_dir = %config_dir.display(), "controller starting (standalone)");
@@ -133,6 +180,88 @@ async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
             info!("shutting down: stopping hosts");
             supervisor.shutdown().await;
         }
+    }
+    Ok(())
+}
+
+async fn run_kubernetes(args: KubernetesArgs) -> anyhow::Result<()> {
+    let exe_dir = std::env::current_exe()?
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let filter_dir = args.filter_dir.unwrap_or_else(|| exe_dir.join("filters"));
+    let modules = standalone::builtin_modules_inline(&filter_dir)?;
+    let client = kube::Client::try_default()
+        .await
+        .context("Kubernetes client (in-cluster config or KUBECONFIG)")?;
+    let identity = match args.identity {
+        Some(identity) => identity,
+        None => format!(
+            "{}-{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_default()
+                .trim(),
+            std::process::id()
+        ),
+    };
+    let xds_url = args.xds_service_url.unwrap_or_else(|| {
+        format!(
+            "http://nantian-controller.{}.svc:{}",
+            args.namespace,
+            args.xds_addr.port()
+        )
+    });
+
+    let cache = SnapshotCache::default();
+    let xds = tokio::net::TcpListener::bind(args.xds_addr)
+        .await
+        .with_context(|| format!("xDS address {}", args.xds_addr))?;
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("admin address {}", args.admin_addr))?;
+    let status = Arc::default();
+    let xds_server = tonic::transport::Server::builder()
+        .add_service(cache.server())
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(xds));
+    let admin_server = axum::serve(
+        admin_listener,
+        admin::router(AdminState {
+            cache: cache.clone(),
+            status: Arc::clone(&status),
+            supervisor: None,
+        }),
+    );
+    info!(xds = %args.xds_addr, admin = %args.admin_addr, namespace = %args.namespace, identity = %identity, "controller starting (kubernetes)");
+    let provider = KubernetesProvider {
+        client,
+        controller_name: standalone::CONTROLLER_NAME.to_string(),
+        namespace: args.namespace,
+        identity,
+        lease_name: args.leader_election_id,
+        bind_address: args.bind_address,
+        provision: (!args.no_provision).then_some(ProvisionConfig {
+            host_image: args.host_image,
+            xds_address: xds_url,
+            service_type: args.gateway_service_type,
+            replicas: args.host_replicas,
+        }),
+        modules,
+        cache,
+        status,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut provider = tokio::spawn(provider.run(stop_rx));
+    tokio::select! {
+        r = xds_server => r.context("xDS server")?,
+        r = admin_server => r.context("admin server")?,
+        r = &mut provider => return r?.context("kubernetes provider"),
+        _ = shutdown_signal() => info!("shutting down: handing leadership over"),
+    }
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(std::time::Duration::from_secs(5), provider).await {
+        Ok(Ok(r)) => r.context("kubernetes provider")?,
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => tracing::warn!("provider did not stop within 5s"),
     }
     Ok(())
 }

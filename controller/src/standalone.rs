@@ -42,8 +42,22 @@ pub struct StatusBoard {
 
 pub type SharedStatus = Arc<RwLock<StatusBoard>>;
 
-/// Reads the built-in filter components and describes them as FilterModules.
+/// Reads the built-in filter components and describes them as FilterModules the hosts
+/// read from the same paths (standalone: hosts run on this machine).
 pub fn builtin_modules(filter_dir: &Path) -> anyhow::Result<BTreeMap<String, FilterModule>> {
+    read_builtin_modules(filter_dir, false)
+}
+
+/// The built-in filter components carried inline in the snapshot: hosts in other pods
+/// can't read this controller's files.
+pub fn builtin_modules_inline(filter_dir: &Path) -> anyhow::Result<BTreeMap<String, FilterModule>> {
+    read_builtin_modules(filter_dir, true)
+}
+
+fn read_builtin_modules(
+    filter_dir: &Path,
+    inline: bool,
+) -> anyhow::Result<BTreeMap<String, FilterModule>> {
     let mut modules = BTreeMap::new();
     for (filter, file) in BUILTIN_FILTERS {
         let path = filter_dir.join(file);
@@ -57,13 +71,17 @@ pub fn builtin_modules(filter_dir: &Path) -> anyhow::Result<BTreeMap<String, Fil
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let path = std::fs::canonicalize(&path)?;
+        let source = if inline {
+            filter_module::Source::Inline(bytes)
+        } else {
+            filter_module::Source::Path(std::fs::canonicalize(&path)?.display().to_string())
+        };
         modules.insert(
             filter.to_string(),
             FilterModule {
                 name: format!("module/{filter}@{}", &sha[..12]),
                 sha256: sha,
-                source: Some(filter_module::Source::Path(path.display().to_string())),
+                source: Some(source),
             },
         );
     }
@@ -177,6 +195,7 @@ impl Standalone {
             addresses: allocator.assign(&needs.wanted, &needs.fixed),
             unusable_addresses,
             filter_modules: self.modules.clone(),
+            addressing: translate::Addressing::HostAddresses,
         };
         let mut translation = translate::translate(&resources, &opts);
         {
@@ -221,7 +240,7 @@ impl Standalone {
 
 /// Gives every condition a `lastTransitionTime`: the previous one when the same object
 /// already had that condition with the same status, else now.
-fn stamp_statuses(translation: &mut Translation, previous: &[translate::ObjectStatus]) {
+pub fn stamp_statuses(translation: &mut Translation, previous: &[translate::ObjectStatus]) {
     let now = jiff::Timestamp::now()
         .round(jiff::Unit::Second)
         .unwrap_or(jiff::Timestamp::now());

@@ -18,8 +18,9 @@ use std::net::IpAddr;
 
 use gateway_api::gateways::Gateway;
 
-use super::TranslateOptions;
+use super::{Addressing, TranslateOptions};
 use crate::model::{Key, MetaExt};
+use crate::status::GatewayAddress;
 use crate::status::{Problem, reason};
 
 pub(super) const IP_ADDRESS: &str = "IPAddress";
@@ -35,6 +36,8 @@ pub(super) struct GatewayAddresses {
     /// Entries that got no usable address: the Gateway is not programmed
     /// (AddressNotUsable, AddressNotAssigned).
     pub unusable: Option<Problem>,
+    /// `status.addresses` when they are not the bound ones (the Gateway's Service's).
+    pub reported: Option<Vec<GatewayAddress>>,
 }
 
 /// Resolves `gw`'s addresses. `claimed` holds the static addresses earlier Gateways bind;
@@ -77,6 +80,10 @@ pub(super) fn resolve(
             )),
             ..Default::default()
         };
+    }
+
+    if let Addressing::ServiceAddresses { bind, by_gateway } = &opts.addressing {
+        return through_service(&key, *bind, by_gateway.get(&key));
     }
 
     let mut out = GatewayAddresses::default();
@@ -132,4 +139,30 @@ pub(super) fn resolve(
         None
     };
     out
+}
+
+/// Kubernetes: the host binds every interface of its pod; clients come through the
+/// Gateway's Service, whose addresses are the Gateway's. Static `IPAddress` entries are
+/// requested from the Service (as external IPs) by the provisioner.
+fn through_service(
+    key: &Key,
+    bind: IpAddr,
+    service: Option<&Vec<GatewayAddress>>,
+) -> GatewayAddresses {
+    let reported = service.cloned().unwrap_or_default();
+    let unusable = reported.is_empty().then(|| {
+        Problem::new(
+            reason::ADDRESS_NOT_ASSIGNED,
+            format!(
+                "waiting for the Service of Gateway {}/{} to get an address",
+                key.0, key.1
+            ),
+        )
+    });
+    GatewayAddresses {
+        bound: vec![bind],
+        unsupported: None,
+        unusable,
+        reported: Some(reported),
+    }
 }

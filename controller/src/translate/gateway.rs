@@ -246,14 +246,17 @@ impl GatewayState {
             ),
             Err(p) => Condition::new(kind::PROGRAMMED, false, p.reason, p.message.clone(), g),
         };
-        let addresses = self
-            .served_addresses()
-            .iter()
-            .map(|ip| GatewayAddress {
-                type_: IP_ADDRESS.to_string(),
-                value: ip.to_string(),
-            })
-            .collect();
+        let addresses = match (&self.addresses.reported, self.accepted()) {
+            (Some(reported), Ok(())) => reported.clone(),
+            _ => self
+                .served_addresses()
+                .iter()
+                .map(|ip| GatewayAddress {
+                    type_: IP_ADDRESS.to_string(),
+                    value: ip.to_string(),
+                })
+                .collect(),
+        };
         let mut conditions = vec![accepted_condition, programmed_condition];
         // Gateway-level references: only the backend client certificate so far.
         if let Some(certificate) = &self.backend_client_certificate {

@@ -42,6 +42,7 @@ use nantian_proto::config;
 use serde::Serialize;
 
 use crate::model::{Key, Resources};
+use crate::status;
 
 pub use backend_lb::{DEFAULT_SESSION_NAME, HASH_ON_ANNOTATION, LOAD_BALANCER_ANNOTATION};
 pub use gateway_class::SUPPORTED_FEATURES;
@@ -67,6 +68,26 @@ pub struct TranslateOptions {
     pub unusable_addresses: BTreeMap<IpAddr, String>,
     /// Built-in Wasm filter modules by filter name ([`HEADER_MODIFIER`], [`CORS`]).
     pub filter_modules: BTreeMap<String, config::FilterModule>,
+    /// Where a Gateway's addresses come from: the machine's own (standalone) or the
+    /// Service provisioned for it (Kubernetes).
+    pub addressing: Addressing,
+}
+
+/// How Gateways get their addresses.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Addressing {
+    /// Standalone: each host binds its Gateway's own loopback addresses
+    /// ([`TranslateOptions::addresses`]), and those are the Gateway's `status.addresses`.
+    #[default]
+    HostAddresses,
+    /// Kubernetes: a host binds `bind` (every interface of its pod: 0.0.0.0), and
+    /// clients reach it through the Service provisioned for its Gateway, whose addresses
+    /// (load-balancer ingress, else cluster IP) are the Gateway's, by (namespace, name).
+    /// A Gateway whose Service has no address yet is not programmed (AddressNotAssigned).
+    ServiceAddresses {
+        bind: IpAddr,
+        by_gateway: BTreeMap<(String, String), Vec<status::GatewayAddress>>,
+    },
 }
 
 impl TranslateOptions {
@@ -76,6 +97,7 @@ impl TranslateOptions {
             addresses: BTreeMap::new(),
             unusable_addresses: BTreeMap::new(),
             filter_modules: BTreeMap::new(),
+            addressing: Addressing::default(),
         }
     }
 }
