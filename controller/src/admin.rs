@@ -51,6 +51,7 @@ async fn status(State(s): State<AdminState>) -> impl IntoResponse {
         "items": items,
         "errors": board.errors,
         "translations": board.translations,
+        "leading": board.leading,
     }))
 }
 

@@ -76,6 +76,9 @@ struct KubernetesArgs {
     /// Directory holding the built-in filter components (default: `filters/` beside this binary).
     #[arg(long)]
     filter_dir: Option<PathBuf>,
+    /// The `controllerName` of the GatewayClasses this controller serves.
+    #[arg(long, default_value = standalone::CONTROLLER_NAME)]
+    controller_name: String,
 }
 
 #[derive(clap::Args)]
@@ -234,7 +237,7 @@ async fn run_kubernetes(args: KubernetesArgs) -> anyhow::Result<()> {
     info!(xds = %args.xds_addr, admin = %args.admin_addr, namespace = %args.namespace, identity = %identity, "controller starting (kubernetes)");
     let provider = KubernetesProvider {
         client,
-        controller_name: standalone::CONTROLLER_NAME.to_string(),
+        controller_name: args.controller_name,
         namespace: args.namespace,
         identity,
         lease_name: args.leader_election_id,

@@ -38,6 +38,9 @@ pub struct StatusBoard {
     pub errors: Vec<LoadError>,
     /// How many times the directory was translated: once at start, then once per change.
     pub translations: u64,
+    /// Kubernetes: whether this replica holds the leader-election Lease (and so writes
+    /// status and provisions). None in standalone mode.
+    pub leading: Option<bool>,
 }
 
 pub type SharedStatus = Arc<RwLock<StatusBoard>>;

@@ -7,6 +7,7 @@
 //! sharing a port. Everything an Env started is in one process group, killed on drop.
 
 mod echo_log;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;

@@ -74,7 +74,7 @@ impl KubernetesProvider {
         let mut provisioner = self
             .provision
             .clone()
-            .map(|config| Provisioner::new(self.client.clone(), config));
+            .map(|config| Provisioner::new(self.client.clone(), &self.controller_name, config));
         let mut changes = view.subscribe();
         let mut stop_rx = stop.clone();
 
@@ -106,6 +106,7 @@ impl KubernetesProvider {
                 let mut board = self.status.write().unwrap();
                 board.translation = Some(translation);
                 board.translations += 1;
+                board.leading = Some(*leading.borrow());
             }
             // Wait for the next change, leadership change, resync or stop.
             tokio::select! {

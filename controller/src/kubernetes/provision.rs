@@ -30,6 +30,9 @@ use crate::status::GatewayAddress;
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_US: &str = "nantian";
 pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+/// Which controller (a hash of its `controllerName`) provisioned an object: controllers
+/// with different names sharing a cluster leave each other's data planes alone.
+pub const CONTROLLER_LABEL: &str = "gateway.nantian.dev/controller-id";
 const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 /// The host's admin endpoint inside the pod (readiness, metrics).
 pub const HOST_ADMIN_PORT: i32 = 19001;
@@ -45,6 +48,15 @@ pub struct ProvisionConfig {
     /// Service type of provisioned Gateways: LoadBalancer (default), NodePort, ClusterIP.
     pub service_type: String,
     pub replicas: i32,
+}
+
+/// The label value naming a controller: a DNS-label-safe hash of its `controllerName`.
+pub fn controller_id(controller_name: &str) -> String {
+    Sha256::digest(controller_name.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The name of a Gateway's Deployment and Service: `nantian-<gateway>`, shortened with a
@@ -68,11 +80,12 @@ fn selector_labels(gateway: &str) -> BTreeMap<String, String> {
 
 /// Labels and annotations for every provisioned object: the Gateway's infrastructure
 /// ones first, ours on top (ours decide selection and ownership, so they win).
-fn metadata(gw: &Gateway, owner: Option<OwnerReference>) -> ObjectMeta {
+fn metadata(gw: &Gateway, controller: &str, owner: Option<OwnerReference>) -> ObjectMeta {
     let infra = gw.spec.infrastructure.as_ref();
     let mut labels = infra.and_then(|i| i.labels.clone()).unwrap_or_default();
     labels.extend(selector_labels(gw.name()));
     labels.insert(MANAGED_BY.to_string(), MANAGED_BY_US.to_string());
+    labels.insert(CONTROLLER_LABEL.to_string(), controller.to_string());
     let annotations = infra.and_then(|i| i.annotations.clone());
     ObjectMeta {
         name: Some(object_name(gw.name())),
@@ -101,9 +114,9 @@ fn listener_ports(gw: &Gateway) -> BTreeSet<i32> {
 }
 
 /// The Deployment and Service a Gateway should have.
-pub fn desired(gw: &Gateway, config: &ProvisionConfig) -> (Deployment, Service) {
+pub fn desired(gw: &Gateway, controller: &str, config: &ProvisionConfig) -> (Deployment, Service) {
     let owner = owner_reference(gw);
-    let meta = metadata(gw, owner);
+    let meta = metadata(gw, controller, owner);
     let ports = listener_ports(gw);
     let env = |name: &str, path: &str| EnvVar {
         name: name.to_string(),
@@ -276,6 +289,8 @@ pub fn service_addresses(service: &Service) -> Vec<GatewayAddress> {
 /// Applies the desired objects and deletes those of Gateways no longer ours.
 pub struct Provisioner {
     client: Client,
+    /// [`controller_id`] of this controller.
+    controller: String,
     config: ProvisionConfig,
     /// Hash of what was last applied per Gateway: unchanged Gateways cost nothing.
     applied: BTreeMap<(String, String), String>,
@@ -284,9 +299,10 @@ pub struct Provisioner {
 }
 
 impl Provisioner {
-    pub fn new(client: Client, config: ProvisionConfig) -> Self {
+    pub fn new(client: Client, controller_name: &str, config: ProvisionConfig) -> Self {
         Provisioner {
             client,
+            controller: controller_id(controller_name),
             config,
             applied: BTreeMap::new(),
             clean: false,
@@ -299,7 +315,7 @@ impl Provisioner {
         for gw in gateways {
             let key = (gw.namespace().to_string(), gw.name().to_string());
             wanted.insert(key.clone());
-            let (deployment, service) = desired(gw, &self.config);
+            let (deployment, service) = desired(gw, &self.controller, &self.config);
             let hash = fingerprint(&deployment, &service);
             if self.applied.get(&key) == Some(&hash) {
                 continue;
@@ -352,7 +368,10 @@ impl Provisioner {
     }
 
     async fn delete_stale(&self, wanted: &BTreeSet<(String, String)>) -> Result<(), kube::Error> {
-        let ours = ListParams::default().labels(&format!("{MANAGED_BY}={MANAGED_BY_US}"));
+        let ours = ListParams::default().labels(&format!(
+            "{MANAGED_BY}={MANAGED_BY_US},{CONTROLLER_LABEL}={}",
+            self.controller
+        ));
         let stale = |meta: &ObjectMeta| {
             let namespace = meta.namespace.clone().unwrap_or_default();
             let gateway = meta
@@ -437,7 +456,7 @@ spec:
   - {name: https, port: 443, protocol: HTTPS}
 "#,
         );
-        let (deployment, service) = desired(&gw, &config());
+        let (deployment, service) = desired(&gw, "c0ffee", &config());
         for meta in [
             &deployment.metadata,
             &service.metadata,
