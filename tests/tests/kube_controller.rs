@@ -1,0 +1,588 @@
+//! The controller in Kubernetes mode against a real kube-apiserver + etcd: statuses
+//! written back, data planes provisioned and cleaned up, a real `nantian-host` connected
+//! over xDS forwarding to loopback echo pods named by hand-made EndpointSlices, and two
+//! replicas electing a leader.
+//!
+//! Each test runs its own controller with its own `controllerName` and GatewayClass, in
+//! its own namespaces, so the tests share one API server without seeing each other.
+
+use std::process::{Child, Command, Stdio};
+
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind};
+use kube::discovery::ApiResource;
+use nantian_e2e::harness::tls::{certificate, get_tls, tls_secret};
+use nantian_e2e::harness::{Env, bin, get, send, wait_for};
+use nantian_e2e::kube::{KubeControlPlane, apply_yaml, shared_or_skip};
+use serde_json::Value;
+
+/// A `nantian-controller kubernetes` process, killed when dropped.
+struct Controller {
+    child: Child,
+    admin: String,
+    xds: String,
+}
+
+impl Controller {
+    /// Starts a replica serving GatewayClasses with `controller_name`, electing its leader
+    /// in `namespace`, binding hosts' listeners on `bind`. `slot` picks its addresses.
+    fn start(
+        kube: &KubeControlPlane,
+        env: &Env,
+        slot: u8,
+        namespace: &str,
+        controller_name: &str,
+        bind: &str,
+    ) -> Self {
+        let ip = env.gateway_ip(slot);
+        let admin = format!("{ip}:19000");
+        let xds = format!("{ip}:18000");
+        let child = Command::new(bin("nantian-controller"))
+            .args(["kubernetes", "--admin-addr", &admin, "--xds-addr", &xds])
+            .args(["--namespace", namespace, "--identity", &format!("replica-{slot}")])
+            .args(["--controller-name", controller_name, "--bind-address", bind])
+            .args(["--host-image", "nantian-host:test"])
+            .args(["--xds-service-url", &format!("http://{xds}")])
+            .env("KUBECONFIG", kube.kubeconfig())
+            .env("NANTIAN_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start nantian-controller");
+        Controller { child, admin, xds }
+    }
+
+    fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Whether this replica says it leads (None while it has not translated yet).
+    async fn leading(&self) -> Option<bool> {
+        let reply = send(get(&self.admin, "admin", "/api/v1/status")).await.ok()?;
+        let status: Value = serde_json::from_slice(&reply.body).ok()?;
+        status["leading"].as_bool()
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `nantian-host` serving one Gateway, connected to `controller`, killed when dropped.
+struct Host(Child);
+
+impl Host {
+    fn start(controller: &Controller, gateway: &str, admin: &str) -> Self {
+        let child = Command::new(bin("nantian-host"))
+            .args(["--xds-address", &format!("http://{}", controller.xds)])
+            .args(["--gateway", gateway, "--admin-addr", admin, "--workers", "1"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start nantian-host");
+        Host(child)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+async fn object(
+    client: &Client,
+    ar: &ApiResource,
+    namespace: &str,
+    name: &str,
+) -> Option<DynamicObject> {
+    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, ar)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn gateways() -> ApiResource {
+    resource("gateway.networking.k8s.io", "v1", "Gateway", "gateways")
+}
+
+fn http_routes() -> ApiResource {
+    resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
+}
+
+/// The condition `type_` in `conditions` (a JSON array), as (status, reason).
+fn condition(conditions: &Value, type_: &str) -> Option<(String, String)> {
+    conditions.as_array()?.iter().find_map(|c| {
+        (c["type"] == type_).then(|| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+    })
+}
+
+/// Our parent entry's condition of a route, with the generation it was observed at.
+async fn route_condition(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    controller_name: &str,
+    type_: &str,
+) -> Option<(String, String, i64)> {
+    let route = object(client, &http_routes(), namespace, name).await?;
+    let generation = route.metadata.generation?;
+    let parents = route.data["status"]["parents"].as_array()?.clone();
+    let ours = parents
+        .iter()
+        .find(|p| p["controllerName"] == controller_name)?;
+    let (status, reason) = condition(&ours["conditions"], type_)?;
+    let observed = ours["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)?["observedGeneration"]
+        .as_i64()?;
+    (observed == generation).then_some((status, reason, generation))
+}
+
+async fn wait_route(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    controller_name: &str,
+    type_: &str,
+    want: (&str, &str),
+) {
+    wait_for(
+        || async {
+            route_condition(client, namespace, name, controller_name, type_)
+                .await
+                .is_some_and(|(s, r, _)| s == want.0 && r == want.1)
+        },
+        &format!("HTTPRoute {namespace}/{name} {type_}={}/{}", want.0, want.1),
+    )
+    .await;
+}
+
+fn gateway_class(name: &str, controller_name: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: {name}}}\nspec: {{controllerName: {controller_name}}}\n"
+    )
+}
+
+/// A Service `name` (port 80 → 3000) and its EndpointSlice listing `addresses`.
+fn service(ns: &str, name: &str, addresses: &[String]) -> String {
+    let endpoints: String = addresses
+        .iter()
+        .map(|a| format!("- addresses: [\"{a}\"]\n  conditions: {{ready: true}}\n"))
+        .collect();
+    format!(
+        r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: 3000}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-1
+  namespace: {ns}
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv4
+ports: [{{name: http, port: 3000}}]
+endpoints:
+{endpoints}"#
+    )
+}
+
+/// The echo pod that answered a GET through the Gateway, if any did.
+async fn answered_by(addr: &str, host: &str, path: &str) -> Option<String> {
+    let reply = send(get(addr, host, path)).await.ok()?;
+    (reply.status == 200).then(|| reply.echo().pod)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_provisioning_and_endpoint_churn_reach_the_host() {
+    let Some(kube) = shared_or_skip("statuses_provisioning_and_endpoint_churn_reach_the_host").await
+    else {
+        return;
+    };
+    let client = kube.client().await.unwrap();
+    let ns = kube.create_namespace("k8s-gateway").await.unwrap();
+    let controller_name = format!("gateway.nantian.dev/{ns}");
+    let class = format!("class-{ns}");
+    let mut env = Env::new();
+    env.start_echo(0, "echo-a", &ns).await;
+    env.start_echo(1, "echo-b", &ns).await;
+    let bind = env.gateway_ip(1);
+
+    let config = format!(
+        r#"{class_yaml}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  gatewayClassName: {class}
+  infrastructure:
+    labels: {{team: blue}}
+    annotations: {{cost-center: "42"}}
+  listeners:
+  - {{name: http, port: 8080, protocol: HTTP}}
+  - {{name: udp, port: 9000, protocol: UDP}}
+{service}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: ok, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: web, sectionName: http}}]
+  rules:
+  - backendRefs: [{{name: echo, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: missing, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: web, sectionName: http}}]
+  hostnames: [missing.example]
+  rules:
+  - backendRefs: [{{name: nope, port: 80}}]
+"#,
+        class_yaml = gateway_class(&class, &controller_name),
+        service = service(&ns, "echo", &[env.backend_ip(0)]),
+    );
+    apply_yaml(&client, &config).await.unwrap();
+    let controller = Controller::start(kube, &env, 90, &ns, &controller_name, &bind);
+    let _host = Host::start(&controller, &format!("{ns}/web"), &format!("{bind}:15000"));
+
+    // Routes: valid and with a missing backend, each with the spec's reason.
+    wait_route(&client, &ns, "ok", &controller_name, "Accepted", ("True", "Accepted")).await;
+    wait_route(&client, &ns, "ok", &controller_name, "ResolvedRefs", ("True", "ResolvedRefs")).await;
+    wait_route(&client, &ns, "missing", &controller_name, "ResolvedRefs", ("False", "BackendNotFound")).await;
+
+    // The data plane: a Deployment and a Service, owned by the Gateway, carrying its
+    // infrastructure labels and annotations.
+    let deployments = resource("apps", "v1", "Deployment", "deployments");
+    let services = resource("", "v1", "Service", "services");
+    let gw = object(&client, &gateways(), &ns, "web").await.unwrap();
+    let mut provisioned = None;
+    wait_for(
+        || async {
+            provisioned = object(&client, &services, &ns, "nantian-web").await;
+            provisioned.is_some() && object(&client, &deployments, &ns, "nantian-web").await.is_some()
+        },
+        "the Gateway's Deployment and Service",
+    )
+    .await;
+    let deployment = object(&client, &deployments, &ns, "nantian-web").await.unwrap();
+    let owner = &deployment.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Gateway", gw.metadata.uid.as_deref().unwrap()));
+    for meta in [&deployment.metadata, &provisioned.as_ref().unwrap().metadata] {
+        assert_eq!(meta.labels.as_ref().unwrap()["team"], "blue");
+        assert_eq!(meta.annotations.as_ref().unwrap()["cost-center"], "42");
+    }
+    let template_labels = &deployment.data["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(template_labels["team"], "blue");
+    let cluster_ip = provisioned.unwrap().data["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The Gateway: Accepted with one listener not valid, Programmed, its address the
+    // Service's, and attachedRoutes counted per listener.
+    wait_for(
+        || async {
+            let Some(gw) = object(&client, &gateways(), &ns, "web").await else {
+                return false;
+            };
+            let status = &gw.data["status"];
+            let listeners = status["listeners"].as_array().cloned().unwrap_or_default();
+            let listener = |name: &str| listeners.iter().find(|l| l["name"] == name).cloned();
+            condition(&status["conditions"], "Accepted")
+                == Some(("True".into(), "ListenersNotValid".into()))
+                && condition(&status["conditions"], "Programmed")
+                    == Some(("True".into(), "Programmed".into()))
+                && status["addresses"][0]["value"] == cluster_ip.as_str()
+                && listener("http").is_some_and(|l| l["attachedRoutes"] == 2)
+                && listener("udp").is_some_and(|l| {
+                    condition(&l["conditions"], "Accepted")
+                        == Some(("False".into(), "UnsupportedProtocol".into()))
+                })
+        },
+        "Gateway status (Accepted/ListenersNotValid, Programmed, address, listeners)",
+    )
+    .await;
+
+    // Traffic through the host, and an EndpointSlice change moving it to the other pod.
+    let addr = format!("{bind}:8080");
+    wait_for(
+        || async { answered_by(&addr, "any.example", "/").await.as_deref() == Some("echo-a") },
+        "traffic to echo-a",
+    )
+    .await;
+    apply_yaml(&client, &service(&ns, "echo", &[env.backend_ip(1)]))
+        .await
+        .unwrap();
+    wait_for(
+        || async { answered_by(&addr, "any.example", "/").await.as_deref() == Some("echo-b") },
+        "traffic moved to echo-b by the EndpointSlice edit",
+    )
+    .await;
+
+    // A generation bump: the new rule is served and observedGeneration follows.
+    let before = route_condition(&client, &ns, "ok", &controller_name, "Accepted")
+        .await
+        .unwrap()
+        .2;
+    apply_yaml(
+        &client,
+        &format!(
+            r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: ok, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: web, sectionName: http}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /v2}}}}]
+    backendRefs: [{{name: echo, port: 80}}]
+"#
+        ),
+    )
+    .await
+    .unwrap();
+    wait_for(
+        || async {
+            route_condition(&client, &ns, "ok", &controller_name, "Accepted")
+                .await
+                .is_some_and(|(s, _, generation)| s == "True" && generation > before)
+        },
+        "observedGeneration of the edited route",
+    )
+    .await;
+    wait_for(
+        || async {
+            send(get(&addr, "any.example", "/")).await.is_ok_and(|r| r.status == 404)
+                && answered_by(&addr, "any.example", "/v2/x").await.as_deref() == Some("echo-b")
+        },
+        "the edited route served",
+    )
+    .await;
+
+    // Deleting the Gateway removes its data plane (no garbage collector runs here: the
+    // controller deletes what it provisioned).
+    Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &gateways())
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        || async {
+            object(&client, &deployments, &ns, "nantian-web").await.is_none()
+                && object(&client, &services, &ns, "nantian-web").await.is_none()
+        },
+        "the deleted Gateway's Deployment and Service removed",
+    )
+    .await;
+    drop(controller);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_grants_and_secret_rotation_apply_live() {
+    let Some(kube) = shared_or_skip("reference_grants_and_secret_rotation_apply_live").await else {
+        return;
+    };
+    let client = kube.client().await.unwrap();
+    let ns = kube.create_namespace("k8s-routes").await.unwrap();
+    let backends = kube.create_namespace("k8s-backends").await.unwrap();
+    let controller_name = format!("gateway.nantian.dev/{ns}");
+    let class = format!("class-{ns}");
+    let mut env = Env::new();
+    env.start_echo(0, "echo-x", &backends).await;
+    let bind = env.gateway_ip(1);
+    let first = certificate(&["shop.example"]);
+    let second = certificate(&["shop.example"]);
+
+    let config = format!(
+        r#"{class_yaml}{secret}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  gatewayClassName: {class}
+  listeners:
+  - name: https
+    port: 8443
+    protocol: HTTPS
+    hostname: shop.example
+    tls: {{certificateRefs: [{{name: shop-cert}}]}}
+{service}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: cross, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: web}}]
+  rules:
+  - backendRefs: [{{name: echo, namespace: {backends}, port: 80}}]
+"#,
+        class_yaml = gateway_class(&class, &controller_name),
+        secret = tls_secret(&ns, "shop-cert", &first),
+        service = service(&backends, "echo", &[env.backend_ip(0)]),
+    );
+    apply_yaml(&client, &config).await.unwrap();
+    let controller = Controller::start(kube, &env, 90, &ns, &controller_name, &bind);
+    let _host = Host::start(&controller, &format!("{ns}/web"), &format!("{bind}:15000"));
+    let addr = format!("{bind}:8443");
+
+    // No ReferenceGrant: the backend is refused.
+    wait_route(&client, &ns, "cross", &controller_name, "ResolvedRefs", ("False", "RefNotPermitted")).await;
+    wait_for(
+        || async {
+            get_tls(&addr, "shop.example", "shop.example", &first.0)
+                .await
+                .is_ok_and(|r| r.status == 500)
+        },
+        "500 from a route whose only backend is not permitted",
+    )
+    .await;
+
+    // The grant makes it resolve and serve; removing it takes that back.
+    let grant = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{name: allow-routes, namespace: {backends}}}
+spec:
+  from: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: {ns}}}]
+  to: [{{group: "", kind: Service}}]
+"#
+    );
+    apply_yaml(&client, &grant).await.unwrap();
+    wait_route(&client, &ns, "cross", &controller_name, "ResolvedRefs", ("True", "ResolvedRefs")).await;
+    wait_for(
+        || async {
+            get_tls(&addr, "shop.example", "shop.example", &first.0)
+                .await
+                .is_ok_and(|r| r.status == 200 && r.echo().pod == "echo-x")
+        },
+        "traffic to the granted backend",
+    )
+    .await;
+    let grants = resource("gateway.networking.k8s.io", "v1beta1", "ReferenceGrant", "referencegrants");
+    Api::<DynamicObject>::namespaced_with(client.clone(), &backends, &grants)
+        .delete("allow-routes", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_route(&client, &ns, "cross", &controller_name, "ResolvedRefs", ("False", "RefNotPermitted")).await;
+
+    // Rotating the Secret's certificate: the host presents the new one, no restart.
+    apply_yaml(&client, &grant).await.unwrap();
+    apply_yaml(&client, &tls_secret(&ns, "shop-cert", &second))
+        .await
+        .unwrap();
+    wait_for(
+        || async {
+            get_tls(&addr, "shop.example", "shop.example", &second.0)
+                .await
+                .is_ok_and(|r| r.status == 200)
+        },
+        "the rotated certificate served",
+    )
+    .await;
+    assert!(
+        get_tls(&addr, "shop.example", "shop.example", &first.0)
+            .await
+            .is_err(),
+        "the old certificate is no longer presented"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_writes_status_and_another_takes_over() {
+    let Some(kube) = shared_or_skip("one_leader_writes_status_and_another_takes_over").await else {
+        return;
+    };
+    let client = kube.client().await.unwrap();
+    let ns = kube.create_namespace("k8s-leader").await.unwrap();
+    let controller_name = format!("gateway.nantian.dev/{ns}");
+    let class = format!("class-{ns}");
+    let env = Env::new();
+    let bind = env.gateway_ip(1);
+    let route = |name: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  parentRefs: [{{name: web}}]\n  rules:\n  - backendRefs: [{{name: echo, port: 80}}]\n"
+        )
+    };
+    let config = format!(
+        "{}---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  gatewayClassName: {class}\n  listeners: [{{name: http, port: 8080, protocol: HTTP}}]\n{}---\n{}",
+        gateway_class(&class, &controller_name),
+        service(&ns, "echo", &[env.backend_ip(0)]),
+        route("first"),
+    );
+    apply_yaml(&client, &config).await.unwrap();
+    let mut replicas = vec![
+        Controller::start(kube, &env, 90, &ns, &controller_name, &bind),
+        Controller::start(kube, &env, 91, &ns, &controller_name, &bind),
+    ];
+    wait_route(&client, &ns, "first", &controller_name, "Accepted", ("True", "Accepted")).await;
+
+    // Exactly one replica leads, and the Lease names it.
+    let leader = async |replicas: &[Controller]| -> Option<usize> {
+        let mut leading = Vec::new();
+        for (i, r) in replicas.iter().enumerate() {
+            match r.leading().await {
+                Some(true) => leading.push(i),
+                Some(false) => {}
+                None => return None,
+            }
+        }
+        (leading.len() == 1).then(|| leading[0])
+    };
+    let mut first_leader = None;
+    wait_for(
+        || async {
+            first_leader = leader(&replicas).await;
+            first_leader.is_some()
+        },
+        "exactly one leading replica",
+    )
+    .await;
+    let leases = resource("coordination.k8s.io", "v1", "Lease", "leases");
+    let holder = async || {
+        object(&client, &leases, &ns, "nantian-controller")
+            .await
+            .and_then(|l| l.data["spec"]["holderIdentity"].as_str().map(str::to_string))
+    };
+    let first_leader = first_leader.unwrap();
+    let slot = [90, 91][first_leader];
+    assert_eq!(holder().await.as_deref(), Some(format!("replica-{slot}").as_str()));
+
+    // Kill the leader outright: the follower takes the Lease once it expires and writes
+    // the status of a route created after the kill.
+    replicas[first_leader].signal("-KILL");
+    let survivor = 1 - first_leader;
+    apply_yaml(&client, &route("second")).await.unwrap();
+    wait_route(&client, &ns, "second", &controller_name, "Accepted", ("True", "Accepted")).await;
+    assert_eq!(replicas[survivor].leading().await, Some(true));
+    let survivor_slot = [90, 91][survivor];
+    assert_eq!(holder().await.as_deref(), Some(format!("replica-{survivor_slot}").as_str()));
+
+    // A graceful stop hands over at once: a new replica leads after the survivor's SIGTERM.
+    replicas.push(Controller::start(kube, &env, 92, &ns, &controller_name, &bind));
+    wait_for(|| async { replicas[2].leading().await == Some(false) }, "the new replica following").await;
+    replicas[survivor].signal("-TERM");
+    wait_for(
+        || async { holder().await.as_deref() == Some("replica-92") },
+        "the Lease handed to the new replica",
+    )
+    .await;
+    apply_yaml(&client, &route("third")).await.unwrap();
+    wait_route(&client, &ns, "third", &controller_name, "Accepted", ("True", "Accepted")).await;
+}
