@@ -69,7 +69,10 @@ fn kube_assets_or_reason() -> Result<PathBuf, String> {
             std::env::var_os("NANTIAN_KUBE_ASSETS"),
         ),
         ("KUBEBUILDER_ASSETS", std::env::var_os("KUBEBUILDER_ASSETS")),
-        ("the kube-assets cache", cache.map(Into::into)),
+        (
+            "the cache of `cargo xtask kube-assets`",
+            cache.map(Into::into),
+        ),
     ];
     for (var, dir) in places {
         match dir {
@@ -83,8 +86,9 @@ fn kube_assets_or_reason() -> Result<PathBuf, String> {
                 if missing.is_empty() {
                     return Ok(dir);
                 }
+                let sep = if var.ends_with('`') { " " } else { "=" };
                 why.push(format!(
-                    "{var}={} has no {}",
+                    "{var}{sep}{} has no {}",
                     dir.display(),
                     missing.join(" or ")
                 ));
