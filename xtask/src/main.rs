@@ -3,11 +3,15 @@
 //! - `build`: wasm32-wasip2 filter components, then every binary in release mode.
 //! - `quickstart`: build, then run the gateway standalone on `examples/quickstart/` with a
 //!   demo backend, and print requests to try.
-//! - `test`: build, then every test of the workspace (unit, golden, filter, end to end).
+//! - `test`: build, then every test of the workspace (unit, golden, filter, end to end,
+//!   and the Kubernetes tests against the binaries of `kube-assets`).
+//! - `kube-assets`: build kube-apiserver and etcd from the Go module proxy into a per-machine
+//!   cache, or find them in `KUBEBUILDER_ASSETS` (`kube_assets.rs`).
 //! - `lint`: `cargo fmt --check` and clippy with warnings denied.
 //! - `bench`: the side-by-side benchmark against nginx and HAProxy (`bench/README.md`).
 
 mod bench;
+mod kube_assets;
 mod quickstart;
 mod workspace;
 
@@ -36,6 +40,13 @@ fn main() -> Result<()> {
             quickstart::run(&ws)
         }
         "test" => test(&ws),
+        "kube-assets" => match kube_assets::ensure()? {
+            Some(dir) => {
+                println!("{}", dir.display());
+                Ok(())
+            }
+            None => bail!("no kube-apiserver and etcd for the Kubernetes tests (see above)"),
+        },
         "lint" => lint(&ws),
         "bench" => {
             build(&ws)?;
@@ -43,10 +54,11 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <build|build-filters|quickstart|test|lint|bench>\n\n\
+                "usage: cargo xtask <build|build-filters|quickstart|test|kube-assets|lint|bench>\n\n\
                  build        filter components (wasm32-wasip2) and release binaries\n\
                  quickstart   build, then run the standalone gateway on examples/quickstart\n\
                  test         build, then run every test\n\
+                 kube-assets  build kube-apiserver and etcd for the Kubernetes tests\n\
                  lint         rustfmt check and clippy -D warnings\n\
                  bench        benchmark against nginx and HAProxy"
             );
@@ -126,11 +138,18 @@ fn build(ws: &Workspace) -> Result<()> {
 }
 
 fn test(ws: &Workspace) -> Result<()> {
+    // First, so a broken Go build fails a CI run early (outside CI it only skips the
+    // Kubernetes tests, loudly).
+    let kube_assets = kube_assets::ensure()?;
     build(ws)?;
     // One profile for everything: the release artifacts just built are the ones tested.
-    run(cargo(ws)
-        .args(["test", "--release", "--workspace", "--no-fail-fast"])
-        .env("NANTIAN_FILTER_DIR", ws.wasm_out_dir()))
+    let mut c = cargo(ws);
+    c.args(["test", "--release", "--workspace", "--no-fail-fast"])
+        .env("NANTIAN_FILTER_DIR", ws.wasm_out_dir());
+    if let Some(dir) = kube_assets {
+        c.env("NANTIAN_KUBE_ASSETS", dir);
+    }
+    run(&mut c)
 }
 
 fn lint(ws: &Workspace) -> Result<()> {
