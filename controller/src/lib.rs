@@ -5,6 +5,7 @@ pub mod crd;
 pub mod lb_policy;
 pub mod load;
 pub mod model;
+pub mod rbac;
 pub mod status;
 pub mod translate;
 
