@@ -5,6 +5,8 @@
 //!   demo backend, and print requests to try.
 //! - `test`: build, then every test of the workspace (unit, golden, filter, end to end).
 //! - `lint`: `cargo fmt --check` and clippy with warnings denied.
+//! - `gen`: regenerate the chart's CRDs and ClusterRole from the controller's Rust
+//!   (`controller/tests/manifests.rs` with `NANTIAN_BLESS=1`).
 //! - `bench`: the side-by-side benchmark against nginx and HAProxy (`bench/README.md`).
 
 mod bench;
@@ -37,17 +39,19 @@ fn main() -> Result<()> {
         }
         "test" => test(&ws),
         "lint" => lint(&ws),
+        "gen" => generate(&ws),
         "bench" => {
             build(&ws)?;
             bench::run(&ws)
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <build|build-filters|quickstart|test|lint|bench>\n\n\
+                "usage: cargo xtask <build|build-filters|quickstart|test|lint|gen|bench>\n\n\
                  build        filter components (wasm32-wasip2) and release binaries\n\
                  quickstart   build, then run the standalone gateway on examples/quickstart\n\
                  test         build, then run every test\n\
                  lint         rustfmt check and clippy -D warnings\n\
+                 gen          regenerate charts/nantian's CRDs and ClusterRole\n\
                  bench        benchmark against nginx and HAProxy"
             );
             if cmd.is_empty() {
@@ -131,6 +135,21 @@ fn test(ws: &Workspace) -> Result<()> {
     run(cargo(ws)
         .args(["test", "--release", "--workspace", "--no-fail-fast"])
         .env("NANTIAN_FILTER_DIR", ws.wasm_out_dir()))
+}
+
+/// Rewrites the generated manifests of `charts/nantian/` (the CRDs and the ClusterRole): the
+/// golden test that checks them, told to bless. xtask stays independent of the controller.
+fn generate(ws: &Workspace) -> Result<()> {
+    run(cargo(ws)
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "nantian-controller",
+            "--test",
+            "manifests",
+        ])
+        .env("NANTIAN_BLESS", "1"))
 }
 
 fn lint(ws: &Workspace) -> Result<()> {
