@@ -126,3 +126,24 @@ fn generated_manifests_parse() {
         assert!(value.get("kind").is_some(), "{relative} has no kind");
     }
 }
+
+/// The chart's hand-written bindings name the generated roles.
+#[test]
+fn chart_binds_the_generated_roles() {
+    for (binding, kind) in [
+        ("templates/clusterrolebinding.yaml", "ClusterRole"),
+        ("templates/rolebinding.yaml", "Role"),
+    ] {
+        let text = std::fs::read_to_string(chart_dir().join(binding)).unwrap();
+        let role_ref = text
+            .split("roleRef:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{binding} has no roleRef"));
+        assert!(role_ref.contains(&format!("kind: {kind}\n")), "{binding}");
+        assert!(
+            role_ref.contains(&format!("name: {}\n", rbac::CLUSTER_ROLE_NAME)),
+            "{binding} must bind {}",
+            rbac::CLUSTER_ROLE_NAME
+        );
+    }
+}
