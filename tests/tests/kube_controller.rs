@@ -275,15 +275,15 @@ spec:
     let deployments = resource("apps", "v1", "Deployment", "deployments");
     let services = resource("", "v1", "Service", "services");
     let gw = object(&client, &gateways(), &ns, "web").await.unwrap();
-    let mut provisioned = None;
     wait_for(
         || async {
-            provisioned = object(&client, &services, &ns, "nantian-web").await;
-            provisioned.is_some() && object(&client, &deployments, &ns, "nantian-web").await.is_some()
+            object(&client, &services, &ns, "nantian-web").await.is_some()
+                && object(&client, &deployments, &ns, "nantian-web").await.is_some()
         },
         "the Gateway's Deployment and Service",
     )
     .await;
+    let provisioned = object(&client, &services, &ns, "nantian-web").await;
     let deployment = object(&client, &deployments, &ns, "nantian-web").await.unwrap();
     let owner = &deployment.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Gateway", gw.metadata.uid.as_deref().unwrap()));
@@ -545,15 +545,12 @@ async fn one_leader_writes_status_and_another_takes_over() {
         }
         (leading.len() == 1).then(|| leading[0])
     };
-    let mut first_leader = None;
     wait_for(
-        || async {
-            first_leader = leader(&replicas).await;
-            first_leader.is_some()
-        },
+        || async { leader(&replicas).await.is_some() },
         "exactly one leading replica",
     )
     .await;
+    let first_leader = leader(&replicas).await;
     let leases = resource("coordination.k8s.io", "v1", "Lease", "leases");
     let holder = async || {
         object(&client, &leases, &ns, "nantian-controller")

@@ -8,6 +8,8 @@
 //! - `kube-assets`: build kube-apiserver and etcd from the Go module proxy into a per-machine
 //!   cache, or find them in `KUBEBUILDER_ASSETS` (`kube_assets.rs`).
 //! - `lint`: `cargo fmt --check` and clippy with warnings denied.
+//! - `gen`: regenerate the chart's CRDs and ClusterRole from the controller's Rust
+//!   (`controller/tests/manifests.rs` with `NANTIAN_BLESS=1`).
 //! - `bench`: the side-by-side benchmark against nginx and HAProxy (`bench/README.md`).
 
 mod bench;
@@ -48,18 +50,20 @@ fn main() -> Result<()> {
             None => bail!("no kube-apiserver and etcd for the Kubernetes tests (see above)"),
         },
         "lint" => lint(&ws),
+        "gen" => generate(&ws),
         "bench" => {
             build(&ws)?;
             bench::run(&ws)
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <build|build-filters|quickstart|test|kube-assets|lint|bench>\n\n\
+                "usage: cargo xtask <build|build-filters|quickstart|test|kube-assets|lint|gen|bench>\n\n\
                  build        filter components (wasm32-wasip2) and release binaries\n\
                  quickstart   build, then run the standalone gateway on examples/quickstart\n\
                  test         build, then run every test\n\
                  kube-assets  build kube-apiserver and etcd for the Kubernetes tests\n\
                  lint         rustfmt check and clippy -D warnings\n\
+                 gen          regenerate charts/nantian's CRDs and ClusterRole\n\
                  bench        benchmark against nginx and HAProxy"
             );
             if cmd.is_empty() {
@@ -150,6 +154,21 @@ fn test(ws: &Workspace) -> Result<()> {
         c.env("NANTIAN_KUBE_ASSETS", dir);
     }
     run(&mut c)
+}
+
+/// Rewrites the generated manifests of `charts/nantian/` (the CRDs and the ClusterRole): the
+/// golden test that checks them, told to bless. xtask stays independent of the controller.
+fn generate(ws: &Workspace) -> Result<()> {
+    run(cargo(ws)
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "nantian-controller",
+            "--test",
+            "manifests",
+        ])
+        .env("NANTIAN_BLESS", "1"))
 }
 
 fn lint(ws: &Workspace) -> Result<()> {
