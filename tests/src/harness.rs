@@ -200,6 +200,18 @@ impl Env {
         std::fs::remove_file(self.dir.path().join(file)).unwrap();
     }
 
+    /// Starts an echo backend on `listen` (`ip:port`), answering as `pod` in `namespace`.
+    pub async fn start_echo_at(&mut self, listen: &str, pod: &str, namespace: &str) {
+        self.spawn_echo(&[("--listen", listen.to_string())], pod, namespace)
+            .await;
+    }
+
+    /// A port of this env's own (n in 0..10), for backends on a shared address such as
+    /// [`machine_ip`].
+    pub fn own_port(&self, n: u16) -> u16 {
+        20000 + u16::from(test_net()) * 2600 + u16::from(self.subnet) * 10 + n
+    }
+
     /// Starts an echo backend on `backend_ip(n):3000`, answering as `pod` in `namespace`.
     pub async fn start_echo(&mut self, n: u8, pod: &str, namespace: &str) {
         let listen = format!("{}:3000", self.backend_ip(n));
@@ -445,6 +457,16 @@ impl Drop for Env {
             let _ = c.wait();
         }
     }
+}
+
+/// This machine's first non-loopback IPv4 address (`hostname -I`). Kubernetes refuses
+/// loopback addresses in EndpointSlices, so backends named in a real API server listen here.
+pub fn machine_ip() -> Option<String> {
+    let out = Command::new("hostname").arg("-I").output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|a| a.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| !ip.is_loopback()))
+        .map(str::to_string)
 }
 
 /// Retries `check` every 50 ms for up to 30 s. Convergence, not a timing assertion: the

@@ -12,7 +12,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind};
 use kube::discovery::ApiResource;
 use nantian_e2e::harness::tls::{certificate, get_tls, tls_secret};
-use nantian_e2e::harness::{Env, bin, get, send, wait_for};
+use nantian_e2e::harness::{Env, bin, get, machine_ip, send, wait_for};
 use nantian_e2e::kube::{KubeControlPlane, apply_yaml, shared_or_skip};
 use serde_json::Value;
 
@@ -179,19 +179,15 @@ fn gateway_class(name: &str, controller_name: &str) -> String {
     )
 }
 
-/// A Service `name` (port 80 → 3000) and its EndpointSlice listing `addresses`.
-fn service(ns: &str, name: &str, addresses: &[String]) -> String {
-    let endpoints: String = addresses
-        .iter()
-        .map(|a| format!("- addresses: [\"{a}\"]\n  conditions: {{ready: true}}\n"))
-        .collect();
+/// A Service `name` (port 80 → the port named http) and its EndpointSlice: `ip` on `port`.
+fn service(ns: &str, name: &str, ip: &str, port: u16) -> String {
     format!(
         r#"---
 apiVersion: v1
 kind: Service
 metadata: {{name: {name}, namespace: {ns}}}
 spec:
-  ports: [{{name: http, port: 80, targetPort: 3000}}]
+  ports: [{{name: http, port: 80, targetPort: http}}]
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -200,10 +196,17 @@ metadata:
   namespace: {ns}
   labels: {{kubernetes.io/service-name: {name}}}
 addressType: IPv4
-ports: [{{name: http, port: 3000}}]
+ports: [{{name: http, port: {port}}}]
 endpoints:
-{endpoints}"#
+- addresses: ["{ip}"]
+  conditions: {{ready: true}}
+"#
     )
+}
+
+/// The address backends listen on: Kubernetes refuses loopback endpoints.
+fn backend_ip() -> String {
+    machine_ip().expect("a non-loopback IPv4 address for backends (hostname -I)")
 }
 
 /// The echo pod that answered a GET through the Gateway, if any did.
@@ -223,8 +226,10 @@ async fn statuses_provisioning_and_endpoint_churn_reach_the_host() {
     let controller_name = format!("gateway.nantian.dev/{ns}");
     let class = format!("class-{ns}");
     let mut env = Env::new();
-    env.start_echo(0, "echo-a", &ns).await;
-    env.start_echo(1, "echo-b", &ns).await;
+    let ip = backend_ip();
+    let (port_a, port_b) = (env.own_port(0), env.own_port(1));
+    env.start_echo_at(&format!("{ip}:{port_a}"), "echo-a", &ns).await;
+    env.start_echo_at(&format!("{ip}:{port_b}"), "echo-b", &ns).await;
     let bind = env.gateway_ip(1);
 
     let config = format!(
@@ -259,7 +264,7 @@ spec:
   - backendRefs: [{{name: nope, port: 80}}]
 "#,
         class_yaml = gateway_class(&class, &controller_name),
-        service = service(&ns, "echo", &[env.backend_ip(0)]),
+        service = service(&ns, "echo", &ip, port_a),
     );
     apply_yaml(&client, &config).await.unwrap();
     let controller = Controller::start(kube, &env, 90, &ns, &controller_name, &bind);
@@ -330,7 +335,7 @@ spec:
         "traffic to echo-a",
     )
     .await;
-    apply_yaml(&client, &service(&ns, "echo", &[env.backend_ip(1)]))
+    apply_yaml(&client, &service(&ns, "echo", &ip, port_b))
         .await
         .unwrap();
     wait_for(
@@ -406,7 +411,9 @@ async fn reference_grants_and_secret_rotation_apply_live() {
     let controller_name = format!("gateway.nantian.dev/{ns}");
     let class = format!("class-{ns}");
     let mut env = Env::new();
-    env.start_echo(0, "echo-x", &backends).await;
+    let ip = backend_ip();
+    let port = env.own_port(0);
+    env.start_echo_at(&format!("{ip}:{port}"), "echo-x", &backends).await;
     let bind = env.gateway_ip(1);
     let first = certificate(&["shop.example"]);
     let second = certificate(&["shop.example"]);
@@ -435,7 +442,7 @@ spec:
 "#,
         class_yaml = gateway_class(&class, &controller_name),
         secret = tls_secret(&ns, "shop-cert", &first),
-        service = service(&backends, "echo", &[env.backend_ip(0)]),
+        service = service(&backends, "echo", &ip, port),
     );
     apply_yaml(&client, &config).await.unwrap();
     let controller = Controller::start(kube, &env, 90, &ns, &controller_name, &bind);
@@ -523,7 +530,7 @@ async fn one_leader_writes_status_and_another_takes_over() {
     let config = format!(
         "{}---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  gatewayClassName: {class}\n  listeners: [{{name: http, port: 8080, protocol: HTTP}}]\n{}---\n{}",
         gateway_class(&class, &controller_name),
-        service(&ns, "echo", &[env.backend_ip(0)]),
+        service(&ns, "echo", &backend_ip(), env.own_port(0)),
         route("first"),
     );
     apply_yaml(&client, &config).await.unwrap();
