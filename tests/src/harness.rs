@@ -465,7 +465,10 @@ pub fn machine_ip() -> Option<String> {
     let out = Command::new("hostname").arg("-I").output().ok()?;
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
-        .find(|a| a.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| !ip.is_loopback()))
+        .find(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
         .map(str::to_string)
 }
 

@@ -267,6 +267,9 @@ impl KubeControlPlane {
         install_gateway_api_crds(&client)
             .await
             .with_context(|| format!("installing Gateway API CRDs; {}", tail(&api_log)))?;
+        install_nantian_crds(&client)
+            .await
+            .with_context(|| format!("installing Nantian's CRDs; {}", tail(&api_log)))?;
         // Owned by the process from now on: reaped in the exit handler.
         std::mem::forget((etcd, apiserver));
         Ok(plane)
@@ -656,6 +659,32 @@ pub fn gateway_api_crds_path() -> PathBuf {
         .join("../../shared/gateway-api")
         .join(GATEWAY_API_VERSION)
         .join("experimental-install.yaml")
+}
+
+/// The project's own CRDs, as `cargo xtask gen` writes them into the Helm chart.
+pub fn nantian_crds_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/nantian/crds")
+}
+
+/// Server-side-apply Nantian's CRDs (AIService, TokenPolicy, WasmPlugin) from the chart and
+/// wait until they are Established.
+pub async fn install_nantian_crds(client: &Client) -> Result<()> {
+    let dir = nantian_crds_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let mut crds = Vec::new();
+    for file in files {
+        let text =
+            std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
+        for applied in apply_yaml(client, &text).await? {
+            crds.push(applied.metadata.name.unwrap_or_default());
+        }
+    }
+    wait_established(client, &crds, Duration::from_secs(60)).await
 }
 
 /// Server-side-apply the Gateway API experimental-channel install and wait until every CRD

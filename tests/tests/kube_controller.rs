@@ -13,7 +13,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind};
 use kube::discovery::ApiResource;
 use nantian_e2e::harness::tls::{certificate, get_tls, tls_secret};
 use nantian_e2e::harness::{Env, bin, get, machine_ip, send, wait_for};
-use nantian_e2e::kube::{KubeControlPlane, apply_yaml, shared_or_skip};
+use nantian_e2e::kube::{KubeControlPlane, apply_yaml, apply_yaml_in, shared_or_skip};
 use serde_json::Value;
 
 /// A `nantian-controller kubernetes` process, killed when dropped.
@@ -34,16 +34,34 @@ impl Controller {
         controller_name: &str,
         bind: &str,
     ) -> Self {
+        Self::start_as(kube, env, slot, namespace, controller_name, bind, None)
+    }
+
+    /// [`Controller::start`] with another identity's kubeconfig (default: the admin's).
+    fn start_as(
+        kube: &KubeControlPlane,
+        env: &Env,
+        slot: u8,
+        namespace: &str,
+        controller_name: &str,
+        bind: &str,
+        kubeconfig: Option<&std::path::Path>,
+    ) -> Self {
         let ip = env.gateway_ip(slot);
         let admin = format!("{ip}:19000");
         let xds = format!("{ip}:18000");
         let child = Command::new(bin("nantian-controller"))
             .args(["kubernetes", "--admin-addr", &admin, "--xds-addr", &xds])
-            .args(["--namespace", namespace, "--identity", &format!("replica-{slot}")])
+            .args([
+                "--namespace",
+                namespace,
+                "--identity",
+                &format!("replica-{slot}"),
+            ])
             .args(["--controller-name", controller_name, "--bind-address", bind])
             .args(["--host-image", "nantian-host:test"])
             .args(["--xds-service-url", &format!("http://{xds}")])
-            .env("KUBECONFIG", kube.kubeconfig())
+            .env("KUBECONFIG", kubeconfig.unwrap_or(kube.kubeconfig()))
             .env("NANTIAN_LOG", "info,kube=warn")
             .stdin(Stdio::null())
             .spawn()
@@ -59,7 +77,9 @@ impl Controller {
 
     /// Whether this replica says it leads (None while it has not translated yet).
     async fn leading(&self) -> Option<bool> {
-        let reply = send(get(&self.admin, "admin", "/api/v1/status")).await.ok()?;
+        let reply = send(get(&self.admin, "admin", "/api/v1/status"))
+            .await
+            .ok()?;
         let status: Value = serde_json::from_slice(&reply.body).ok()?;
         status["leading"].as_bool()
     }
@@ -79,7 +99,14 @@ impl Host {
     fn start(controller: &Controller, gateway: &str, admin: &str) -> Self {
         let child = Command::new(bin("nantian-host"))
             .args(["--xds-address", &format!("http://{}", controller.xds)])
-            .args(["--gateway", gateway, "--admin-addr", admin, "--workers", "1"])
+            .args([
+                "--gateway",
+                gateway,
+                "--admin-addr",
+                admin,
+                "--workers",
+                "1",
+            ])
             .stdin(Stdio::null())
             .spawn()
             .expect("start nantian-host");
@@ -217,7 +244,8 @@ async fn answered_by(addr: &str, host: &str, path: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statuses_provisioning_and_endpoint_churn_reach_the_host() {
-    let Some(kube) = shared_or_skip("statuses_provisioning_and_endpoint_churn_reach_the_host").await
+    let Some(kube) =
+        shared_or_skip("statuses_provisioning_and_endpoint_churn_reach_the_host").await
     else {
         return;
     };
@@ -228,8 +256,10 @@ async fn statuses_provisioning_and_endpoint_churn_reach_the_host() {
     let mut env = Env::new();
     let ip = backend_ip();
     let (port_a, port_b) = (env.own_port(0), env.own_port(1));
-    env.start_echo_at(&format!("{ip}:{port_a}"), "echo-a", &ns).await;
-    env.start_echo_at(&format!("{ip}:{port_b}"), "echo-b", &ns).await;
+    env.start_echo_at(&format!("{ip}:{port_a}"), "echo-a", &ns)
+        .await;
+    env.start_echo_at(&format!("{ip}:{port_b}"), "echo-b", &ns)
+        .await;
     let bind = env.gateway_ip(1);
 
     let config = format!(
@@ -271,9 +301,33 @@ spec:
     let _host = Host::start(&controller, &format!("{ns}/web"), &format!("{bind}:15000"));
 
     // Routes: valid and with a missing backend, each with the spec's reason.
-    wait_route(&client, &ns, "ok", &controller_name, "Accepted", ("True", "Accepted")).await;
-    wait_route(&client, &ns, "ok", &controller_name, "ResolvedRefs", ("True", "ResolvedRefs")).await;
-    wait_route(&client, &ns, "missing", &controller_name, "ResolvedRefs", ("False", "BackendNotFound")).await;
+    wait_route(
+        &client,
+        &ns,
+        "ok",
+        &controller_name,
+        "Accepted",
+        ("True", "Accepted"),
+    )
+    .await;
+    wait_route(
+        &client,
+        &ns,
+        "ok",
+        &controller_name,
+        "ResolvedRefs",
+        ("True", "ResolvedRefs"),
+    )
+    .await;
+    wait_route(
+        &client,
+        &ns,
+        "missing",
+        &controller_name,
+        "ResolvedRefs",
+        ("False", "BackendNotFound"),
+    )
+    .await;
 
     // The data plane: a Deployment and a Service, owned by the Gateway, carrying its
     // infrastructure labels and annotations.
@@ -282,17 +336,29 @@ spec:
     let gw = object(&client, &gateways(), &ns, "web").await.unwrap();
     wait_for(
         || async {
-            object(&client, &services, &ns, "nantian-web").await.is_some()
-                && object(&client, &deployments, &ns, "nantian-web").await.is_some()
+            object(&client, &services, &ns, "nantian-web")
+                .await
+                .is_some()
+                && object(&client, &deployments, &ns, "nantian-web")
+                    .await
+                    .is_some()
         },
         "the Gateway's Deployment and Service",
     )
     .await;
     let provisioned = object(&client, &services, &ns, "nantian-web").await;
-    let deployment = object(&client, &deployments, &ns, "nantian-web").await.unwrap();
+    let deployment = object(&client, &deployments, &ns, "nantian-web")
+        .await
+        .unwrap();
     let owner = &deployment.metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Gateway", gw.metadata.uid.as_deref().unwrap()));
-    for meta in [&deployment.metadata, &provisioned.as_ref().unwrap().metadata] {
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str()),
+        ("Gateway", gw.metadata.uid.as_deref().unwrap())
+    );
+    for meta in [
+        &deployment.metadata,
+        &provisioned.as_ref().unwrap().metadata,
+    ] {
         assert_eq!(meta.labels.as_ref().unwrap()["team"], "blue");
         assert_eq!(meta.annotations.as_ref().unwrap()["cost-center"], "42");
     }
@@ -335,6 +401,12 @@ spec:
         "traffic to echo-a",
     )
     .await;
+    // ...which changes no status, so none is written (resourceVersion stays).
+    let untouched = object(&client, &http_routes(), &ns, "missing")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
     apply_yaml(&client, &service(&ns, "echo", &ip, port_b))
         .await
         .unwrap();
@@ -343,6 +415,15 @@ spec:
         "traffic moved to echo-b by the EndpointSlice edit",
     )
     .await;
+    assert_eq!(
+        object(&client, &http_routes(), &ns, "missing")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        untouched,
+        "a re-translation that changes no status writes none"
+    );
 
     // A generation bump: the new rule is served and observedGeneration follows.
     let before = route_condition(&client, &ns, "ok", &controller_name, "Accepted")
@@ -376,7 +457,9 @@ spec:
     .await;
     wait_for(
         || async {
-            send(get(&addr, "any.example", "/")).await.is_ok_and(|r| r.status == 404)
+            send(get(&addr, "any.example", "/"))
+                .await
+                .is_ok_and(|r| r.status == 404)
                 && answered_by(&addr, "any.example", "/v2/x").await.as_deref() == Some("echo-b")
         },
         "the edited route served",
@@ -391,8 +474,12 @@ spec:
         .unwrap();
     wait_for(
         || async {
-            object(&client, &deployments, &ns, "nantian-web").await.is_none()
-                && object(&client, &services, &ns, "nantian-web").await.is_none()
+            object(&client, &deployments, &ns, "nantian-web")
+                .await
+                .is_none()
+                && object(&client, &services, &ns, "nantian-web")
+                    .await
+                    .is_none()
         },
         "the deleted Gateway's Deployment and Service removed",
     )
@@ -413,7 +500,8 @@ async fn reference_grants_and_secret_rotation_apply_live() {
     let mut env = Env::new();
     let ip = backend_ip();
     let port = env.own_port(0);
-    env.start_echo_at(&format!("{ip}:{port}"), "echo-x", &backends).await;
+    env.start_echo_at(&format!("{ip}:{port}"), "echo-x", &backends)
+        .await;
     let bind = env.gateway_ip(1);
     let first = certificate(&["shop.example"]);
     let second = certificate(&["shop.example"]);
@@ -450,7 +538,15 @@ spec:
     let addr = format!("{bind}:8443");
 
     // No ReferenceGrant: the backend is refused.
-    wait_route(&client, &ns, "cross", &controller_name, "ResolvedRefs", ("False", "RefNotPermitted")).await;
+    wait_route(
+        &client,
+        &ns,
+        "cross",
+        &controller_name,
+        "ResolvedRefs",
+        ("False", "RefNotPermitted"),
+    )
+    .await;
     wait_for(
         || async {
             get_tls(&addr, "shop.example", "shop.example", &first.0)
@@ -472,7 +568,15 @@ spec:
 "#
     );
     apply_yaml(&client, &grant).await.unwrap();
-    wait_route(&client, &ns, "cross", &controller_name, "ResolvedRefs", ("True", "ResolvedRefs")).await;
+    wait_route(
+        &client,
+        &ns,
+        "cross",
+        &controller_name,
+        "ResolvedRefs",
+        ("True", "ResolvedRefs"),
+    )
+    .await;
     wait_for(
         || async {
             get_tls(&addr, "shop.example", "shop.example", &first.0)
@@ -482,12 +586,25 @@ spec:
         "traffic to the granted backend",
     )
     .await;
-    let grants = resource("gateway.networking.k8s.io", "v1beta1", "ReferenceGrant", "referencegrants");
+    let grants = resource(
+        "gateway.networking.k8s.io",
+        "v1beta1",
+        "ReferenceGrant",
+        "referencegrants",
+    );
     Api::<DynamicObject>::namespaced_with(client.clone(), &backends, &grants)
         .delete("allow-routes", &DeleteParams::default())
         .await
         .unwrap();
-    wait_route(&client, &ns, "cross", &controller_name, "ResolvedRefs", ("False", "RefNotPermitted")).await;
+    wait_route(
+        &client,
+        &ns,
+        "cross",
+        &controller_name,
+        "ResolvedRefs",
+        ("False", "RefNotPermitted"),
+    )
+    .await;
 
     // Rotating the Secret's certificate: the host presents the new one, no restart.
     apply_yaml(&client, &grant).await.unwrap();
@@ -538,7 +655,15 @@ async fn one_leader_writes_status_and_another_takes_over() {
         Controller::start(kube, &env, 90, &ns, &controller_name, &bind),
         Controller::start(kube, &env, 91, &ns, &controller_name, &bind),
     ];
-    wait_route(&client, &ns, "first", &controller_name, "Accepted", ("True", "Accepted")).await;
+    wait_route(
+        &client,
+        &ns,
+        "first",
+        &controller_name,
+        "Accepted",
+        ("True", "Accepted"),
+    )
+    .await;
 
     // Exactly one replica leads, and the Lease names it.
     let leader = async |replicas: &[Controller]| -> Option<usize> {
@@ -562,25 +687,54 @@ async fn one_leader_writes_status_and_another_takes_over() {
     let holder = async || {
         object(&client, &leases, &ns, "nantian-controller")
             .await
-            .and_then(|l| l.data["spec"]["holderIdentity"].as_str().map(str::to_string))
+            .and_then(|l| {
+                l.data["spec"]["holderIdentity"]
+                    .as_str()
+                    .map(str::to_string)
+            })
     };
     let first_leader = first_leader.unwrap();
     let slot = [90, 91][first_leader];
-    assert_eq!(holder().await.as_deref(), Some(format!("replica-{slot}").as_str()));
+    assert_eq!(
+        holder().await.as_deref(),
+        Some(format!("replica-{slot}").as_str())
+    );
 
     // Kill the leader outright: the follower takes the Lease once it expires and writes
     // the status of a route created after the kill.
     replicas[first_leader].signal("-KILL");
     let survivor = 1 - first_leader;
     apply_yaml(&client, &route("second")).await.unwrap();
-    wait_route(&client, &ns, "second", &controller_name, "Accepted", ("True", "Accepted")).await;
+    wait_route(
+        &client,
+        &ns,
+        "second",
+        &controller_name,
+        "Accepted",
+        ("True", "Accepted"),
+    )
+    .await;
     assert_eq!(replicas[survivor].leading().await, Some(true));
     let survivor_slot = [90, 91][survivor];
-    assert_eq!(holder().await.as_deref(), Some(format!("replica-{survivor_slot}").as_str()));
+    assert_eq!(
+        holder().await.as_deref(),
+        Some(format!("replica-{survivor_slot}").as_str())
+    );
 
     // A graceful stop hands over at once: a new replica leads after the survivor's SIGTERM.
-    replicas.push(Controller::start(kube, &env, 92, &ns, &controller_name, &bind));
-    wait_for(|| async { replicas[2].leading().await == Some(false) }, "the new replica following").await;
+    replicas.push(Controller::start(
+        kube,
+        &env,
+        92,
+        &ns,
+        &controller_name,
+        &bind,
+    ));
+    wait_for(
+        || async { replicas[2].leading().await == Some(false) },
+        "the new replica following",
+    )
+    .await;
     replicas[survivor].signal("-TERM");
     wait_for(
         || async { holder().await.as_deref() == Some("replica-92") },
@@ -588,5 +742,207 @@ async fn one_leader_writes_status_and_another_takes_over() {
     )
     .await;
     apply_yaml(&client, &route("third")).await.unwrap();
-    wait_route(&client, &ns, "third", &controller_name, "Accepted", ("True", "Accepted")).await;
+    wait_route(
+        &client,
+        &ns,
+        "third",
+        &controller_name,
+        "Accepted",
+        ("True", "Accepted"),
+    )
+    .await;
+}
+
+/// Applies `yaml` and returns the API server's refusal message, if it refused.
+async fn refusal(client: &Client, namespace: &str, yaml: &str) -> Option<String> {
+    apply_yaml_in(client, namespace, yaml)
+        .await
+        .err()
+        .map(|e| format!("{e:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nantian_crds_stop_bad_objects_at_the_api_server() {
+    let Some(kube) = shared_or_skip("nantian_crds_stop_bad_objects_at_the_api_server").await else {
+        return;
+    };
+    let client = kube.client().await.unwrap();
+    let ns = kube.create_namespace("k8s-crds").await.unwrap();
+    let ai = |spec: &str| {
+        format!(
+            "apiVersion: gateway.nantian.dev/v1alpha1\nkind: AIService\nmetadata: {{name: llm}}\nspec:\n{spec}"
+        )
+    };
+    let good = ai(r#"  backends:
+  - {name: openai, provider: openai, endpoint: "https://api.openai.com/v1", models: [gpt-4o]}
+  - {name: local, provider: ollama, endpoint: "http://ollama:11434"}
+  routing: [{model: "gpt-4*", backends: [openai]}]
+  fallback: [local]
+"#);
+    assert_eq!(refusal(&client, &ns, &good).await, None);
+    let stored = object(
+        &client,
+        &resource("gateway.nantian.dev", "v1alpha1", "AIService", "aiservices"),
+        &ns,
+        "llm",
+    )
+    .await
+    .expect("the valid AIService is stored");
+    // Defaults are applied by the API server.
+    assert_eq!(stored.data["spec"]["backends"][0]["weight"], 1);
+
+    for (what, yaml, expect) in [
+        (
+            "an unknown provider",
+            ai("  backends: [{name: a, provider: bard, endpoint: \"https://x\"}]\n"),
+            "Unsupported value",
+        ),
+        (
+            "a fallback naming no backend",
+            ai("  backends: [{name: a, provider: openai, endpoint: \"https://x\"}]\n  fallback: [b]\n"),
+            "fallback",
+        ),
+        (
+            "a weight above the maximum",
+            ai("  backends: [{name: a, provider: openai, endpoint: \"https://x\", weight: 2000000}]\n"),
+            "weight",
+        ),
+        (
+            "a TokenPolicy without limits",
+            "apiVersion: gateway.nantian.dev/v1alpha1\nkind: TokenPolicy\nmetadata: {name: t}\nspec:\n  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: chat}]\n  limits: {}\n  key: {type: apiKey}\n".to_string(),
+            "limits",
+        ),
+        (
+            "a WasmPlugin with a url and no sha256",
+            "apiVersion: gateway.nantian.dev/v1alpha1\nkind: WasmPlugin\nmetadata: {name: w}\nspec:\n  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: chat}]\n  url: \"https://plugins.example/p.wasm\"\n".to_string(),
+            "sha256",
+        ),
+    ] {
+        let message = refusal(&client, &ns, &yaml)
+            .await
+            .unwrap_or_else(|| panic!("{what} was accepted"));
+        assert!(message.contains("422") || message.contains("Invalid"), "{what}: {message}");
+        assert!(message.contains(expect), "{what}: expected {expect:?} in {message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generated_rbac_is_all_the_controller_needs() {
+    let Some(kube) = shared_or_skip("the_generated_rbac_is_all_the_controller_needs").await else {
+        return;
+    };
+    let client = kube.client().await.unwrap();
+    let ns = kube.create_namespace("k8s-rbac").await.unwrap();
+    let controller_name = format!("gateway.nantian.dev/{ns}");
+    let class = format!("class-{ns}");
+    let env = Env::new();
+    let bind = env.gateway_ip(1);
+
+    // The chart's generated roles, bound to a service account of the controller's own.
+    let chart =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/nantian/templates");
+    let cluster_role = std::fs::read_to_string(chart.join("clusterrole.yaml"))
+        .unwrap()
+        .replace(
+            "name: nantian-controller",
+            &format!("name: nantian-controller-{ns}"),
+        );
+    let role = std::fs::read_to_string(chart.join("role.yaml")).unwrap();
+    apply_yaml(&client, &cluster_role).await.unwrap();
+    apply_yaml_in(&client, &ns, &role).await.unwrap();
+    let role_name = serde_yaml::from_str::<Value>(&role).unwrap()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    apply_yaml_in(
+        &client,
+        &ns,
+        &format!(
+            r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: nantian-controller-{ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: nantian-controller-{ns}}}
+subjects: [{{kind: ServiceAccount, name: controller, namespace: {ns}}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: nantian-controller, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {role_name}}}
+subjects: [{{kind: ServiceAccount, name: controller, namespace: {ns}}}]
+"#
+        ),
+    )
+    .await
+    .unwrap();
+    let kubeconfig = kube
+        .service_account_kubeconfig(&ns, "controller")
+        .await
+        .unwrap();
+    apply_yaml(
+        &client,
+        &format!(
+            "{}---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  gatewayClassName: {class}\n  listeners: [{{name: http, port: 8080, protocol: HTTP}}]\n{}---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: {ns}}}\nspec:\n  parentRefs: [{{name: web}}]\n  rules:\n  - backendRefs: [{{name: echo, port: 80}}]\n",
+            gateway_class(&class, &controller_name),
+            service(&ns, "echo", &backend_ip(), env.own_port(0)),
+        ),
+    )
+    .await
+    .unwrap();
+
+    // The controller as that service account: it watches, elects itself, provisions and
+    // writes every status.
+    let mut controller = Controller::start_as(
+        kube,
+        &env,
+        90,
+        &ns,
+        &controller_name,
+        &bind,
+        Some(&kubeconfig),
+    );
+    wait_route(
+        &client,
+        &ns,
+        "r",
+        &controller_name,
+        "Accepted",
+        ("True", "Accepted"),
+    )
+    .await;
+    wait_for(
+        || async {
+            let gw = object(&client, &gateways(), &ns, "web").await;
+            gw.is_some_and(|gw| {
+                condition(&gw.data["status"]["conditions"], "Programmed")
+                    == Some(("True".into(), "Programmed".into()))
+            })
+        },
+        "the Gateway programmed by a controller holding only the generated roles",
+    )
+    .await;
+    let classes = resource(
+        "gateway.networking.k8s.io",
+        "v1",
+        "GatewayClass",
+        "gatewayclasses",
+    );
+    wait_for(
+        || async {
+            Api::<DynamicObject>::all_with(client.clone(), &classes)
+                .get_opt(&class)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|c| {
+                    condition(&c.data["status"]["conditions"], "Accepted")
+                        == Some(("True".into(), "Accepted".into()))
+                })
+        },
+        "the GatewayClass accepted",
+    )
+    .await;
+    assert!(
+        controller.child.try_wait().unwrap().is_none(),
+        "the controller is still running"
+    );
 }
