@@ -12,6 +12,7 @@ use nantian_controller::address_pool::{self, AddressPool};
 use nantian_controller::admin::{self, AdminState};
 use nantian_controller::kubernetes::KubernetesProvider;
 use nantian_controller::kubernetes::provision::ProvisionConfig;
+use nantian_controller::kubernetes::xds_tls::XdsTls;
 use nantian_controller::standalone::{self, Standalone};
 use nantian_controller::supervisor::{HostLaunch, Supervisor};
 use nantian_controller::xds_server::SnapshotCache;
@@ -79,6 +80,15 @@ struct KubernetesArgs {
     /// The `controllerName` of the GatewayClasses this controller serves.
     #[arg(long, default_value = standalone::CONTROLLER_NAME)]
     controller_name: String,
+    /// Mutual TLS on the xDS port: the Secret (in --namespace) holding the CA and the
+    /// serving certificate (`ca.crt`, `ca.key`, `tls.crt`, `tls.key`); made on first
+    /// start when missing. Each Gateway's hosts get a client certificate of their own.
+    #[arg(long)]
+    xds_tls_secret: Option<String>,
+    /// Extra names (DNS or IP) for the xDS serving certificate made with
+    /// --xds-tls-secret, besides the controller Service's DNS names.
+    #[arg(long)]
+    xds_tls_san: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -207,9 +217,28 @@ async fn run_kubernetes(args: KubernetesArgs) -> anyhow::Result<()> {
             std::process::id()
         ),
     };
+    let xds_tls = match &args.xds_tls_secret {
+        None => None,
+        Some(secret) => {
+            let service = format!("nantian-controller.{}", args.namespace);
+            let mut names = vec![
+                "nantian-controller".to_string(),
+                service.clone(),
+                format!("{service}.svc"),
+                format!("{service}.svc.cluster.local"),
+            ];
+            names.extend(args.xds_tls_san.iter().cloned());
+            Some(
+                XdsTls::load_or_create(&client, &args.namespace, secret, &names)
+                    .await
+                    .with_context(|| format!("xDS TLS Secret {}/{secret}", args.namespace))?,
+            )
+        }
+    };
+    let scheme = if xds_tls.is_some() { "https" } else { "http" };
     let xds_url = args.xds_service_url.unwrap_or_else(|| {
         format!(
-            "http://nantian-controller.{}.svc:{}",
+            "{scheme}://nantian-controller.{}.svc:{}",
             args.namespace,
             args.xds_addr.port()
         )
@@ -223,8 +252,23 @@ async fn run_kubernetes(args: KubernetesArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("admin address {}", args.admin_addr))?;
     let status = Arc::default();
-    let xds_server = tonic::transport::Server::builder()
-        .add_service(cache.server())
+    let mut builder = tonic::transport::Server::builder();
+    let xds_service = match &xds_tls {
+        Some(tls) => {
+            use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+            builder = builder
+                .tls_config(
+                    ServerTlsConfig::new()
+                        .identity(Identity::from_pem(&tls.server_cert, &tls.server_key))
+                        .client_ca_root(Certificate::from_pem(&tls.ca_cert)),
+                )
+                .context("xDS TLS")?;
+            cache.server_requiring_gateway_certificates()
+        }
+        None => cache.server(),
+    };
+    let xds_server = builder
+        .add_service(xds_service)
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(xds));
     let admin_server = axum::serve(
         admin_listener,
@@ -247,6 +291,7 @@ async fn run_kubernetes(args: KubernetesArgs) -> anyhow::Result<()> {
             xds_address: xds_url,
             service_type: args.gateway_service_type,
             replicas: args.host_replicas,
+            xds_tls,
         }),
         modules,
         cache,

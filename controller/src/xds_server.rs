@@ -141,8 +141,19 @@ impl SnapshotCache {
     }
 
     pub fn server(&self) -> DeltaDiscoveryServer<XdsService> {
+        self.server_with(false)
+    }
+
+    /// The server for mutual TLS: a host is served only the Gateway its verified client
+    /// certificate names (see `kubernetes::xds_tls`).
+    pub fn server_requiring_gateway_certificates(&self) -> DeltaDiscoveryServer<XdsService> {
+        self.server_with(true)
+    }
+
+    fn server_with(&self, require_certificate: bool) -> DeltaDiscoveryServer<XdsService> {
         DeltaDiscoveryServer::new(XdsService {
             cache: self.clone(),
+            require_certificate,
         })
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20)
@@ -151,6 +162,7 @@ impl SnapshotCache {
 
 pub struct XdsService {
     cache: SnapshotCache,
+    require_certificate: bool,
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<DeltaResponse, Status>> + Send>>;
@@ -163,6 +175,7 @@ impl DeltaDiscovery for XdsService {
         &self,
         request: Request<Streaming<DeltaRequest>>,
     ) -> Result<Response<Self::DeltaResourcesStream>, Status> {
+        let peer_certificates = request.peer_certs();
         let mut requests = request.into_inner();
         let first = requests
             .next()
@@ -175,6 +188,20 @@ impl DeltaDiscovery for XdsService {
             return Err(Status::invalid_argument("node names no gateway"));
         }
         let key = GatewayKey::new(&node.gateway_namespace, &node.gateway_name);
+        if self.require_certificate {
+            let named = peer_certificates
+                .as_ref()
+                .and_then(|chain| chain.first())
+                .is_some_and(|leaf| {
+                    crate::kubernetes::xds_tls::certificate_names_gateway(leaf, &key)
+                });
+            if !named {
+                warn!(gateway = %key, "refused a host whose client certificate does not name its Gateway");
+                return Err(Status::permission_denied(format!(
+                    "the client certificate does not name Gateway {key}"
+                )));
+            }
+        }
         let node_id = if node.id.is_empty() {
             key.to_string()
         } else {

@@ -42,6 +42,16 @@ struct Args {
     /// process draws its own, so sessions end with the process.
     #[arg(long, env = "NANTIAN_SESSION_KEY_FILE")]
     session_key_file: Option<PathBuf>,
+    /// Mutual TLS to an `https://` xDS address: the CA that signed the controller's
+    /// certificate (PEM)...
+    #[arg(long, requires_all = ["xds_cert_file", "xds_key_file"])]
+    xds_ca_file: Option<PathBuf>,
+    /// ...this host's client certificate, naming its Gateway (PEM)...
+    #[arg(long, requires = "xds_ca_file")]
+    xds_cert_file: Option<PathBuf>,
+    /// ...and its key (PEM).
+    #[arg(long, requires = "xds_ca_file")]
+    xds_key_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -123,9 +133,23 @@ async fn run(args: Args, namespace: String, name: String) -> anyhow::Result<()> 
         build_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     info!(xds = %args.xds_address, node = %node.id, "starting");
+    let tls = match (&args.xds_ca_file, &args.xds_cert_file, &args.xds_key_file) {
+        (Some(ca), Some(cert), Some(key)) => {
+            let read = |p: &PathBuf| {
+                std::fs::read(p).with_context(|| format!("xDS TLS file {}", p.display()))
+            };
+            Some(xds_client::XdsTlsFiles {
+                ca: read(ca)?,
+                cert: read(cert)?,
+                key: read(key)?,
+            })
+        }
+        _ => None,
+    };
     let xds = xds_client::run(
         XdsClientConfig {
             endpoint: args.xds_address,
+            tls,
             node,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),

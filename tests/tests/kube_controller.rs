@@ -47,6 +47,30 @@ impl Controller {
         bind: &str,
         kubeconfig: Option<&std::path::Path>,
     ) -> Self {
+        Self::start_with(
+            kube,
+            env,
+            slot,
+            namespace,
+            controller_name,
+            bind,
+            kubeconfig,
+            &[],
+        )
+    }
+
+    /// [`Controller::start_as`] with extra arguments.
+    #[allow(clippy::too_many_arguments)]
+    fn start_with(
+        kube: &KubeControlPlane,
+        env: &Env,
+        slot: u8,
+        namespace: &str,
+        controller_name: &str,
+        bind: &str,
+        kubeconfig: Option<&std::path::Path>,
+        extra: &[String],
+    ) -> Self {
         let ip = env.gateway_ip(slot);
         let admin = format!("{ip}:19000");
         let xds = format!("{ip}:18000");
@@ -61,6 +85,7 @@ impl Controller {
             .args(["--controller-name", controller_name, "--bind-address", bind])
             .args(["--host-image", "nantian-host:test"])
             .args(["--xds-service-url", &format!("http://{xds}")])
+            .args(extra)
             .env("KUBECONFIG", kubeconfig.unwrap_or(kube.kubeconfig()))
             .env("NANTIAN_LOG", "info,kube=warn")
             .stdin(Stdio::null())
@@ -108,6 +133,41 @@ impl Host {
                 "1",
             ])
             .stdin(Stdio::null())
+            .spawn()
+            .expect("start nantian-host");
+        Host(child)
+    }
+
+    /// A host speaking mutual TLS to the controller with the PEM files in `tls_dir`
+    /// (`ca.crt`, `tls.crt`, `tls.key`), logging to `log`.
+    fn start_tls(
+        controller: &Controller,
+        gateway: &str,
+        admin: &str,
+        tls_dir: &std::path::Path,
+        log: &std::path::Path,
+    ) -> Self {
+        let file = |name: &str| tls_dir.join(name).display().to_string();
+        let child = Command::new(bin("nantian-host"))
+            .args(["--xds-address", &format!("https://{}", controller.xds)])
+            .args([
+                "--gateway",
+                gateway,
+                "--admin-addr",
+                admin,
+                "--workers",
+                "1",
+            ])
+            .args(["--xds-ca-file", &file("ca.crt")])
+            .args([
+                "--xds-cert-file",
+                &file("tls.crt"),
+                "--xds-key-file",
+                &file("tls.key"),
+            ])
+            .env("NANTIAN_LOG", "info")
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .expect("start nantian-host");
         Host(child)
@@ -945,4 +1005,174 @@ subjects: [{{kind: ServiceAccount, name: controller, namespace: {ns}}}]
         controller.child.try_wait().unwrap().is_none(),
         "the controller is still running"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xds_is_mutual_tls_and_each_host_gets_only_its_gateway() {
+    let Some(kube) = shared_or_skip("xds_is_mutual_tls_and_each_host_gets_only_its_gateway").await
+    else {
+        return;
+    };
+    let client = kube.client().await.unwrap();
+    let ns = kube.create_namespace("k8s-mtls").await.unwrap();
+    let controller_name = format!("gateway.nantian.dev/{ns}");
+    let class = format!("class-{ns}");
+    let mut env = Env::new();
+    let ip = backend_ip();
+    let port = env.own_port(0);
+    env.start_echo_at(&format!("{ip}:{port}"), "echo-m", &ns)
+        .await;
+    let bind = env.gateway_ip(1);
+    let gateway = |name: &str, listener_port: u16| {
+        format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  gatewayClassName: {class}\n  listeners: [{{name: http, port: {listener_port}, protocol: HTTP}}]\n"
+        )
+    };
+    apply_yaml(
+        &client,
+        &format!(
+            "{}{}{}{}---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: {ns}}}\nspec:\n  parentRefs: [{{name: web}}]\n  rules:\n  - backendRefs: [{{name: echo, port: 80}}]\n",
+            gateway_class(&class, &controller_name),
+            gateway("web", 8080),
+            gateway("other", 8081),
+            service(&ns, "echo", &ip, port),
+        ),
+    )
+    .await
+    .unwrap();
+    let xds_ip = env.gateway_ip(90);
+    let controller = Controller::start_with(
+        kube,
+        &env,
+        90,
+        &ns,
+        &controller_name,
+        &bind,
+        None,
+        &[
+            "--xds-tls-secret".into(),
+            "xds-tls".into(),
+            "--xds-tls-san".into(),
+            xds_ip.clone(),
+        ],
+    );
+
+    // The provisioner issues each Gateway's hosts a client certificate in a Secret.
+    let secrets = resource("", "v1", "Secret", "secrets");
+    wait_for(
+        || async {
+            object(&client, &secrets, &ns, "nantian-web-xds")
+                .await
+                .is_some()
+        },
+        "the web Gateway's xDS client certificate Secret",
+    )
+    .await;
+    let secret = object(&client, &secrets, &ns, "nantian-web-xds")
+        .await
+        .unwrap();
+    let tls_dir = tempfile::tempdir().unwrap();
+    for key in ["ca.crt", "tls.crt", "tls.key"] {
+        let data = secret.data["data"][key].as_str().unwrap();
+        std::fs::write(tls_dir.path().join(key), base64_decode(data)).unwrap();
+    }
+
+    // With it, the web host gets its config and serves traffic.
+    let logs = tempfile::tempdir().unwrap();
+    let _web = Host::start_tls(
+        &controller,
+        &format!("{ns}/web"),
+        &format!("{bind}:15000"),
+        tls_dir.path(),
+        &logs.path().join("web.log"),
+    );
+    wait_for(
+        || async {
+            answered_by(&format!("{bind}:8080"), "any.example", "/")
+                .await
+                .as_deref()
+                == Some("echo-m")
+        },
+        "traffic through the host connected over mutual TLS",
+    )
+    .await;
+
+    // The same certificate can't fetch another Gateway's config.
+    let other_log = logs.path().join("other.log");
+    let _other = Host::start_tls(
+        &controller,
+        &format!("{ns}/other"),
+        &format!("{bind}:15001"),
+        tls_dir.path(),
+        &other_log,
+    );
+    wait_for(
+        || async {
+            std::fs::read_to_string(&other_log)
+                .is_ok_and(|log| log.contains("does not name Gateway"))
+        },
+        "the host with another Gateway's certificate refused",
+    )
+    .await;
+
+    // And a client without a certificate doesn't get past the handshake: the server's
+    // alert says why.
+    let ca = std::fs::read_to_string(tls_dir.path().join("ca.crt")).unwrap();
+    let error = tls_read_without_certificate(&controller.xds, &xds_ip, &ca).await;
+    assert!(error.contains("CertificateRequired"), "{error}");
+}
+
+/// Completes a TLS handshake with `addr` trusting `ca`, presenting no client certificate,
+/// then reads: the error the read ends with.
+async fn tls_read_without_certificate(addr: &str, server_name: &str, ca: &str) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).unwrap();
+    let mut tls = match tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+    {
+        Ok(tls) => tls,
+        Err(e) => return e.to_string(),
+    };
+    let _ = tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+    let mut buf = [0u8; 64];
+    match tls.read(&mut buf).await {
+        Ok(n) => format!("read {n} bytes"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Standard base64, as a Secret's `data` values are.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        }
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|c| *c != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let n = chunk.iter().fold(0u32, |acc, c| (acc << 6) | value(*c)) << (6 * (4 - chunk.len()));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
 }

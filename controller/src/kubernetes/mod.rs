@@ -11,6 +11,7 @@ pub mod leader;
 pub mod provision;
 pub mod status_writer;
 pub mod watch;
+pub mod xds_tls;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

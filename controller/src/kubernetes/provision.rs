@@ -13,18 +13,20 @@ use gateway_api::gateways::Gateway;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, SecurityContext, Service, ServicePort,
-    ServiceSpec,
+    ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, Secret, SecretVolumeSource,
+    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::status_writer::FIELD_MANAGER;
+use super::xds_tls::{self, XdsTls};
 use crate::model::MetaExt;
+use crate::snapshot::GatewayKey;
 use crate::status::GatewayAddress;
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -48,6 +50,17 @@ pub struct ProvisionConfig {
     /// Service type of provisioned Gateways: LoadBalancer (default), NodePort, ClusterIP.
     pub service_type: String,
     pub replicas: i32,
+    /// Mutual TLS to the xDS server: each Gateway's hosts get a client certificate of
+    /// their own, from this CA, in a Secret mounted into their pods.
+    pub xds_tls: Option<XdsTls>,
+}
+
+/// Where a host pod finds its xDS client certificate.
+const XDS_TLS_DIR: &str = "/etc/nantian/xds";
+
+/// The Secret holding a Gateway's xDS client certificate.
+pub fn xds_secret_name(gateway: &str) -> String {
+    format!("{}-xds", object_name(gateway))
 }
 
 /// The label value naming a controller: a DNS-label-safe hash of its `controllerName`.
@@ -142,6 +155,14 @@ pub fn desired(gw: &Gateway, controller: &str, config: &ProvisionConfig) -> (Dep
             "--admin-addr".into(),
             format!("0.0.0.0:{HOST_ADMIN_PORT}"),
         ]),
+        volume_mounts: config.xds_tls.is_some().then(|| {
+            vec![VolumeMount {
+                name: "xds-tls".into(),
+                mount_path: XDS_TLS_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            }]
+        }),
         env: Some(vec![
             env("POD_NAME", "metadata.name"),
             env("POD_NAMESPACE", "metadata.namespace"),
@@ -184,6 +205,29 @@ pub fn desired(gw: &Gateway, controller: &str, config: &ProvisionConfig) -> (Dep
         }),
         ..Default::default()
     };
+    let mut container = container;
+    if config.xds_tls.is_some()
+        && let Some(args) = container.args.as_mut()
+    {
+        for (flag, file) in [
+            ("--xds-ca-file", xds_tls::CA_CERT),
+            ("--xds-cert-file", xds_tls::TLS_CERT),
+            ("--xds-key-file", xds_tls::TLS_KEY),
+        ] {
+            args.push(flag.into());
+            args.push(format!("{XDS_TLS_DIR}/{file}"));
+        }
+    }
+    let volumes = config.xds_tls.is_some().then(|| {
+        vec![Volume {
+            name: "xds-tls".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(xds_secret_name(gw.name())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]
+    });
     let pod_meta = ObjectMeta {
         labels: meta.labels.clone(),
         annotations: meta.annotations.clone(),
@@ -201,6 +245,7 @@ pub fn desired(gw: &Gateway, controller: &str, config: &ProvisionConfig) -> (Dep
                 metadata: Some(pod_meta),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    volumes,
                     ..Default::default()
                 }),
             },
@@ -320,6 +365,13 @@ impl Provisioner {
             if self.applied.get(&key) == Some(&hash) {
                 continue;
             }
+            if let Some(tls) = &self.config.xds_tls
+                && let Err(e) = self.ensure_client_secret(gw, tls).await
+            {
+                warn!(gateway = %format!("{}/{}", key.0, key.1), error = %e,
+                    "cannot issue the hosts' xDS client certificate; will retry");
+                continue;
+            }
             match self.apply(&key.0, deployment, service).await {
                 Ok(()) => {
                     info!(gateway = %format!("{}/{}", key.0, key.1), "data plane provisioned");
@@ -367,6 +419,29 @@ impl Provisioner {
         Ok(())
     }
 
+    /// Issues the Gateway's xDS client certificate into its Secret, once: an existing
+    /// Secret is kept (hosts may have it mounted).
+    async fn ensure_client_secret(&self, gw: &Gateway, tls: &XdsTls) -> anyhow::Result<()> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), gw.namespace());
+        let name = xds_secret_name(gw.name());
+        if api.get_opt(&name).await?.is_some() {
+            return Ok(());
+        }
+        let mut metadata = metadata(gw, &self.controller, owner_reference(gw));
+        metadata.name = Some(name);
+        let secret = Secret {
+            metadata,
+            type_: Some("Opaque".into()),
+            data: Some(tls.client_secret_data(&GatewayKey::new(gw.namespace(), gw.name()))?),
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &secret).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn delete_stale(&self, wanted: &BTreeSet<(String, String)>) -> Result<(), kube::Error> {
         let ours = ListParams::default().labels(&format!(
             "{MANAGED_BY}={MANAGED_BY_US},{CONTROLLER_LABEL}={}",
@@ -406,6 +481,17 @@ impl Provisioner {
             let api: Api<Service> = Api::namespaced(self.client.clone(), &namespace);
             api.delete(&name, &DeleteParams::background()).await?;
         }
+        let secrets: Api<Secret> = Api::all(self.client.clone());
+        for (namespace, name) in secrets
+            .list_metadata(&ours)
+            .await?
+            .items
+            .iter()
+            .filter_map(|s| stale(&s.metadata))
+        {
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+            api.delete(&name, &DeleteParams::background()).await?;
+        }
         Ok(())
     }
 }
@@ -432,6 +518,7 @@ mod tests {
             xds_address: "http://nantian-controller.nantian-system.svc:18000".into(),
             service_type: "LoadBalancer".into(),
             replicas: 1,
+            xds_tls: None,
         }
     }
 
