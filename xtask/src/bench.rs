@@ -431,6 +431,8 @@ fn preamble(settings: &Settings, tools: &tools::Tools, pinned: bool) -> Vec<Stri
             tools::version(&tools.haproxy, "-v"),
             tools::version(&tools.wrk, "-v")
         ),
+        String::new(),
+        "Build: nantian-host and nantian-controller as shipped, `cargo build --profile dist` (fat LTO, one codegen unit); nginx and HAProxy as Debian ships them.".to_string(),
     ]
 }
 

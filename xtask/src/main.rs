@@ -53,6 +53,16 @@ fn main() -> Result<()> {
         "gen" => generate(&ws),
         "bench" => {
             build(&ws)?;
+            // The proxies are measured as they ship: whole-program optimised.
+            run(cargo(&ws).args([
+                "build",
+                "--profile",
+                "dist",
+                "-p",
+                "nantian-host",
+                "-p",
+                "nantian-controller",
+            ]))?;
             bench::run(&ws)
         }
         _ => {

@@ -40,6 +40,12 @@ impl Workspace {
         self.target_dir.join("release").join(name)
     }
 
+    /// A binary of the shipping build (`cargo build --profile dist`: fat LTO, one codegen
+    /// unit), the one the benchmark measures.
+    pub fn dist_bin(&self, name: &str) -> PathBuf {
+        self.target_dir.join("dist").join(name)
+    }
+
     /// Where `cargo build --profile filter --target wasm32-wasip2` puts filter components
     /// (`<crate_name>.wasm`, with underscores).
     pub fn wasm_out_dir(&self) -> PathBuf {

@@ -79,11 +79,14 @@ fn start_with(
     tls: bool,
     extra_routes: String,
 ) -> Result<(Running, std::path::PathBuf)> {
-    let controller = env.ws.bin("nantian-controller");
-    let host = env.ws.bin("nantian-host");
+    let controller = env.ws.dist_bin("nantian-controller");
+    let host = env.ws.dist_bin("nantian-host");
     for binary in [&controller, &host] {
         if !binary.is_file() {
-            bail!("{} is not built (cargo xtask build)", binary.display());
+            bail!(
+                "{} is not built (cargo build --profile dist)",
+                binary.display()
+            );
         }
     }
     let addr = SocketAddr::new(gateway_address.parse()?, port);
