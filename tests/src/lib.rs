@@ -4,3 +4,4 @@
 pub mod echo;
 pub mod harness;
 pub mod kube;
+pub mod kube_support;

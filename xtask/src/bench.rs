@@ -15,6 +15,7 @@
 
 mod certificate;
 mod http;
+mod kube_scale;
 mod nantian;
 mod procfs;
 mod report;
@@ -187,6 +188,15 @@ pub fn run(ws: &Workspace) -> Result<()> {
         None
     };
     drop(backend_process);
+    // The Kubernetes scale measurement, with the full set only (it takes minutes).
+    let scale = if settings.kinds == Kind::ALL
+        || std::env::var("NANTIAN_BENCH_KUBE_SCALE").is_ok_and(|v| v == "1")
+    {
+        eprintln!("bench: {} HTTPRoutes through a kube-apiserver …", 5000);
+        Some(kube_scale::measure(ws).map_err(|e| format!("{e:#}")))
+    } else {
+        None
+    };
 
     let preamble = preamble(&settings, &tools, load_cpu.is_some());
     let mut section = report::render(&rows, &preamble);
@@ -199,6 +209,18 @@ pub fn run(ws: &Workspace) -> Result<()> {
         }
         Some(Err(reason)) => {
             section.push_str(&format!("\nRoute table: not measured ({reason})\n"));
+        }
+        None => {}
+    }
+    match &scale {
+        Some(Ok(scale)) => {
+            section.push_str("\nKubernetes mode (real kube-apiserver + etcd, the controller and one host of the release build):\n\n");
+            for line in scale.lines() {
+                section.push_str(&format!("- {line}\n"));
+            }
+        }
+        Some(Err(reason)) => {
+            section.push_str(&format!("\nKubernetes scale: not measured ({reason})\n"));
         }
         None => {}
     }

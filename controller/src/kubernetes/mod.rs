@@ -89,11 +89,22 @@ impl KubernetesProvider {
                 _ = stop_rx.changed() => return Ok(()),
             }
         }
+        let mut was_leading = false;
         loop {
             let resources = view.cluster.lock().unwrap().resources.clone();
             changes.borrow_and_update();
             let translation = self.translate(&resources);
-            if *leading.borrow() {
+            let is_leading = *leading.borrow();
+            if is_leading && !was_leading {
+                // Another replica may have written and provisioned meanwhile: what this
+                // one remembers writing proves nothing now.
+                writer.recheck_all();
+                if let Some(provisioner) = provisioner.as_mut() {
+                    provisioner.recheck_all();
+                }
+            }
+            was_leading = is_leading;
+            if is_leading {
                 if let Some(provisioner) = provisioner.as_mut() {
                     let ours = our_gateways(&resources, &self.controller_name);
                     provisioner.sync(&ours).await;
@@ -113,7 +124,12 @@ impl KubernetesProvider {
             tokio::select! {
                 r = changes.changed() => { r?; settle(&mut changes).await; }
                 r = leading.changed() => { r?; }
-                _ = tokio::time::sleep(RESYNC) => {}
+                _ = tokio::time::sleep(RESYNC) => {
+                    writer.recheck_all();
+                    if let Some(provisioner) = provisioner.as_mut() {
+                        provisioner.recheck_all();
+                    }
+                }
                 _ = stop_rx.changed() => break,
             }
         }

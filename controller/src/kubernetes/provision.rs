@@ -1,5 +1,5 @@
-//! Data-plane provisioning: every Gateway of ours gets a Deployment of `nantian-host`
-//! and a Service in its namespace, owned by the Gateway (deleting the Gateway lets the
+//! Data-plane provisioning: every Gateway of ours gets a Deployment of `nantian-host`,
+//! a Service and a ServiceAccount in its namespace, owned by the Gateway (deleting the Gateway lets the
 //! garbage collector remove them; the provisioner also deletes those of Gateways that
 //! stopped being ours).
 //!
@@ -14,7 +14,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
     ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, Secret, SecretVolumeSource,
-    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -246,6 +246,8 @@ pub fn desired(gw: &Gateway, controller: &str, config: &ProvisionConfig) -> (Dep
                 spec: Some(PodSpec {
                     containers: vec![container],
                     volumes,
+                    service_account_name: Some(object_name(gw.name())),
+                    automount_service_account_token: Some(false),
                     ..Default::default()
                 }),
             },
@@ -285,6 +287,16 @@ pub fn desired(gw: &Gateway, controller: &str, config: &ProvisionConfig) -> (Dep
         ..Default::default()
     };
     (deployment, service)
+}
+
+/// The ServiceAccount a Gateway's host pods run as: their own, with no API token mounted
+/// (a host talks to the controller, never to the API server).
+pub fn desired_service_account(gw: &Gateway, controller: &str) -> ServiceAccount {
+    ServiceAccount {
+        metadata: metadata(gw, controller, owner_reference(gw)),
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    }
 }
 
 /// A Gateway's addresses from its Service: load-balancer ingress (IP or hostname), then
@@ -354,6 +366,14 @@ impl Provisioner {
         }
     }
 
+    /// Forgets what was applied: the next [`Provisioner::sync`] applies every data plane
+    /// again (server-side apply makes that a no-op where nothing drifted) and looks for
+    /// stale ones.
+    pub fn recheck_all(&mut self) {
+        self.applied.clear();
+        self.clean = false;
+    }
+
     /// Makes the cluster hold exactly the data planes of `gateways`.
     pub async fn sync(&mut self, gateways: &[&Gateway]) {
         let mut wanted = BTreeSet::new();
@@ -372,7 +392,8 @@ impl Provisioner {
                     "cannot issue the hosts' xDS client certificate; will retry");
                 continue;
             }
-            match self.apply(&key.0, deployment, service).await {
+            let account = desired_service_account(gw, &self.controller);
+            match self.apply(&key.0, account, deployment, service).await {
                 Ok(()) => {
                     info!(gateway = %format!("{}/{}", key.0, key.1), "data plane provisioned");
                     self.applied.insert(key, hash);
@@ -397,11 +418,19 @@ impl Provisioner {
     async fn apply(
         &self,
         namespace: &str,
+        account: ServiceAccount,
         deployment: Deployment,
         service: Service,
     ) -> Result<(), kube::Error> {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let name = deployment.metadata.name.clone().unwrap_or_default();
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let mut account = serde_json::to_value(&account).unwrap_or_default();
+        account["apiVersion"] = "v1".into();
+        account["kind"] = "ServiceAccount".into();
+        accounts
+            .patch(&name, &params, &Patch::Apply(&account))
+            .await?;
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
         let mut deployment = serde_json::to_value(&deployment).unwrap_or_default();
         deployment["apiVersion"] = "apps/v1".into();
@@ -479,6 +508,17 @@ impl Provisioner {
             .filter_map(|s| stale(&s.metadata))
         {
             let api: Api<Service> = Api::namespaced(self.client.clone(), &namespace);
+            api.delete(&name, &DeleteParams::background()).await?;
+        }
+        let accounts: Api<ServiceAccount> = Api::all(self.client.clone());
+        for (namespace, name) in accounts
+            .list_metadata(&ours)
+            .await?
+            .items
+            .iter()
+            .filter_map(|a| stale(&a.metadata))
+        {
+            let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &namespace);
             api.delete(&name, &DeleteParams::background()).await?;
         }
         let secrets: Api<Secret> = Api::all(self.client.clone());
@@ -567,6 +607,19 @@ spec:
             (owner.kind.as_str(), owner.uid.as_str()),
             ("Gateway", "1234")
         );
+        let account = desired_service_account(&gw, "c0ffee");
+        assert_eq!(account.metadata.labels.as_ref().unwrap()["team"], "blue");
+        assert_eq!(account.automount_service_account_token, Some(false));
+        let pod = deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("nantian-web"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
         let spec = service.spec.unwrap();
         let ports: Vec<i32> = spec.ports.unwrap().iter().map(|p| p.port).collect();
         assert_eq!(ports, [80, 443]);

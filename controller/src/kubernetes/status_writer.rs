@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::StreamExt;
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -25,6 +26,9 @@ pub const FIELD_MANAGER: &str = "nantian";
 
 /// (kind, namespace, name)
 type ObjectKey = (String, String, String);
+
+/// Status writes in flight at once.
+const WRITES_IN_FLIGHT: usize = 16;
 
 /// The status lists other controllers write entries into.
 const SHARED_LISTS: &[&str] = &["parents", "ancestors"];
@@ -46,25 +50,43 @@ impl StatusWriter {
         }
     }
 
+    /// Forgets what was written: the next [`StatusWriter::write`] compares every status
+    /// with the live one again (someone else may have changed it).
+    pub fn recheck_all(&mut self) {
+        self.written.clear();
+    }
+
     /// Brings every object's status in line with `statuses`. Returns how many objects
     /// were patched. Errors are logged per object and retried on the next call.
     pub async fn write(&mut self, statuses: &[ObjectStatus]) -> usize {
-        let mut patched = 0;
-        let mut current = BTreeSet::new();
-        for object in statuses {
-            let key = (
+        let key = |object: &ObjectStatus| {
+            (
                 object.kind.clone(),
                 object.namespace.clone(),
                 object.name.clone(),
-            );
-            current.insert(key.clone());
-            if self.written.get(&key) == Some(&object.status) {
-                continue;
-            }
-            match self.apply(object).await {
+            )
+        };
+        let current: BTreeSet<ObjectKey> = statuses.iter().map(key).collect();
+        let pending: Vec<ObjectStatus> = statuses
+            .iter()
+            .filter(|object| self.written.get(&key(object)) != Some(&object.status))
+            .cloned()
+            .collect();
+        // A few writes in flight at once: thousands of routes accepted after a start
+        // would otherwise take a round trip each, one after the other.
+        let this = &*self;
+        let results: Vec<(ObjectStatus, Result<bool, kube::Error>)> =
+            futures::stream::iter(pending)
+                .map(|object| this.apply_owned(object))
+                .buffer_unordered(WRITES_IN_FLIGHT)
+                .collect()
+                .await;
+        let mut patched = 0;
+        for (object, result) in results {
+            match result {
                 Ok(wrote) => {
                     patched += usize::from(wrote);
-                    self.written.insert(key, object.status.clone());
+                    self.written.insert(key(&object), object.status);
                 }
                 Err(e) => warn!(
                     kind = %object.kind, namespace = %object.namespace, name = %object.name,
@@ -98,6 +120,11 @@ impl StatusWriter {
         } else {
             Api::all_with(self.client.clone(), &resource)
         }
+    }
+
+    async fn apply_owned(&self, object: ObjectStatus) -> (ObjectStatus, Result<bool, kube::Error>) {
+        let result = self.apply(&object).await;
+        (object, result)
     }
 
     /// Writes one object's status; false when the live one already matched.

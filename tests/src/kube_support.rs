@@ -1,0 +1,299 @@
+//! Kubernetes-mode processes and objects shared by the Kubernetes tests and the scale
+//! benchmark: the controller and host processes, the objects every test makes, and
+//! readers of the statuses the controller writes.
+
+use std::process::{Child, Command, Stdio};
+
+use kube::Client;
+use kube::api::{Api, DynamicObject, GroupVersionKind};
+use kube::discovery::ApiResource;
+use serde_json::Value;
+
+use crate::harness::{Env, bin, get, machine_ip, send, wait_for};
+use crate::kube::KubeControlPlane;
+
+/// A `nantian-controller kubernetes` process, killed when dropped.
+pub struct Controller {
+    pub child: Child,
+    pub admin: String,
+    pub xds: String,
+}
+
+impl Controller {
+    /// Starts a replica serving GatewayClasses with `controller_name`, electing its leader
+    /// in `namespace`, binding hosts' listeners on `bind`. `slot` picks its addresses.
+    pub fn start(
+        kube: &KubeControlPlane,
+        env: &Env,
+        slot: u8,
+        namespace: &str,
+        controller_name: &str,
+        bind: &str,
+    ) -> Self {
+        Self::start_as(kube, env, slot, namespace, controller_name, bind, None)
+    }
+
+    /// [`Controller::start`] with another identity's kubeconfig (default: the admin's).
+    pub fn start_as(
+        kube: &KubeControlPlane,
+        env: &Env,
+        slot: u8,
+        namespace: &str,
+        controller_name: &str,
+        bind: &str,
+        kubeconfig: Option<&std::path::Path>,
+    ) -> Self {
+        Self::start_with(
+            kube,
+            env,
+            slot,
+            namespace,
+            controller_name,
+            bind,
+            kubeconfig,
+            &[],
+        )
+    }
+
+    /// [`Controller::start_as`] with extra arguments.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_with(
+        kube: &KubeControlPlane,
+        env: &Env,
+        slot: u8,
+        namespace: &str,
+        controller_name: &str,
+        bind: &str,
+        kubeconfig: Option<&std::path::Path>,
+        extra: &[String],
+    ) -> Self {
+        let ip = env.gateway_ip(slot);
+        let admin = format!("{ip}:19000");
+        let xds = format!("{ip}:18000");
+        let child = Command::new(bin("nantian-controller"))
+            .args(["kubernetes", "--admin-addr", &admin, "--xds-addr", &xds])
+            .args([
+                "--namespace",
+                namespace,
+                "--identity",
+                &format!("replica-{slot}"),
+            ])
+            .args(["--controller-name", controller_name, "--bind-address", bind])
+            .args(["--host-image", "nantian-host:test"])
+            .args(["--xds-service-url", &format!("http://{xds}")])
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig.unwrap_or(kube.kubeconfig()))
+            .env("NANTIAN_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start nantian-controller");
+        Controller { child, admin, xds }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Whether this replica says it leads (None while it has not translated yet).
+    pub async fn leading(&self) -> Option<bool> {
+        let reply = send(get(&self.admin, "admin", "/api/v1/status"))
+            .await
+            .ok()?;
+        let status: Value = serde_json::from_slice(&reply.body).ok()?;
+        status["leading"].as_bool()
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `nantian-host` serving one Gateway, connected to `controller`, killed when dropped.
+pub struct Host(pub Child);
+
+impl Host {
+    pub fn start(controller: &Controller, gateway: &str, admin: &str) -> Self {
+        let child = Command::new(bin("nantian-host"))
+            .args(["--xds-address", &format!("http://{}", controller.xds)])
+            .args([
+                "--gateway",
+                gateway,
+                "--admin-addr",
+                admin,
+                "--workers",
+                "1",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start nantian-host");
+        Host(child)
+    }
+
+    /// A host speaking mutual TLS to the controller with the PEM files in `tls_dir`
+    /// (`ca.crt`, `tls.crt`, `tls.key`), logging to `log`.
+    pub fn start_tls(
+        controller: &Controller,
+        gateway: &str,
+        admin: &str,
+        tls_dir: &std::path::Path,
+        log: &std::path::Path,
+    ) -> Self {
+        let file = |name: &str| tls_dir.join(name).display().to_string();
+        let child = Command::new(bin("nantian-host"))
+            .args(["--xds-address", &format!("https://{}", controller.xds)])
+            .args([
+                "--gateway",
+                gateway,
+                "--admin-addr",
+                admin,
+                "--workers",
+                "1",
+            ])
+            .args(["--xds-ca-file", &file("ca.crt")])
+            .args([
+                "--xds-cert-file",
+                &file("tls.crt"),
+                "--xds-key-file",
+                &file("tls.key"),
+            ])
+            .env("NANTIAN_LOG", "info")
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("start nantian-host");
+        Host(child)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+pub async fn object(
+    client: &Client,
+    ar: &ApiResource,
+    namespace: &str,
+    name: &str,
+) -> Option<DynamicObject> {
+    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, ar)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+}
+
+pub fn gateways() -> ApiResource {
+    resource("gateway.networking.k8s.io", "v1", "Gateway", "gateways")
+}
+
+pub fn http_routes() -> ApiResource {
+    resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
+}
+
+/// The condition `type_` in `conditions` (a JSON array), as (status, reason).
+pub fn condition(conditions: &Value, type_: &str) -> Option<(String, String)> {
+    conditions.as_array()?.iter().find_map(|c| {
+        (c["type"] == type_).then(|| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+    })
+}
+
+/// Our parent entry's condition of a route, with the generation it was observed at.
+pub async fn route_condition(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    controller_name: &str,
+    type_: &str,
+) -> Option<(String, String, i64)> {
+    let route = object(client, &http_routes(), namespace, name).await?;
+    let generation = route.metadata.generation?;
+    let parents = route.data["status"]["parents"].as_array()?.clone();
+    let ours = parents
+        .iter()
+        .find(|p| p["controllerName"] == controller_name)?;
+    let (status, reason) = condition(&ours["conditions"], type_)?;
+    let observed = ours["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)?["observedGeneration"]
+        .as_i64()?;
+    (observed == generation).then_some((status, reason, generation))
+}
+
+pub async fn wait_route(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    controller_name: &str,
+    type_: &str,
+    want: (&str, &str),
+) {
+    wait_for(
+        || async {
+            route_condition(client, namespace, name, controller_name, type_)
+                .await
+                .is_some_and(|(s, r, _)| s == want.0 && r == want.1)
+        },
+        &format!("HTTPRoute {namespace}/{name} {type_}={}/{}", want.0, want.1),
+    )
+    .await;
+}
+
+pub fn gateway_class(name: &str, controller_name: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: {name}}}\nspec: {{controllerName: {controller_name}}}\n"
+    )
+}
+
+/// A Service `name` (port 80 → the port named http) and its EndpointSlice: `ip` on `port`.
+pub fn service(ns: &str, name: &str, ip: &str, port: u16) -> String {
+    format!(
+        r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: http}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-1
+  namespace: {ns}
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv4
+ports: [{{name: http, port: {port}}}]
+endpoints:
+- addresses: ["{ip}"]
+  conditions: {{ready: true}}
+"#
+    )
+}
+
+/// The address backends listen on: Kubernetes refuses loopback endpoints.
+pub fn backend_ip() -> String {
+    machine_ip().expect("a non-loopback IPv4 address for backends (hostname -I)")
+}
+
+/// The echo pod that answered a GET through the Gateway, if any did.
+pub async fn answered_by(addr: &str, host: &str, path: &str) -> Option<String> {
+    let reply = send(get(addr, host, path)).await.ok()?;
+    (reply.status == 200).then(|| reply.echo().pod)
+}
