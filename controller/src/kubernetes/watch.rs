@@ -4,6 +4,7 @@
 //! translator never sees half a re-list (a Gateway whose routes are not listed yet would
 //! report them detached). Every change bumps a counter the reconciler waits on.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::kinds::{self, WatchedKind};
-use crate::model::Resources;
+use crate::model::{Key, Resources};
 
 /// What the watches have seen so far.
 #[derive(Default)]
@@ -95,6 +96,7 @@ impl ClusterView {
             }
         }
         let mut buffer: Option<Resources> = None;
+        let mut seen: HashMap<Key, SpecFingerprint> = HashMap::new();
         let mut events = watcher::watcher(api, watcher::Config::default())
             .default_backoff()
             .boxed();
@@ -102,6 +104,9 @@ impl ClusterView {
             match event {
                 Ok(Event::Init) => buffer = Some(Resources::default()),
                 Ok(Event::InitApply(object)) => {
+                    if let Some(f) = SpecFingerprint::of(&object) {
+                        seen.insert(kinds::key_of(&object), f);
+                    }
                     if let Some(buffer) = buffer.as_mut() {
                         apply_logged(buffer, kind, object);
                     }
@@ -117,14 +122,55 @@ impl ClusterView {
                     });
                 }
                 Ok(Event::Apply(object)) => {
-                    self.update(|c| apply_logged(&mut c.resources, kind, object));
+                    let key = kinds::key_of(&object);
+                    let fingerprint = SpecFingerprint::of(&object);
+                    let same = fingerprint.is_some() && seen.get(&key) == fingerprint.as_ref();
+                    match fingerprint {
+                        Some(f) => seen.insert(key, f),
+                        None => seen.remove(&key),
+                    };
+                    if same {
+                        // Only its status (most often ours, just written) changed: the
+                        // translator reads no status, so there is nothing to redo.
+                        self.cluster.lock().unwrap().resources_apply(kind, object);
+                    } else {
+                        self.update(|c| apply_logged(&mut c.resources, kind, object));
+                    }
                 }
                 Ok(Event::Delete(object)) => {
+                    seen.remove(&kinds::key_of(&object));
                     self.update(|c| kinds::remove(&mut c.resources, kind, &object));
                 }
                 Err(e) => warn!(kind = kind.kind, error = %e, "watch failed; retrying"),
             }
         }
+    }
+}
+
+impl Cluster {
+    fn resources_apply(&mut self, kind: &WatchedKind, object: DynamicObject) {
+        apply_logged(&mut self.resources, kind, object);
+    }
+}
+
+/// What the translator reads of an object besides its status, for objects that have a
+/// `metadata.generation` (bumped by the API server on every spec change): the generation,
+/// labels and annotations. `None` for objects without a generation (a Service, a Secret):
+/// any change to those counts.
+#[derive(PartialEq, Eq)]
+struct SpecFingerprint {
+    generation: i64,
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl SpecFingerprint {
+    fn of(object: &DynamicObject) -> Option<Self> {
+        Some(SpecFingerprint {
+            generation: object.metadata.generation?,
+            labels: object.metadata.labels.clone(),
+            annotations: object.metadata.annotations.clone(),
+        })
     }
 }
 
