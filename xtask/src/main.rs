@@ -89,6 +89,10 @@ pub fn cargo(ws: &Workspace) -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(&ws.root);
     c.env("CARGO_TARGET_DIR", &ws.target_dir);
+    // `cargo run` gave this process xtask's CARGO_MANIFEST_DIR. Build scripts that watch
+    // it (ring's does) would then see it change between `cargo xtask …` and a plain
+    // `cargo build`/`cargo test`, and rebuild ring and everything above it each time.
+    c.env_remove("CARGO_MANIFEST_DIR");
     c
 }
 
