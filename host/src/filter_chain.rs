@@ -30,7 +30,11 @@ use crate::upstream::{BoxError, ProxyBody};
 pub struct WasmStep {
     pub name: Arc<str>,
     pub binding: Arc<FilterBinding>,
+    /// Where the chain runs this step: the guest's phases plus the header phases with
+    /// declared header changes (which the host makes without entering the guest).
     pub phases: Phases,
+    /// The phases that call into the guest: timed in the metrics.
+    pub guest_phases: Phases,
     pub fail_open: bool,
     pub metrics: FilterMetrics,
 }
@@ -107,9 +111,12 @@ impl FilterRun {
                 },
             };
             if wasm.phases.request_headers {
-                match timed(wasm, Phase::RequestHeaders, || {
-                    active.on_request_headers(req)
-                }) {
+                match timed(
+                    wasm,
+                    wasm.guest_phases.request_headers,
+                    Phase::RequestHeaders,
+                    || active.on_request_headers(req),
+                ) {
                     Ok(HeadersAction::Continue) => {}
                     Ok(HeadersAction::Respond(local)) => {
                         return Flow::Respond(local_response(local));
@@ -155,7 +162,8 @@ impl FilterRun {
             if r.disabled || !r.step.phases.response_headers {
                 continue;
             }
-            match timed(&r.step, Phase::ResponseHeaders, || {
+            let guest = r.step.guest_phases.response_headers;
+            match timed(&r.step, guest, Phase::ResponseHeaders, || {
                 r.active.on_response_headers(req, resp)
             }) {
                 Ok(HeadersAction::Continue) => {}
@@ -185,7 +193,7 @@ impl FilterRun {
                 break; // held back by an earlier filter
             }
             let chunk = data.clone();
-            match timed(&r.step, Phase::RequestBody, || {
+            match timed(&r.step, true, Phase::RequestBody, || {
                 r.active.on_request_body(req, chunk, end_of_stream)
             }) {
                 Ok(BodyAction::Continue) => {}
@@ -218,7 +226,7 @@ impl FilterRun {
                 break;
             }
             let chunk = data.clone();
-            let result = timed(&r.step, Phase::ResponseBody, || {
+            let result = timed(&r.step, true, Phase::ResponseBody, || {
                 r.active.on_response_body(req, resp, chunk, end_of_stream)
             });
             match result {
@@ -244,7 +252,12 @@ impl FilterRun {
     }
 }
 
-fn timed<T>(step: &WasmStep, phase: Phase, call: impl FnOnce() -> T) -> T {
+/// Runs a phase; a call into the guest (`guest`) is counted and timed, declared header
+/// changes alone are not (they cost the host a few header-map operations).
+fn timed<T>(step: &WasmStep, guest: bool, phase: Phase, call: impl FnOnce() -> T) -> T {
+    if !guest {
+        return call();
+    }
     let started = Instant::now();
     let out = call();
     step.metrics.call(phase, started.elapsed());

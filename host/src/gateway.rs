@@ -276,7 +276,8 @@ fn bind_filters(
         };
         let step = WasmStep {
             name: spec.display_name.clone(),
-            phases: binding.info().phases,
+            phases: binding.active_phases(),
+            guest_phases: binding.info().phases,
             binding: binding.clone(),
             fail_open: spec.fail_open,
             metrics: metrics.filter(spec.display_name.clone()),

@@ -47,10 +47,6 @@ impl FilterConfig {
 }
 
 impl HeaderModifier {
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
-    }
-
     fn validate(&self) -> Result<(), String> {
         for (op, header) in self
             .set

@@ -8,93 +8,55 @@
 //! ```
 //!
 //! Each modifier applies `set` (replace every value), then `add` (append one more value),
-//! then `remove` (drop every value). Names are case-insensitive. The filter takes part
-//! only in the header phases it has work for, and keeps no state between requests.
+//! then `remove` (drop every value). Names are case-insensitive.
+//!
+//! None of this depends on the request, so the filter does its work once, in `init`: it
+//! validates the configuration and declares the changes as `filter-info` header ops,
+//! which the host applies to every request and response itself. The filter asks for no
+//! phase, so a request never enters it (a guest call would cost more than the change).
 #![forbid(unsafe_code)]
 
 mod config;
 
 use config::{FilterConfig, HeaderModifier};
-use nantian_filter_sdk::{Filter, FilterInfo, HeadersAction, Phases, Request, Response};
+use nantian_filter_sdk::{Filter, FilterInfo, HeaderOp, Phases};
 
-/// The filter: one validated configuration, applied to every request/response.
+/// The filter: the header changes of one validated configuration.
 pub struct HeaderModifierFilter {
-    config: FilterConfig,
+    request: Vec<HeaderOp>,
+    response: Vec<HeaderOp>,
 }
 
-/// The header operations both HTTP messages support.
-trait HeaderTarget {
-    fn set(&self, name: &str, value: &str);
-    fn add(&self, name: &str, value: &str);
-    fn remove(&self, name: &str);
-}
-
-impl HeaderTarget for Request {
-    fn set(&self, name: &str, value: &str) {
-        self.set_header(name, value);
-    }
-    fn add(&self, name: &str, value: &str) {
-        self.add_header(name, value);
-    }
-    fn remove(&self, name: &str) {
-        self.remove_header(name);
-    }
-}
-
-impl HeaderTarget for Response {
-    fn set(&self, name: &str, value: &str) {
-        self.set_header(name, value);
-    }
-    fn add(&self, name: &str, value: &str) {
-        self.add_header(name, value);
-    }
-    fn remove(&self, name: &str) {
-        self.remove_header(name);
-    }
-}
-
-fn apply(modifier: &HeaderModifier, target: &impl HeaderTarget) {
-    for header in &modifier.set {
-        target.set(&header.name, &header.value);
-    }
-    for header in &modifier.add {
-        target.add(&header.name, &header.value);
-    }
-    for name in &modifier.remove {
-        target.remove(name);
-    }
+/// The changes of one modifier, in the order the Gateway API applies them.
+fn ops(modifier: Option<&HeaderModifier>) -> Vec<HeaderOp> {
+    let Some(modifier) = modifier else {
+        return Vec::new();
+    };
+    let set = modifier
+        .set
+        .iter()
+        .map(|h| HeaderOp::set(&h.name, &h.value));
+    let add = modifier
+        .add
+        .iter()
+        .map(|h| HeaderOp::add(&h.name, &h.value));
+    let remove = modifier.remove.iter().map(HeaderOp::remove);
+    set.chain(add).chain(remove).collect()
 }
 
 impl Filter for HeaderModifierFilter {
     fn new(config: &[u8]) -> Result<Self, String> {
+        let config = FilterConfig::parse(config)?;
         Ok(HeaderModifierFilter {
-            config: FilterConfig::parse(config)?,
+            request: ops(config.request.as_ref()),
+            response: ops(config.response.as_ref()),
         })
     }
 
     fn info(&self) -> FilterInfo {
-        let mut phases = Phases::empty();
-        if self.config.request.as_ref().is_some_and(|m| !m.is_empty()) {
-            phases |= Phases::REQUEST_HEADERS;
-        }
-        if self.config.response.as_ref().is_some_and(|m| !m.is_empty()) {
-            phases |= Phases::RESPONSE_HEADERS;
-        }
-        FilterInfo::stateless(phases)
-    }
-
-    fn on_request_headers(&mut self, req: &Request) -> HeadersAction {
-        if let Some(modifier) = &self.config.request {
-            apply(modifier, req);
-        }
-        HeadersAction::Continue
-    }
-
-    fn on_response_headers(&mut self, _req: &Request, resp: &Response) -> HeadersAction {
-        if let Some(modifier) = &self.config.response {
-            apply(modifier, resp);
-        }
-        HeadersAction::Continue
+        FilterInfo::stateless(Phases::empty())
+            .with_request_header_ops(self.request.clone())
+            .with_response_header_ops(self.response.clone())
     }
 }
 

@@ -79,14 +79,24 @@ fn body_action(action: types::BodyAction) -> Result<BodyAction, FilterError> {
     })
 }
 
-/// A filter instance serving one request. `Send`, so it can live across the `.await`s of
-/// a request's body phases. Dropping it returns the instance to the binding's pool,
-/// unless a call failed: a failed instance is discarded at once.
+/// A filter serving one request: its binding's declared header changes and, for a
+/// filter with phases, an instance. `Send`, so it can live across the `.await`s of a
+/// request's body phases. Dropping it returns the instance to the binding's pool, unless
+/// a call failed: a failed instance is discarded at once.
 pub struct ActiveFilter {
     binding: Arc<FilterBinding>,
-    /// `None` once a call failed.
-    instance: Option<FilterInstance>,
+    instance: Slot,
 }
+
+enum Slot {
+    /// The filter has no phases: only its declared header changes run.
+    NotNeeded,
+    Ready(FilterInstance),
+    /// A call failed; the instance is gone.
+    Failed,
+}
+
+const ALREADY_FAILED: &str = "the filter already failed during this request";
 
 /// The request/response a call works on: moved into the store for the call, then back.
 struct CallMessages<'a> {
@@ -98,7 +108,14 @@ impl ActiveFilter {
     pub(crate) fn new(binding: Arc<FilterBinding>, instance: FilterInstance) -> Self {
         ActiveFilter {
             binding,
-            instance: Some(instance),
+            instance: Slot::Ready(instance),
+        }
+    }
+
+    pub(crate) fn without_instance(binding: Arc<FilterBinding>) -> Self {
+        ActiveFilter {
+            binding,
+            instance: Slot::NotNeeded,
         }
     }
 
@@ -114,10 +131,9 @@ impl ActiveFilter {
         messages: CallMessages<'_>,
         export: impl FnOnce(&mut FilterInstance) -> wasmtime::Result<R>,
     ) -> Result<R, FilterError> {
-        let Some(instance) = self.instance.as_mut() else {
-            return Err(FilterError::Trap(
-                "the filter already failed during this request".into(),
-            ));
+        let Slot::Ready(instance) = &mut self.instance else {
+            // `NotNeeded` bindings declare no phase, so no call gets here for them.
+            return Err(FilterError::Trap(ALREADY_FAILED.into()));
         };
         instance
             .store
@@ -140,10 +156,8 @@ impl ActiveFilter {
     }
 
     fn finish<R>(&mut self, result: wasmtime::Result<R>) -> Result<R, FilterError> {
-        let Some(instance) = self.instance.as_mut() else {
-            return Err(FilterError::Trap(
-                "the filter already failed during this request".into(),
-            ));
+        let Slot::Ready(instance) = &mut self.instance else {
+            return Err(FilterError::Trap(ALREADY_FAILED.into()));
         };
         instance.calls = instance.calls.saturating_add(1);
         let e = match result {
@@ -159,16 +173,18 @@ impl ActiveFilter {
             "filter call failed: {error}"
         );
         // Whatever state the guest was in is unusable; its slot goes back right away.
-        self.instance = None;
+        self.instance = Slot::Failed;
         Err(error)
     }
 
-    /// The request head. Mutations made through the filter's `request` resource are
-    /// applied to `req` in place.
+    /// The request head: the declared request header changes, then the filter's phase.
+    /// Mutations made through the filter's `request` resource are applied to `req` in
+    /// place.
     pub fn on_request_headers(
         &mut self,
         req: &mut http::request::Parts,
     ) -> Result<HeadersAction, FilterError> {
+        self.binding.header_ops().apply_request(&mut req.headers);
         if !self.binding.info().phases.request_headers {
             return Ok(HeadersAction::Continue);
         }
@@ -215,12 +231,14 @@ impl ActiveFilter {
         body_action(action)
     }
 
-    /// The response head, with the request as it was forwarded.
+    /// The response head, with the request as it was forwarded: the declared response
+    /// header changes, then the filter's phase.
     pub fn on_response_headers(
         &mut self,
         req: &mut http::request::Parts,
         resp: &mut http::response::Parts,
     ) -> Result<HeadersAction, FilterError> {
+        self.binding.header_ops().apply_response(&mut resp.headers);
         if !self.binding.info().phases.response_headers {
             return Ok(HeadersAction::Continue);
         }
@@ -274,7 +292,7 @@ impl ActiveFilter {
 
 impl Drop for ActiveFilter {
     fn drop(&mut self) {
-        if let Some(instance) = self.instance.take() {
+        if let Slot::Ready(instance) = std::mem::replace(&mut self.instance, Slot::Failed) {
             self.binding.release(instance);
         }
     }

@@ -10,6 +10,7 @@ use crate::bindings::nantian::filter::types;
 use crate::engine::EngineInner;
 use crate::epoch::TickerHold;
 use crate::error::{FilterError, WasmError};
+use crate::header_ops::DeclaredHeaderOps;
 use crate::instance::FilterInstance;
 use crate::module::FilterModule;
 use crate::state::BindingContext;
@@ -45,8 +46,8 @@ pub struct FilterInfo {
     pub per_request_isolation: bool,
 }
 
-impl From<types::FilterInfo> for FilterInfo {
-    fn from(info: types::FilterInfo) -> Self {
+impl From<&types::FilterInfo> for FilterInfo {
+    fn from(info: &types::FilterInfo) -> Self {
         let has = |phase| info.phases.contains(phase);
         FilterInfo {
             phases: Phases {
@@ -60,11 +61,20 @@ impl From<types::FilterInfo> for FilterInfo {
     }
 }
 
+impl Phases {
+    /// Whether any phase is set.
+    pub fn any(self) -> bool {
+        self.request_headers || self.request_body || self.response_headers || self.response_body
+    }
+}
+
 /// A bound filter. `start` checks out an instance for one request.
 pub struct FilterBinding {
     module: Arc<FilterModule>,
     context: Arc<BindingContext>,
     info: FilterInfo,
+    /// Applied by the host itself; see [`FilterBinding::header_ops`].
+    header_ops: DeclaredHeaderOps,
     pub(crate) deadline_ticks: u64,
     max_memory: usize,
     /// Idle instances of a stateless filter, ready for the next request.
@@ -118,11 +128,16 @@ impl FilterBinding {
                     source,
                 },
             )?;
-        let info = FilterInfo::from(init.map_err(WasmError::Config)?);
+        let declared = init.map_err(WasmError::Config)?;
+        let info = FilterInfo::from(&declared);
+        let header_ops =
+            DeclaredHeaderOps::parse(declared.request_header_ops, declared.response_header_ops)
+                .map_err(WasmError::Config)?;
         let binding = FilterBinding {
             module: module.clone(),
             context,
             info,
+            header_ops,
             deadline_ticks,
             max_memory,
             idle: ArrayQueue::new(idle_capacity()),
@@ -138,6 +153,25 @@ impl FilterBinding {
         self.info
     }
 
+    /// The header changes the filter's `init` declared, which [`ActiveFilter`] makes
+    /// without entering the guest (before the phase's call, if the filter has one).
+    /// Later instances' `init`s are not asked again: the first declaration stands.
+    pub fn header_ops(&self) -> &DeclaredHeaderOps {
+        &self.header_ops
+    }
+
+    /// The phases in which this binding does anything: the guest's phases, plus the
+    /// header phases with declared changes.
+    pub fn active_phases(&self) -> Phases {
+        Phases {
+            request_headers: self.info.phases.request_headers
+                || !self.header_ops.request.is_empty(),
+            response_headers: self.info.phases.response_headers
+                || !self.header_ops.response.is_empty(),
+            ..self.info.phases
+        }
+    }
+
     /// The binding's name for logs and metrics.
     pub fn display_name(&self) -> &str {
         &self.context.display_name
@@ -149,9 +183,14 @@ impl FilterBinding {
     }
 
     /// Checks out an instance for one request: an idle one for stateless filters when
-    /// there is one, else a fresh one (~10 µs plus the filter's `init`). Dropping the
+    /// there is one, else a fresh one (~10 µs plus the filter's `init`); none for a filter
+    /// without phases, whose declared header changes need no guest. Dropping the
     /// [`ActiveFilter`] returns a healthy reusable instance to the pool.
     pub fn start(self: &Arc<Self>) -> Result<ActiveFilter, FilterError> {
+        if !self.info.phases.any() {
+            // Declared header changes only: the guest is never entered.
+            return Ok(ActiveFilter::without_instance(self.clone()));
+        }
         let instance = match self.take_idle() {
             Some(instance) => instance,
             None => self.fresh_instance()?,

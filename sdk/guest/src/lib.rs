@@ -56,7 +56,7 @@ pub mod bindings {
 
 pub use bindings::nantian::filter::http::{Request, Response};
 pub use bindings::nantian::filter::types::{
-    BodyAction, FilterInfo, HeadersAction, LocalResponse, LogLevel, Phases,
+    BodyAction, FilterInfo, HeaderOp, HeadersAction, LocalResponse, LogLevel, Phases,
 };
 
 /// An HTTP filter. One value lives in each Wasm instance: it is built by [`Filter::new`]
@@ -112,7 +112,7 @@ pub trait Filter: Sized + 'static {
 /// Exports a [`Filter`] type as the component's `nantian:filter/filter` interface.
 /// Use it once, in the filter crate's root.
 ///
-/// Only `wasm32` builds export anything: the export names (`nantian:filter/filter@0.1.0#init`)
+/// Only `wasm32` builds export anything: the export names (`nantian:filter/filter@0.2.0#init`)
 /// are not valid native symbols, so native builds (clippy, unit tests of the filter's own
 /// logic) just check that the type implements [`Filter`].
 #[macro_export]

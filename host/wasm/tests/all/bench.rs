@@ -64,7 +64,7 @@ fn per_call_cost() {
     );
     let template = request("/path?q=1", &headers);
     measure(
-        "header-modifier, reused instance, start+call+drop",
+        "header-modifier (declared header ops, guest not entered), start+apply+drop",
         20_000,
         || {
             let mut req = template.clone();
@@ -78,6 +78,20 @@ fn per_call_cost() {
     measure("request clone alone (baseline)", 20_000, || {
         std::hint::black_box(template.clone());
     });
+
+    let reused = bind(&engine, FAULT, "{}");
+    measure(
+        "fault filter, reused instance, guest call setting two headers, start+call+drop",
+        20_000,
+        || {
+            let mut req = template.clone();
+            reused
+                .start()
+                .unwrap()
+                .on_request_headers(&mut req)
+                .unwrap();
+        },
+    );
 
     let isolated = bind(&engine, FAULT, r#"{"isolation":"per-request"}"#);
     measure(

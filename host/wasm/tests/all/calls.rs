@@ -1,39 +1,93 @@
 //! What a successful call does to the request and response.
 
 use bytes::Bytes;
-use nantian_wasm::{BodyAction, FilterInfo, HeadersAction, LocalResponse, Phases};
+use nantian_wasm::{BodyAction, EngineConfig, FilterInfo, HeadersAction, LocalResponse, Phases};
 
 use crate::support::*;
 
 #[test]
-fn header_modifier_mutates_request_in_place_and_declares_its_phases() {
+fn header_modifier_declares_its_changes_and_the_host_makes_them() {
     let engine = engine();
     let binding = bind(
         &engine,
         HEADER_MODIFIER,
-        r#"{"request":{"set":[{"name":"X-Set","value":"v"}],"remove":["x-gone"]}}"#,
+        r#"{"request":{"set":[{"name":"X-Set","value":"v"}],"remove":["x-gone"]},
+            "response":{"add":[{"name":"x-added","value":"a"}]}}"#,
     );
+    // No phase: the guest is never entered per request.
     assert_eq!(
         binding.info(),
         FilterInfo {
-            phases: Phases {
-                request_headers: true,
-                ..Phases::default()
-            },
+            phases: Phases::default(),
             per_request_isolation: false
+        }
+    );
+    assert_eq!(
+        binding.active_phases(),
+        Phases {
+            request_headers: true,
+            response_headers: true,
+            ..Phases::default()
         }
     );
     assert_eq!(binding.display_name(), "test");
     let mut req = request("/a", &[("x-gone", "1"), ("x-set", "old"), ("x-kept", "k")]);
+    let mut resp = response(200, &[("x-added", "upstream")]);
     let mut active = binding.start().unwrap();
     assert_eq!(
         active.on_request_headers(&mut req).unwrap(),
+        HeadersAction::Continue
+    );
+    assert_eq!(
+        active.on_response_headers(&mut req, &mut resp).unwrap(),
         HeadersAction::Continue
     );
     assert_eq!(header(&req.headers, "x-set"), Some("v"));
     assert_eq!(header(&req.headers, "x-gone"), None);
     assert_eq!(header(&req.headers, "x-kept"), Some("k"));
     assert_eq!(req.uri, "/a");
+    let added: Vec<_> = resp.headers.get_all("x-added").iter().collect();
+    assert_eq!(added, ["upstream", "a"]);
+}
+
+#[test]
+fn declared_changes_come_before_the_filters_own_phase() {
+    let engine = engine();
+    let binding = bind(&engine, FAULT, r#"{"declare":"x-decl"}"#);
+    let mut req = request("/", &[("x-decl", "client")]);
+    let mut active = binding.start().unwrap();
+    active.on_request_headers(&mut req).unwrap();
+    assert_eq!(header(&req.headers, "x-decl"), Some("declared"));
+    // The guest ran after the host's change, and saw it.
+    assert_eq!(
+        header(&req.headers, "x-fault-saw-declared"),
+        Some("declared")
+    );
+    assert_eq!(header(&req.headers, "x-fault-filter"), Some("ok"));
+    let mut resp = response(200, &[]);
+    active.on_response_headers(&mut req, &mut resp).unwrap();
+    assert_eq!(header(&resp.headers, "x-decl"), Some("declared"));
+}
+
+#[test]
+fn a_filter_without_phases_never_occupies_an_instance() {
+    // One instance in the whole engine, held by the binding's own init and then idle.
+    let engine = engine_with(EngineConfig {
+        max_instances: 1,
+        ..Default::default()
+    });
+    let binding = bind(&engine, FAULT, r#"{"phase":"none","declare":"x-decl"}"#);
+    let mut actives: Vec<_> = (0..4).map(|_| binding.start().unwrap()).collect();
+    for active in &mut actives {
+        let mut req = request("/", &[]);
+        active.on_request_headers(&mut req).unwrap();
+        assert_eq!(header(&req.headers, "x-decl"), Some("declared"));
+        assert_eq!(
+            header(&req.headers, "x-fault-filter"),
+            None,
+            "guest entered"
+        );
+    }
 }
 
 #[test]

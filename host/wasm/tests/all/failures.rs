@@ -150,6 +150,18 @@ fn config_rejected_by_init_is_a_config_error() {
 }
 
 #[test]
+fn an_invalid_declared_header_op_is_a_config_error() {
+    let engine = engine();
+    match engine.bind(&module(&engine, FAULT), spec(r#"{"declare":"bad name"}"#)) {
+        Err(WasmError::Config(message)) => assert_eq!(
+            message,
+            r#"declared request header op: invalid header name "bad name""#
+        ),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+#[test]
 fn exhausted_pool_is_reported_and_recovers() {
     let engine = engine_with(EngineConfig {
         max_instances: 2,

@@ -2,8 +2,11 @@
 //! tested against a real component.
 //!
 //! Configuration (JSON, every key optional):
-//! `{"phase": "request-headers" | "response-headers" | "request-body" | "response-body",
-//!   "isolation": "reuse" | "per-request", "fail-init": "reason"}`.
+//! `{"phase": "request-headers" | "response-headers" | "request-body" | "response-body" | "none",
+//!   "isolation": "reuse" | "per-request", "fail-init": "reason", "declare": "header-name"}`.
+//! With `declare`, `init` declares a header op setting that header to `declared` on every
+//! request and response, and the request-header phase reports the value it saw there in
+//! `x-fault-saw-declared`.
 //!
 //! At call time the request header `x-fault` picks the behaviour: `trap` panics, `spin`
 //! loops forever, `oom` allocates until the memory limit, `print` writes to stdout and
@@ -20,7 +23,8 @@
 use std::time::Duration;
 
 use nantian_filter_sdk::{
-    BodyAction, Filter, FilterInfo, HeadersAction, LocalResponse, Phases, Request, Response, host,
+    BodyAction, Filter, FilterInfo, HeaderOp, HeadersAction, LocalResponse, Phases, Request,
+    Response, host,
 };
 
 /// The misbehaving filter; `calls` counts the calls this instance has served.
@@ -28,6 +32,7 @@ use nantian_filter_sdk::{
 pub struct FaultFilter {
     phase: Phases,
     per_request: bool,
+    declare: Option<String>,
     calls: u64,
 }
 
@@ -41,6 +46,7 @@ fn parse_config(config: &[u8]) -> Result<FaultFilter, String> {
         Some("response-headers") => Phases::RESPONSE_HEADERS,
         Some("request-body") => Phases::REQUEST_BODY,
         Some("response-body") => Phases::RESPONSE_BODY,
+        Some("none") => Phases::empty(),
         Some(other) => return Err(format!("unknown phase {other:?}")),
     };
     let per_request = match string_field(text, "isolation").as_deref() {
@@ -51,6 +57,7 @@ fn parse_config(config: &[u8]) -> Result<FaultFilter, String> {
     Ok(FaultFilter {
         phase,
         per_request,
+        declare: string_field(text, "declare"),
         calls: 0,
     })
 }
@@ -137,9 +144,16 @@ impl Filter for FaultFilter {
     }
 
     fn info(&self) -> FilterInfo {
-        FilterInfo {
-            phases: self.phase,
-            per_request_isolation: self.per_request,
+        let info = if self.per_request {
+            FilterInfo::per_request(self.phase)
+        } else {
+            FilterInfo::stateless(self.phase)
+        };
+        match &self.declare {
+            Some(name) => info
+                .with_request_header_ops(vec![HeaderOp::set(name, "declared")])
+                .with_response_header_ops(vec![HeaderOp::set(name, "declared")]),
+            None => info,
         }
     }
 
@@ -149,6 +163,10 @@ impl Filter for FaultFilter {
         }
         req.set_header("x-fault-filter", "ok");
         req.set_header("x-fault-calls", &self.calls.to_string());
+        if let Some(name) = &self.declare {
+            let saw = req.header(name).unwrap_or_else(|| "nothing".into());
+            req.set_header("x-fault-saw-declared", &saw);
+        }
         HeadersAction::Continue
     }
 
