@@ -96,6 +96,15 @@ impl Controller {
             .status();
     }
 
+    /// How many times this replica has translated the cluster (`/api/v1/status`).
+    pub async fn translations(&self) -> Option<u64> {
+        let reply = send(get(&self.admin, "admin", "/api/v1/status"))
+            .await
+            .ok()?;
+        let status: Value = serde_json::from_slice(&reply.body).ok()?;
+        status["translations"].as_u64()
+    }
+
     /// Whether this replica says it leads (None while it has not translated yet).
     pub async fn leading(&self) -> Option<bool> {
         let reply = send(get(&self.admin, "admin", "/api/v1/status"))

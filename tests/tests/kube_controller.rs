@@ -7,7 +7,7 @@
 //! its own namespaces, so the tests share one API server without seeing each other.
 
 use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use nantian_e2e::harness::tls::{certificate, get_tls, tls_secret};
 use nantian_e2e::harness::{Env, get, send, wait_for};
 use nantian_e2e::kube::{apply_yaml, apply_yaml_in, shared_or_skip};
@@ -538,6 +538,124 @@ async fn one_leader_writes_status_and_another_takes_over() {
 }
 
 /// Applies `yaml` and returns the API server's refusal message, if it refused.
+/// The translator reads no status, so a watch event that changes only an object's status
+/// (most often our own status write coming back) must not cost a translation; a spec
+/// change must. The controller's `translations` counter shows which happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_only_changes_are_not_translated_again_but_spec_changes_are() {
+    let Some(kube) =
+        shared_or_skip("status_only_changes_are_not_translated_again_but_spec_changes_are").await
+    else {
+        return;
+    };
+    let client = kube.client().await.unwrap();
+    let ns = kube.create_namespace("k8s-status-only").await.unwrap();
+    let controller_name = format!("gateway.nantian.dev/{ns}");
+    let class = format!("class-{ns}");
+    let env = Env::new();
+    let bind = env.gateway_ip(1);
+    let config = format!(
+        r#"{class_yaml}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  gatewayClassName: {class}
+  listeners:
+  - {{name: http, port: 8080, protocol: HTTP}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: route, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: web}}]
+  rules:
+  - backendRefs: [{{name: nope, port: 80}}]
+"#,
+        class_yaml = gateway_class(&class, &controller_name),
+    );
+    apply_yaml(&client, &config).await.unwrap();
+    // The first periodic resync (a full translation) comes 60 s after the start; every
+    // check below is made well before it.
+    let controller = Controller::start(kube, &env, 90, &ns, &controller_name, &bind);
+    wait_route(
+        &client,
+        &ns,
+        "route",
+        &controller_name,
+        "ResolvedRefs",
+        ("False", "BackendNotFound"),
+    )
+    .await;
+    // Settled: our own status writes have come back through the watch by now.
+    let mut settled = controller.translations().await.unwrap();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let now = controller.translations().await.unwrap();
+        if now == settled {
+            break;
+        }
+        settled = now;
+    }
+
+    // Another controller adds its own parent entry: a status-only change.
+    let routes: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &http_routes());
+    let mut parents = object(&client, &http_routes(), &ns, "route")
+        .await
+        .unwrap()
+        .data["status"]["parents"]
+        .clone();
+    parents.as_array_mut().unwrap().push(serde_json::json!({
+        "parentRef": {"name": "elsewhere"},
+        "controllerName": "example.com/other-controller",
+        "conditions": [{
+            "type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1
+        }]
+    }));
+    routes
+        .patch_status(
+            "route",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"parents": parents}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        controller.translations().await.unwrap(),
+        settled,
+        "a status-only change was translated again"
+    );
+    let status = &object(&client, &http_routes(), &ns, "route")
+        .await
+        .unwrap()
+        .data["status"];
+    let owners: Vec<&str> = status["parents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["controllerName"].as_str())
+        .collect();
+    assert!(owners.contains(&controller_name.as_str()), "{status}");
+    assert!(owners.contains(&"example.com/other-controller"), "{status}");
+
+    // A spec change is translated.
+    routes
+        .patch(
+            "route",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"hostnames": ["changed.example"]}})),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        || async { controller.translations().await.unwrap() > settled },
+        "a translation of the spec change",
+    )
+    .await;
+}
+
 async fn refusal(client: &Client, namespace: &str, yaml: &str) -> Option<String> {
     apply_yaml_in(client, namespace, yaml)
         .await
