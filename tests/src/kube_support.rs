@@ -126,9 +126,11 @@ impl Drop for Controller {
 pub struct Host(pub Child);
 
 impl Host {
-    pub fn start(controller: &Controller, gateway: &str, admin: &str) -> Self {
-        let child = Command::new(bin("nantian-host"))
-            .args(["--xds-address", &format!("http://{}", controller.xds)])
+    /// The host command for `gateway`, reaching the controller's xDS over `scheme`.
+    fn command(controller: &Controller, scheme: &str, gateway: &str, admin: &str) -> Command {
+        let mut command = Command::new(bin("nantian-host"));
+        command
+            .args(["--xds-address", &format!("{scheme}://{}", controller.xds)])
             .args([
                 "--gateway",
                 gateway,
@@ -137,7 +139,12 @@ impl Host {
                 "--workers",
                 "1",
             ])
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        command
+    }
+
+    pub fn start(controller: &Controller, gateway: &str, admin: &str) -> Self {
+        let child = Self::command(controller, "http", gateway, admin)
             .spawn()
             .expect("start nantian-host");
         Host(child)
@@ -153,25 +160,11 @@ impl Host {
         log: &std::path::Path,
     ) -> Self {
         let file = |name: &str| tls_dir.join(name).display().to_string();
-        let child = Command::new(bin("nantian-host"))
-            .args(["--xds-address", &format!("https://{}", controller.xds)])
-            .args([
-                "--gateway",
-                gateway,
-                "--admin-addr",
-                admin,
-                "--workers",
-                "1",
-            ])
+        let child = Self::command(controller, "https", gateway, admin)
             .args(["--xds-ca-file", &file("ca.crt")])
-            .args([
-                "--xds-cert-file",
-                &file("tls.crt"),
-                "--xds-key-file",
-                &file("tls.key"),
-            ])
+            .args(["--xds-cert-file", &file("tls.crt")])
+            .args(["--xds-key-file", &file("tls.key")])
             .env("NANTIAN_LOG", "info")
-            .stdin(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .expect("start nantian-host");
@@ -263,6 +256,12 @@ pub async fn wait_route(
         &format!("HTTPRoute {namespace}/{name} {type_}={}/{}", want.0, want.1),
     )
     .await;
+}
+
+/// The controllerName and GatewayClass name a test owns, derived from its namespace, so
+/// tests sharing one API server never serve each other's Gateways.
+pub fn class_names(ns: &str) -> (String, String) {
+    (format!("gateway.nantian.dev/{ns}"), format!("class-{ns}"))
 }
 
 pub fn gateway_class(name: &str, controller_name: &str) -> String {

@@ -12,8 +12,8 @@ use nantian_e2e::harness::tls::{certificate, get_tls, tls_secret};
 use nantian_e2e::harness::{Env, get, send, wait_for};
 use nantian_e2e::kube::{apply_yaml, apply_yaml_in, shared_or_skip};
 use nantian_e2e::kube_support::{
-    Controller, Host, answered_by, backend_ip, condition, gateway_class, gateways, http_routes,
-    object, resource, route_condition, service, wait_route,
+    Controller, Host, answered_by, backend_ip, class_names, condition, gateway_class, gateways,
+    http_routes, object, resource, route_condition, service, wait_route,
 };
 use serde_json::Value;
 
@@ -26,8 +26,7 @@ async fn statuses_provisioning_and_endpoint_churn_reach_the_host() {
     };
     let client = kube.client().await.unwrap();
     let ns = kube.create_namespace("k8s-gateway").await.unwrap();
-    let controller_name = format!("gateway.nantian.dev/{ns}");
-    let class = format!("class-{ns}");
+    let (controller_name, class) = class_names(&ns);
     let mut env = Env::new();
     let ip = backend_ip();
     let (port_a, port_b) = (env.own_port(0), env.own_port(1));
@@ -279,8 +278,7 @@ async fn reference_grants_and_secret_rotation_apply_live() {
     let client = kube.client().await.unwrap();
     let ns = kube.create_namespace("k8s-routes").await.unwrap();
     let backends = kube.create_namespace("k8s-backends").await.unwrap();
-    let controller_name = format!("gateway.nantian.dev/{ns}");
-    let class = format!("class-{ns}");
+    let (controller_name, class) = class_names(&ns);
     let mut env = Env::new();
     let ip = backend_ip();
     let port = env.own_port(0);
@@ -419,8 +417,7 @@ async fn one_leader_writes_status_and_another_takes_over() {
     };
     let client = kube.client().await.unwrap();
     let ns = kube.create_namespace("k8s-leader").await.unwrap();
-    let controller_name = format!("gateway.nantian.dev/{ns}");
-    let class = format!("class-{ns}");
+    let (controller_name, class) = class_names(&ns);
     let env = Env::new();
     let bind = env.gateway_ip(1);
     let route = |name: &str| {
@@ -550,8 +547,7 @@ async fn status_only_changes_are_not_translated_again_but_spec_changes_are() {
     };
     let client = kube.client().await.unwrap();
     let ns = kube.create_namespace("k8s-status-only").await.unwrap();
-    let controller_name = format!("gateway.nantian.dev/{ns}");
-    let class = format!("class-{ns}");
+    let (controller_name, class) = class_names(&ns);
     let env = Env::new();
     let bind = env.gateway_ip(1);
     let config = format!(
@@ -735,8 +731,7 @@ async fn the_generated_rbac_is_all_the_controller_needs() {
     };
     let client = kube.client().await.unwrap();
     let ns = kube.create_namespace("k8s-rbac").await.unwrap();
-    let controller_name = format!("gateway.nantian.dev/{ns}");
-    let class = format!("class-{ns}");
+    let (controller_name, class) = class_names(&ns);
     let env = Env::new();
     let bind = env.gateway_ip(1);
 
@@ -857,8 +852,7 @@ async fn xds_is_mutual_tls_and_each_host_gets_only_its_gateway() {
     };
     let client = kube.client().await.unwrap();
     let ns = kube.create_namespace("k8s-mtls").await.unwrap();
-    let controller_name = format!("gateway.nantian.dev/{ns}");
-    let class = format!("class-{ns}");
+    let (controller_name, class) = class_names(&ns);
     let mut env = Env::new();
     let ip = backend_ip();
     let port = env.own_port(0);

@@ -13,7 +13,7 @@ use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use nantian_e2e::harness::{Env, get, send};
 use nantian_e2e::kube::{KubeControlPlane, apply_yaml};
 use nantian_e2e::kube_support::{
-    Controller, Host, backend_ip, gateway_class, http_routes, service,
+    Controller, Host, backend_ip, class_names, gateway_class, http_routes, service,
 };
 
 const ROUTES: usize = 5000;
@@ -60,8 +60,7 @@ async fn five_thousand_routes_through_the_api_server() {
         .expect("the scale benchmark needs kube-apiserver and etcd (cargo xtask kube-assets)");
     let client = kube.client().await.unwrap();
     let ns = kube.create_namespace("scale").await.unwrap();
-    let controller_name = format!("gateway.nantian.dev/{ns}");
-    let class = format!("class-{ns}");
+    let (controller_name, class) = class_names(&ns);
     let mut env = Env::new();
     let ip = backend_ip();
     let port = env.own_port(0);

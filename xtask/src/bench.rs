@@ -200,30 +200,18 @@ pub fn run(ws: &Workspace) -> Result<()> {
 
     let preamble = preamble(&settings, &tools, load_cpu.is_some());
     let mut section = report::render(&rows, &preamble);
-    match &route_table {
-        Some(Ok(table)) => {
-            section.push_str("\nRoute table (one host, plain HTTP):\n\n");
-            for line in table.lines() {
-                section.push_str(&format!("- {line}\n"));
-            }
-        }
-        Some(Err(reason)) => {
-            section.push_str(&format!("\nRoute table: not measured ({reason})\n"));
-        }
-        None => {}
-    }
-    match &scale {
-        Some(Ok(scale)) => {
-            section.push_str("\nKubernetes mode (real kube-apiserver + etcd, the controller and one host of the release build):\n\n");
-            for line in scale.lines() {
-                section.push_str(&format!("- {line}\n"));
-            }
-        }
-        Some(Err(reason)) => {
-            section.push_str(&format!("\nKubernetes scale: not measured ({reason})\n"));
-        }
-        None => {}
-    }
+    append_measured(
+        &mut section,
+        route_table.as_ref().map(|r| r.as_ref().map(|t| t.lines())),
+        "Route table (one host, plain HTTP)",
+        "Route table",
+    );
+    append_measured(
+        &mut section,
+        scale.as_ref().map(|r| r.as_ref().map(|s| s.lines())),
+        "Kubernetes mode (real kube-apiserver + etcd, the controller and one host of the release build)",
+        "Kubernetes scale",
+    );
     println!("\n{section}");
     if settings.kinds == Kind::ALL {
         let readme = ws.root.join("bench").join("README.md");
@@ -468,5 +456,24 @@ fn finish(run_dir: PathBuf, keep: bool, rows: &[Row]) {
         eprintln!("bench: configs and logs kept in {}", run_dir.display());
     } else {
         let _ = std::fs::remove_dir_all(&run_dir);
+    }
+}
+
+/// Appends an optional measurement's lines as a bulleted block, or why it was not measured.
+fn append_measured(
+    section: &mut String,
+    result: Option<std::result::Result<Vec<String>, &String>>,
+    title: &str,
+    short: &str,
+) {
+    match result {
+        Some(Ok(lines)) => {
+            section.push_str(&format!("\n{title}:\n\n"));
+            for line in lines {
+                section.push_str(&format!("- {line}\n"));
+            }
+        }
+        Some(Err(reason)) => section.push_str(&format!("\n{short}: not measured ({reason})\n")),
+        None => {}
     }
 }

@@ -471,6 +471,33 @@ impl Provisioner {
         }
     }
 
+    /// Deletes the objects of kind `K` matching `ours` that `stale` names (namespace, name).
+    async fn delete_stale_of<K>(
+        &self,
+        ours: &ListParams,
+        stale: &impl Fn(&ObjectMeta) -> Option<(String, String)>,
+    ) -> Result<(), kube::Error>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let all: Api<K> = Api::all(self.client.clone());
+        for (namespace, name) in all
+            .list_metadata(ours)
+            .await?
+            .items
+            .iter()
+            .filter_map(|object| stale(&object.metadata))
+        {
+            info!(kind = %K::kind(&()), namespace = %namespace, name = %name, "deleting data-plane object of a Gateway that is gone");
+            let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
+            api.delete(&name, &DeleteParams::background()).await?;
+        }
+        Ok(())
+    }
+
     async fn delete_stale(&self, wanted: &BTreeSet<(String, String)>) -> Result<(), kube::Error> {
         let ours = ListParams::default().labels(&format!(
             "{MANAGED_BY}={MANAGED_BY_US},{CONTROLLER_LABEL}={}",
@@ -487,51 +514,12 @@ impl Provisioner {
             (!wanted.contains(&(namespace.clone(), gateway)))
                 .then(|| (namespace, meta.name.clone().unwrap_or_default()))
         };
-        let deployments: Api<Deployment> = Api::all(self.client.clone());
-        for (namespace, name) in deployments
-            .list_metadata(&ours)
-            .await?
-            .items
-            .iter()
-            .filter_map(|d| stale(&d.metadata))
-        {
-            info!(namespace = %namespace, name = %name, "deleting the data plane of a Gateway that is gone");
-            let api: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
-            api.delete(&name, &DeleteParams::background()).await?;
-        }
-        let services: Api<Service> = Api::all(self.client.clone());
-        for (namespace, name) in services
-            .list_metadata(&ours)
-            .await?
-            .items
-            .iter()
-            .filter_map(|s| stale(&s.metadata))
-        {
-            let api: Api<Service> = Api::namespaced(self.client.clone(), &namespace);
-            api.delete(&name, &DeleteParams::background()).await?;
-        }
-        let accounts: Api<ServiceAccount> = Api::all(self.client.clone());
-        for (namespace, name) in accounts
-            .list_metadata(&ours)
-            .await?
-            .items
-            .iter()
-            .filter_map(|a| stale(&a.metadata))
-        {
-            let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &namespace);
-            api.delete(&name, &DeleteParams::background()).await?;
-        }
-        let secrets: Api<Secret> = Api::all(self.client.clone());
-        for (namespace, name) in secrets
-            .list_metadata(&ours)
-            .await?
-            .items
-            .iter()
-            .filter_map(|s| stale(&s.metadata))
-        {
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-            api.delete(&name, &DeleteParams::background()).await?;
-        }
+        // The Deployment first: with it gone the pods stop, whatever else fails.
+        self.delete_stale_of::<Deployment>(&ours, &stale).await?;
+        self.delete_stale_of::<Service>(&ours, &stale).await?;
+        self.delete_stale_of::<ServiceAccount>(&ours, &stale)
+            .await?;
+        self.delete_stale_of::<Secret>(&ours, &stale).await?;
         Ok(())
     }
 }
