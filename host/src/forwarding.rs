@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use http::header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Version};
 
@@ -17,6 +18,10 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 /// which gRPC needs end to end), `Trailer`, `Transfer-Encoding` and `Upgrade`. For a
 /// WebSocket handshake being proxied, `Connection: upgrade` and `Upgrade` are put back.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages have none: one pass over the names beats a hashed lookup per name.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let upgrade = if keep_upgrade {
         headers.get(UPGRADE).cloned()
     } else {
@@ -51,6 +56,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// A header only `strip_hop_by_hop` removes by name (those `Connection` names are found
+/// through `Connection` itself).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == TE
+        || name == TRAILER
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
 fn tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
     value
         .to_str()
@@ -78,7 +95,7 @@ pub fn is_websocket_upgrade(version: Version, headers: &HeaderMap) -> bool {
 pub fn prepare_request_headers(
     headers: &mut HeaderMap,
     authority: Option<&http::uri::Authority>,
-    client_ip: IpAddr,
+    client: &ClientIp,
     scheme: &'static str,
     websocket: bool,
 ) {
@@ -90,27 +107,38 @@ pub fn prepare_request_headers(
     {
         headers.insert(HOST, value);
     }
-    append_forwarded_for(headers, client_ip);
+    append_forwarded_for(headers, client);
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
 }
 
+/// A client's address as the `X-Forwarded-For` entry, made once per connection: the
+/// header value is shared by every request on it, so adding it allocates nothing.
+#[derive(Clone, Debug)]
+pub struct ClientIp(HeaderValue);
+
+impl ClientIp {
+    pub fn new(ip: IpAddr) -> Self {
+        let value = HeaderValue::from_maybe_shared(Bytes::from(ip.to_string()))
+            .expect("an IP address is a valid header value");
+        ClientIp(value)
+    }
+}
+
 /// Appends the client address to `X-Forwarded-For`, folding earlier values into one line.
-pub fn append_forwarded_for(headers: &mut HeaderMap, client_ip: IpAddr) {
-    let ip = client_ip.to_string();
+pub fn append_forwarded_for(headers: &mut HeaderMap, client: &ClientIp) {
     let mut existing = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .peekable();
-    let value = if existing.peek().is_none() {
-        ip
-    } else {
-        let mut joined = existing.collect::<Vec<_>>().join(", ");
-        joined.push_str(", ");
-        joined.push_str(&ip);
-        joined
-    };
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    if existing.peek().is_none() {
+        headers.insert(&X_FORWARDED_FOR, client.0.clone());
+        return;
+    }
+    let mut joined = existing.collect::<Vec<_>>().join(", ");
+    joined.push_str(", ");
+    joined.push_str(client.0.to_str().unwrap_or_default());
+    if let Ok(value) = HeaderValue::from_str(&joined) {
         headers.insert(&X_FORWARDED_FOR, value);
     }
 }
@@ -186,7 +214,7 @@ mod tests {
         prepare_request_headers(
             &mut map,
             Some(&authority),
-            "192.0.2.7".parse().unwrap(),
+            &ClientIp::new("192.0.2.7".parse().unwrap()),
             "http",
             false,
         );
@@ -198,7 +226,8 @@ mod tests {
         assert_eq!(map.get(HOST).unwrap(), "example.com:8080");
 
         let mut fresh = headers(&[("host", "kept.example")]);
-        prepare_request_headers(&mut fresh, None, "::1".parse().unwrap(), "http", false);
+        let client = ClientIp::new("::1".parse().unwrap());
+        prepare_request_headers(&mut fresh, None, &client, "http", false);
         assert_eq!(fresh.get(&X_FORWARDED_FOR).unwrap(), "::1");
         assert_eq!(fresh.get(HOST).unwrap(), "kept.example");
     }

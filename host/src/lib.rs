@@ -31,6 +31,7 @@ mod retry;
 pub mod router;
 pub mod server;
 pub mod session;
+mod side_wake;
 pub mod snapshot;
 mod timeout;
 pub mod tls;

@@ -19,7 +19,9 @@ use tracing::debug;
 use crate::config::{PathMatch, Scheme};
 use crate::filter_body::{Direction, FilteredBody, SharedRun, lock};
 use crate::filter_chain::{FilterRun, Flow, RedirectContext, status_response};
-use crate::forwarding::{is_websocket_upgrade, prepare_request_headers, strip_hop_by_hop};
+use crate::forwarding::{
+    ClientIp, is_websocket_upgrade, prepare_request_headers, strip_hop_by_hop,
+};
 use crate::mirror;
 use crate::pick;
 use crate::retry;
@@ -34,6 +36,8 @@ pub struct ProxyRequest<'a> {
     pub candidate: &'a Candidate,
     pub listener_port: u16,
     pub client: SocketAddr,
+    /// The same address as `X-Forwarded-For` adds it.
+    pub client_ip: &'a ClientIp,
     /// How the client reached us: `https` on HTTPS listeners.
     pub scheme: Scheme,
 }
@@ -75,7 +79,7 @@ pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<Pr
     prepare_request_headers(
         &mut parts.headers,
         parts.uri.authority(),
-        p.client.ip(),
+        p.client_ip,
         p.scheme.as_str(),
         websocket,
     );

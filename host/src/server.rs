@@ -10,6 +10,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -25,12 +26,14 @@ use tracing::{debug, warn};
 
 use crate::config::Scheme;
 use crate::filter_chain::status_response;
+use crate::forwarding::ClientIp;
 use crate::grpc_reply::{is_grpc, to_grpc};
 use crate::hostname::normalize_request_host;
 use crate::idle::{Activity, IDLE_TICK, ServedBody, Verdict, Watchdog};
 use crate::metrics::Metrics;
 use crate::proxy::{ProxyRequest, forward};
 use crate::router::{Lookup, RequestView};
+use crate::side_wake::SideWake;
 use crate::snapshot::Snapshot;
 use crate::tls::SniResolver;
 use crate::upstream::ProxyBody;
@@ -71,6 +74,7 @@ pub async fn accept_loop(
                     let conn = Connection {
                         bind,
                         peer,
+                        client_ip: ClientIp::new(peer.ip()),
                         shared: shared.clone(),
                         tls: None,
                     };
@@ -90,6 +94,7 @@ pub async fn accept_loop(
 struct Connection {
     bind: SocketAddr,
     peer: SocketAddr,
+    client_ip: ClientIp,
     shared: Arc<Shared>,
     /// Set on HTTPS sockets once the handshake is done.
     tls: Option<TlsSession>,
@@ -155,31 +160,59 @@ impl Connection {
         });
         let serving = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let mut serving = std::pin::pin!(serving);
+        let mut stop = std::pin::pin!(async move {
+            // Changed, or the sender is gone: either way the socket is being closed.
+            let _ = stop.changed().await;
+        });
         let mut ticks =
             tokio::time::interval_at(tokio::time::Instant::now() + IDLE_TICK, IDLE_TICK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watchdog = Watchdog::default();
-        let result = loop {
-            tokio::select! {
-                result = serving.as_mut() => break result,
-                _ = stop.changed() => {
-                    // The socket was removed from config: finish what's in flight, then close.
-                    serving.as_mut().graceful_shutdown();
-                    break serving.await;
+        // The stop signal and the ticks are polled only when they woke the task, not for
+        // every request (`side_wake`).
+        let mut side = SideWake::default();
+        let mut stopping = false;
+        let result = std::future::poll_fn(|cx| {
+            loop {
+                if let Poll::Ready(result) = serving.as_mut().poll(cx) {
+                    return Poll::Ready(result);
                 }
-                _ = ticks.tick() => match watchdog.tick(&activity) {
-                    Verdict::Keep => {}
-                    Verdict::Shutdown => {
-                        debug!(%peer, "closing an idle connection");
-                        serving.as_mut().graceful_shutdown();
+                if stopping {
+                    // Only the connection itself matters now.
+                    return Poll::Pending;
+                }
+                let Some(waker) = side.due(cx.waker()) else {
+                    return Poll::Pending;
+                };
+                let mut side_cx = Context::from_waker(waker);
+                if stop.as_mut().poll(&mut side_cx).is_ready() {
+                    // The socket was removed from config: finish what's in flight, then close.
+                    stopping = true;
+                    serving.as_mut().graceful_shutdown();
+                    continue;
+                }
+                let mut shut_down = false;
+                while ticks.poll_tick(&mut side_cx).is_ready() {
+                    match watchdog.tick(&activity) {
+                        Verdict::Keep => {}
+                        Verdict::Shutdown => {
+                            debug!(%peer, "closing an idle connection");
+                            serving.as_mut().graceful_shutdown();
+                            shut_down = true;
+                        }
+                        Verdict::Drop => {
+                            debug!(%peer, "dropping a connection that stayed idle after shutdown");
+                            return Poll::Ready(Ok(()));
+                        }
                     }
-                    Verdict::Drop => {
-                        debug!(%peer, "dropping a connection that stayed idle after shutdown");
-                        break Ok(());
-                    }
-                },
+                }
+                if !shut_down {
+                    return Poll::Pending;
+                }
+                // hyper acts on a graceful shutdown when polled.
             }
-        };
+        })
+        .await;
         if let Err(e) = result {
             debug!(%peer, "connection ended with an error: {e}");
         }
@@ -228,6 +261,7 @@ impl Connection {
             candidate,
             listener_port: listener.port,
             client: self.peer,
+            client_ip: &self.client_ip,
             scheme: if self.tls.is_some() {
                 Scheme::Https
             } else {

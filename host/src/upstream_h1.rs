@@ -62,7 +62,10 @@ pub struct EndpointIdle {
 
 struct IdleDirect {
     conn: DirectConn,
-    since: Instant,
+    /// Stamped by the first sweep that finds the connection idle, not when it is put
+    /// back: a clock read per request saved, for an idle timeout kept up to one sweep
+    /// period (half the timeout) late.
+    since: Option<Instant>,
 }
 
 struct Idle {
@@ -117,10 +120,7 @@ impl EndpointIdle {
     pub(crate) fn put_back_direct(&self, conn: DirectConn) {
         let mut list = lock(&self.direct);
         if list.len() < MAX_IDLE_PER_ENDPOINT {
-            list.push(IdleDirect {
-                conn,
-                since: Instant::now(),
-            });
+            list.push(IdleDirect { conn, since: None });
         }
     }
 
@@ -142,6 +142,7 @@ impl PoolShared {
     /// Closes connections idle for longer than the idle timeout, and forgets endpoints
     /// no snapshot uses any more once they have no connections left.
     fn sweep(&self) {
+        let now = Instant::now();
         let mut endpoints = lock(&self.endpoints);
         endpoints.retain(|_, endpoint| {
             let mut list = lock(&endpoint.idle);
@@ -150,7 +151,8 @@ impl PoolShared {
             });
             let mut direct = lock(&endpoint.direct);
             direct.retain_mut(|entry| {
-                entry.conn.looks_usable() && entry.since.elapsed() <= self.idle_timeout
+                let since = *entry.since.get_or_insert(now);
+                entry.conn.looks_usable() && now.duration_since(since) <= self.idle_timeout
             });
             !list.is_empty() || !direct.is_empty() || Arc::strong_count(endpoint) > 1
         });

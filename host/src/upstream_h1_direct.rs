@@ -38,12 +38,16 @@ const MAX_HEADERS: usize = 128;
 const READ_CHUNK: usize = 8 * 1024;
 /// Bodies up to this size that arrive with their head are copied out of the read buffer.
 const SMALL_BODY_COPY: usize = 4 * 1024;
+/// A request head buffer larger than this is not kept for the next request.
+const KEPT_HEAD_CAPACITY: usize = 8 * 1024;
 
 /// A keep-alive connection used by this module, with what was read past the last
 /// response (nothing, when it is idle).
 pub struct DirectConn {
     io: UpstreamIo,
     buf: BytesMut,
+    /// The request head being written, kept to be reused by the next one.
+    head: Vec<u8>,
 }
 
 /// Why an exchange failed.
@@ -61,6 +65,7 @@ impl DirectConn {
         DirectConn {
             io,
             buf: BytesMut::with_capacity(READ_CHUNK),
+            head: Vec::new(),
         }
     }
 
@@ -103,18 +108,22 @@ pub async fn exchange(
     req: &http::request::Parts,
     endpoint: &Arc<EndpointIdle>,
 ) -> Result<Response<ProxyBody>, DirectError> {
-    let head = encode_request(req);
+    encode_request(req, &mut conn.head);
     // The flush is free in cleartext and pushes the TLS record out.
-    let written = match conn.io.write_all(&head).await {
+    let written = match conn.io.write_all(&conn.head).await {
         Ok(()) => conn.io.flush().await,
         Err(e) => Err(e),
     };
     if let Err(e) = written {
         return Err(stale_or_failed(reused, e.into()));
     }
-    let (response, consumed) = loop {
+    if conn.head.capacity() > KEPT_HEAD_CAPACITY {
+        // A rare huge head: don't keep its memory on an idle connection.
+        conn.head = Vec::new();
+    }
+    let (response, consumed, copied) = loop {
         match parse_response(&conn.buf) {
-            Ok(Some((response, consumed))) if response.status().is_informational() => {
+            Ok(Some((response, consumed, _))) if response.status().is_informational() => {
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                     return Err(DirectError::Failed(
                         "upstream switched protocols unasked".into(),
@@ -171,10 +180,10 @@ pub async fn exchange(
             let n = usize::try_from(n).expect("fits: no more than is buffered");
             // Small bodies are copied so the read buffer stays ours and is reused;
             // splitting it off would cost a fresh buffer for the next read.
-            let bytes = if n <= SMALL_BODY_COPY {
-                let bytes = Bytes::copy_from_slice(&conn.buf[..n]);
+            let bytes = if copied.len() >= consumed + n {
+                // Copied along with the head.
                 conn.buf.advance(n);
-                bytes
+                copied.slice(consumed..consumed + n)
             } else {
                 conn.buf.split_to(n).freeze()
             };
@@ -218,14 +227,15 @@ fn give_back(conn: DirectConn, keep_alive: bool, endpoint: &EndpointIdle) {
 }
 
 /// `METHOD target HTTP/1.1`, then the headers as they are (hop-by-hop ones were removed
-/// by `forwarding`, `Host` set by the pool).
-fn encode_request(req: &http::request::Parts) -> Vec<u8> {
+/// by `forwarding`, `Host` set by the pool), into `out` (cleared first).
+fn encode_request(req: &http::request::Parts, out: &mut Vec<u8>) {
     let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut size = req.method.as_str().len() + target.len() + 16;
     for (name, value) in &req.headers {
         size += name.as_str().len() + value.len() + 4;
     }
-    let mut out = Vec::with_capacity(size);
+    out.clear();
+    out.reserve(size);
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -237,12 +247,15 @@ fn encode_request(req: &http::request::Parts) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out
 }
 
-/// A complete response head at the start of `buf` and its length, `None` if more bytes
-/// are needed. Header values share the read buffer's memory.
-fn parse_response(buf: &BytesMut) -> Result<Option<(Response<()>, usize)>, BoxError> {
+/// A complete response head at the start of `buf`, its length, and the copy of `buf` its
+/// header values share: the head, and when little follows it (a small body that came
+/// with it), everything buffered, so that body needs no copy of its own. `None` if more
+/// bytes are needed.
+type ParsedHead = (Response<()>, usize, Bytes);
+
+fn parse_response(buf: &BytesMut) -> Result<Option<ParsedHead>, BoxError> {
     if buf.is_empty() {
         return Ok(None);
     }
@@ -265,8 +278,13 @@ fn parse_response(buf: &BytesMut) -> Result<Option<(Response<()>, usize)>, BoxEr
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    // One copy of the head; every value is a slice of it.
-    let head = Bytes::copy_from_slice(&buf[..consumed]);
+    // One copy; every value is a slice of it.
+    let copied = if buf.len() - consumed <= SMALL_BODY_COPY {
+        buf.len()
+    } else {
+        consumed
+    };
+    let head = Bytes::copy_from_slice(&buf[..copied]);
     let base = buf.as_ptr() as usize;
     let mut map = HeaderMap::with_capacity(parsed.headers.len());
     for header in parsed.headers.iter() {
@@ -281,7 +299,7 @@ fn parse_response(buf: &BytesMut) -> Result<Option<(Response<()>, usize)>, BoxEr
     *response.status_mut() = status;
     *response.version_mut() = version;
     *response.headers_mut() = map;
-    Ok(Some((response, consumed)))
+    Ok(Some((response, consumed, head)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
