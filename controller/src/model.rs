@@ -17,7 +17,7 @@ use gateway_api::referencegrants::ReferenceGrant;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::lb_policy::{BACKEND_LB_POLICY, LbPolicy, X_BACKEND_TRAFFIC_POLICY};
 
@@ -41,6 +41,34 @@ pub struct Resources {
     pub listener_sets: BTreeMap<Key, ListenerSet>,
     pub backend_lb_policies: BTreeMap<Key, LbPolicy>,
     pub backend_traffic_policies: BTreeMap<Key, LbPolicy>,
+    /// Kubernetes only: the Deployments Nantian provisioned for its Gateways.
+    pub host_deployments: BTreeMap<Key, HostDeployment>,
+}
+
+/// What the Kubernetes provider reads of a Deployment it provisioned for a Gateway: how
+/// many of its pods are available (the rest of the object is not kept).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct HostDeployment {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub status: Option<HostDeploymentStatus>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostDeploymentStatus {
+    #[serde(default)]
+    pub available_replicas: Option<i32>,
+}
+
+impl HostDeployment {
+    /// Whether at least one of its pods is available to serve.
+    pub fn available(&self) -> bool {
+        self.status
+            .as_ref()
+            .and_then(|s| s.available_replicas)
+            .is_some_and(|n| n > 0)
+    }
 }
 
 impl Resources {
@@ -60,6 +88,7 @@ impl Resources {
             + self.listener_sets.len()
             + self.backend_lb_policies.len()
             + self.backend_traffic_policies.len()
+            + self.host_deployments.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -88,6 +117,7 @@ impl Resources {
             &mut self.backend_traffic_policies,
             &other.backend_traffic_policies,
         );
+        copy(&mut self.host_deployments, &other.host_deployments);
     }
 
     /// Whether an object with this reference is present.
@@ -232,6 +262,7 @@ meta_ext!(
     BackendTlsPolicy,
     ListenerSet,
     LbPolicy,
+    HostDeployment,
 );
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub mod reason {
     pub const UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";
     pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
     pub const ADDRESS_NOT_USABLE: &str = "AddressNotUsable";
+    pub const NO_RESOURCES: &str = "NoResources";
     pub const INVALID_PARAMETERS: &str = "InvalidParameters";
     // Listener
     pub const UNSUPPORTED_PROTOCOL: &str = "UnsupportedProtocol";

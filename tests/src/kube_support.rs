@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 
 use kube::Client;
-use kube::api::{Api, DynamicObject, GroupVersionKind};
+use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
@@ -194,6 +194,38 @@ pub async fn object(
         .await
         .ok()
         .flatten()
+}
+
+/// Plays the Deployment controller and kubelet, which this control plane lacks: sets how
+/// many pods of Deployment `name` are available, once the provisioner has created it.
+pub async fn set_available_replicas(client: &Client, namespace: &str, name: &str, available: i32) {
+    let ar = resource("apps", "v1", "Deployment", "deployments");
+    let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &ar);
+    let status = serde_json::json!({"status": {
+        "replicas": 1,
+        "readyReplicas": available,
+        "availableReplicas": available,
+        "unavailableReplicas": 1 - available,
+    }});
+    wait_for(
+        || async {
+            api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+                .await
+                .is_ok()
+        },
+        &format!("Deployment {namespace}/{name} to take status {status}"),
+    )
+    .await;
+}
+
+/// The Gateway's Programmed condition as (status, reason).
+pub async fn gateway_programmed(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Option<(String, String)> {
+    let gw = object(client, &gateways(), namespace, name).await?;
+    condition(&gw.data["status"]["conditions"], "Programmed")
 }
 
 pub fn gateways() -> ApiResource {

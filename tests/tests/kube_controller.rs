@@ -12,8 +12,9 @@ use nantian_e2e::harness::tls::{certificate, get_tls, tls_secret};
 use nantian_e2e::harness::{Env, get, send, wait_for};
 use nantian_e2e::kube::{apply_yaml, apply_yaml_in, shared_or_skip};
 use nantian_e2e::kube_support::{
-    Controller, Host, answered_by, backend_ip, class_names, condition, gateway_class, gateways,
-    http_routes, object, resource, route_condition, service, wait_route,
+    Controller, Host, answered_by, backend_ip, class_names, condition, gateway_class,
+    gateway_programmed, gateways, http_routes, object, resource, route_condition, service,
+    set_available_replicas, wait_route,
 };
 use serde_json::Value;
 
@@ -102,6 +103,25 @@ spec:
         ("False", "BackendNotFound"),
     )
     .await;
+    // The problem is also a Warning event on the route, where `kubectl describe` shows it.
+    let events = resource("events.k8s.io", "v1", "Event", "events");
+    wait_for(
+        || async {
+            Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &events)
+                .list(&Default::default())
+                .await
+                .is_ok_and(|list| {
+                    list.items.iter().any(|e| {
+                        e.data["regarding"]["kind"] == "HTTPRoute"
+                            && e.data["regarding"]["name"] == "missing"
+                            && e.data["type"] == "Warning"
+                            && e.data["reason"] == "BackendNotFound"
+                    })
+                })
+        },
+        "a Warning event BackendNotFound on HTTPRoute missing",
+    )
+    .await;
 
     // The data plane: a Deployment and a Service, owned by the Gateway, carrying its
     // infrastructure labels and annotations.
@@ -148,6 +168,30 @@ spec:
         .as_str()
         .unwrap()
         .to_string();
+
+    // Programmed waits for a pod of the Deployment to be available (no kubelet runs
+    // here: the test sets the Deployment's status), and follows it when it goes away.
+    let programmed = || gateway_programmed(&client, &ns, "web");
+    let no_resources = Some(("False".to_string(), "NoResources".to_string()));
+    let is_programmed = Some(("True".to_string(), "Programmed".to_string()));
+    wait_for(
+        || async { programmed().await == no_resources },
+        "Gateway Programmed=False/NoResources before a pod is available",
+    )
+    .await;
+    set_available_replicas(&client, &ns, "nantian-web", 1).await;
+    wait_for(
+        || async { programmed().await == is_programmed },
+        "Gateway Programmed once a pod is available",
+    )
+    .await;
+    set_available_replicas(&client, &ns, "nantian-web", 0).await;
+    wait_for(
+        || async { programmed().await == no_resources },
+        "Gateway not Programmed once no pod is available",
+    )
+    .await;
+    set_available_replicas(&client, &ns, "nantian-web", 1).await;
 
     // The Gateway: Accepted with one listener not valid, Programmed, its address the
     // Service's, and attachedRoutes counted per listener.
@@ -806,6 +850,7 @@ subjects: [{{kind: ServiceAccount, name: controller, namespace: {ns}}}]
         ("True", "Accepted"),
     )
     .await;
+    set_available_replicas(&client, &ns, "nantian-web", 1).await;
     wait_for(
         || async {
             let gw = object(&client, &gateways(), &ns, "web").await;

@@ -22,6 +22,10 @@ pub struct WatchedKind {
     /// Core kinds and Gateway API's standard channel must exist; an optional kind whose
     /// CRD is not installed is treated as having no objects.
     pub required: bool,
+    /// Only objects with these labels are watched (`None`: all of them).
+    pub label_selector: Option<&'static str>,
+    /// The provider reads the status of these objects: a status-only change counts.
+    pub reads_status: bool,
 }
 
 impl WatchedKind {
@@ -51,8 +55,18 @@ const fn kind(
         plural,
         namespaced,
         required,
+        label_selector: None,
+        reads_status: false,
     }
 }
+
+/// The Deployments Nantian provisioned (`provision::MANAGED_BY` = `MANAGED_BY_US`): their
+/// available pods decide whether a Gateway is Programmed.
+const HOST_DEPLOYMENTS: WatchedKind = WatchedKind {
+    label_selector: Some("app.kubernetes.io/managed-by=nantian"),
+    reads_status: true,
+    ..kind("apps", "v1", "Deployment", "deployments", true, true)
+};
 
 /// Every kind the translator reads. Versions are the storage versions of Gateway API
 /// v1.5.1 (and the core API's only ones).
@@ -106,6 +120,7 @@ pub const WATCHED: &[WatchedKind] = &[
         true,
         false,
     ),
+    HOST_DEPLOYMENTS,
 ];
 
 /// The map of `res` a kind's objects live in, as a generic operation over it.
@@ -145,6 +160,7 @@ fn map_of<'a>(res: &'a mut Resources, kind: &str) -> Option<&'a mut dyn KindMap>
         "ListenerSet" => &mut res.listener_sets,
         BACKEND_LB_POLICY => &mut res.backend_lb_policies,
         X_BACKEND_TRAFFIC_POLICY => &mut res.backend_traffic_policies,
+        "Deployment" => &mut res.host_deployments,
         _ => return None,
     })
 }
@@ -205,6 +221,30 @@ mod tests {
         for kind in WATCHED {
             assert!(map_of(&mut res, kind.kind).is_some(), "{}", kind.kind);
         }
+    }
+
+    #[test]
+    fn host_deployments_are_selected_by_the_provisioners_label() {
+        use crate::kubernetes::provision::{MANAGED_BY, MANAGED_BY_US};
+        assert_eq!(
+            HOST_DEPLOYMENTS.label_selector,
+            Some(format!("{MANAGED_BY}={MANAGED_BY_US}").as_str())
+        );
+        let mut res = Resources::default();
+        let deployment = object(serde_json::json!({
+            "metadata": {"name": "nantian-web", "namespace": "apps", "generation": 2},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": []}}},
+            "status": {"replicas": 1, "availableReplicas": 1}
+        }));
+        apply(&mut res, &HOST_DEPLOYMENTS, deployment).unwrap();
+        let key = ("apps".to_string(), "nantian-web".to_string());
+        assert!(res.host_deployments[&key].available());
+        let unavailable = object(serde_json::json!({
+            "metadata": {"name": "nantian-web", "namespace": "apps", "generation": 2},
+            "status": {"replicas": 1, "unavailableReplicas": 1}
+        }));
+        apply(&mut res, &HOST_DEPLOYMENTS, unavailable).unwrap();
+        assert!(!res.host_deployments[&key].available());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! each Gateway's snapshot (the xDS server sends hosts only what changed), then, on the
 //! leader only, provision data planes and write statuses.
 
+pub mod events;
 pub mod kinds;
 pub mod leader;
 pub mod provision;
@@ -22,14 +23,15 @@ use nantian_proto::config::FilterModule;
 use tokio::sync::watch as signal;
 use tracing::info;
 
+use self::events::StatusEvents;
 use self::leader::LeaderElection;
 use self::provision::{ProvisionConfig, Provisioner};
 use self::status_writer::StatusWriter;
 use self::watch::ClusterView;
-use crate::model::{MetaExt, Resources};
+use crate::model::{HostDeployment, MetaExt, Resources};
 use crate::snapshot::GatewaySnapshot;
 use crate::standalone::SharedStatus;
-use crate::translate::{self, Addressing, TranslateOptions};
+use crate::translate::{self, Addressing, ProvisionedGateway, TranslateOptions};
 use crate::xds_server::SnapshotCache;
 
 /// A change starts a translation once the cluster has been quiet this long...
@@ -71,7 +73,9 @@ impl KubernetesProvider {
         );
         let mut leading = election.leading();
         let election = tokio::spawn(election.run(stop.clone()));
-        let mut writer = StatusWriter::new(self.client.clone(), &self.controller_name);
+        let events = StatusEvents::new(self.client.clone(), &self.controller_name, &self.identity);
+        let mut writer =
+            StatusWriter::new(self.client.clone(), &self.controller_name).with_events(events);
         let mut provisioner = self
             .provision
             .clone()
@@ -144,13 +148,24 @@ impl KubernetesProvider {
             .iter()
             .map(|gw| {
                 let key = (gw.namespace().to_string(), gw.name().to_string());
-                let service_key = (key.0.clone(), provision::object_name(gw.name()));
+                // The Service and Deployment of a Gateway share its provisioned name.
+                let provisioned_key = (key.0.clone(), provision::object_name(gw.name()));
                 let addresses = resources
                     .services
-                    .get(&service_key)
+                    .get(&provisioned_key)
                     .map(provision::service_addresses)
                     .unwrap_or_default();
-                (key, addresses)
+                let available = self.provision.is_some().then(|| {
+                    resources
+                        .host_deployments
+                        .get(&provisioned_key)
+                        .is_some_and(HostDeployment::available)
+                });
+                let provisioned = ProvisionedGateway {
+                    addresses,
+                    available,
+                };
+                (key, provisioned)
             })
             .collect();
         let opts = TranslateOptions {

@@ -9,6 +9,7 @@
 //!   one with only our own entries (by `controllerName`) replaced.
 //! - An object we wrote for before and that no longer has a status from us (a route
 //!   detached from our Gateways) gets our entries removed.
+//! - Conditions that turn bad, or good again, are also published as Events (`events`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,6 +19,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use tracing::{debug, warn};
 
+use super::events::{self, StatusEvents};
 use super::kinds::{self, WatchedKind};
 use crate::status;
 use crate::translate::ObjectStatus;
@@ -39,6 +41,7 @@ pub struct StatusWriter {
     /// What we last wrote (or found already there), per object: skips the read when a
     /// re-translation produces the same status again.
     written: BTreeMap<ObjectKey, Value>,
+    events: Option<StatusEvents>,
 }
 
 impl StatusWriter {
@@ -47,7 +50,14 @@ impl StatusWriter {
             client,
             controller_name: controller_name.into(),
             written: BTreeMap::new(),
+            events: None,
         }
+    }
+
+    /// Also publishes Events for conditions that turn bad or recover.
+    pub fn with_events(mut self, events: StatusEvents) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Forgets what was written: the next [`StatusWriter::write`] compares every status
@@ -150,6 +160,14 @@ impl StatusWriter {
             return Ok(false);
         }
         self.patch(&api, kind, &object.name, desired).await?;
+        if let Some(events) = &self.events {
+            let found = events::transitions(&live_status, &object.status, |e| self.is_ours(e));
+            if !found.is_empty() {
+                events
+                    .publish(&live, &api_version(kind), kind.kind, &found)
+                    .await;
+            }
+        }
         Ok(true)
     }
 
@@ -182,13 +200,8 @@ impl StatusWriter {
         name: &str,
         status: Value,
     ) -> Result<(), kube::Error> {
-        let api_version = if kind.group.is_empty() {
-            kind.version.to_string()
-        } else {
-            format!("{}/{}", kind.group, kind.version)
-        };
         let body = json!({
-            "apiVersion": api_version,
+            "apiVersion": api_version(kind),
             "kind": kind.kind,
             "metadata": {"name": name},
             "status": status,
@@ -234,6 +247,14 @@ impl StatusWriter {
             merged.append(ours);
             *ours = merged;
         }
+    }
+}
+
+fn api_version(kind: &WatchedKind) -> String {
+    if kind.group.is_empty() {
+        kind.version.to_string()
+    } else {
+        format!("{}/{}", kind.group, kind.version)
     }
 }
 

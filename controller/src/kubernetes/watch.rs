@@ -97,14 +97,16 @@ impl ClusterView {
         }
         let mut buffer: Option<Resources> = None;
         let mut seen: HashMap<Key, SpecFingerprint> = HashMap::new();
-        let mut events = watcher::watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
+        let mut config = watcher::Config::default();
+        if let Some(selector) = kind.label_selector {
+            config = config.labels(selector);
+        }
+        let mut events = watcher::watcher(api, config).default_backoff().boxed();
         while let Some(event) = events.next().await {
             match event {
                 Ok(Event::Init) => buffer = Some(Resources::default()),
                 Ok(Event::InitApply(object)) => {
-                    if let Some(f) = SpecFingerprint::of(&object) {
+                    if let Some(f) = SpecFingerprint::of(kind, &object) {
                         seen.insert(kinds::key_of(&object), f);
                     }
                     if let Some(buffer) = buffer.as_mut() {
@@ -123,7 +125,7 @@ impl ClusterView {
                 }
                 Ok(Event::Apply(object)) => {
                     let key = kinds::key_of(&object);
-                    let fingerprint = SpecFingerprint::of(&object);
+                    let fingerprint = SpecFingerprint::of(kind, &object);
                     let same = fingerprint.is_some() && seen.get(&key) == fingerprint.as_ref();
                     match fingerprint {
                         Some(f) => seen.insert(key, f),
@@ -155,8 +157,9 @@ impl Cluster {
 
 /// What the translator reads of an object besides its status, for objects that have a
 /// `metadata.generation` (bumped by the API server on every spec change): the generation,
-/// labels and annotations. `None` for objects without a generation (a Service, a Secret):
-/// any change to those counts.
+/// labels and annotations. `None` for objects without a generation (a Service, a Secret)
+/// and for kinds whose status is read (a provisioned Deployment): any change to those
+/// counts.
 #[derive(PartialEq, Eq)]
 struct SpecFingerprint {
     generation: i64,
@@ -165,7 +168,10 @@ struct SpecFingerprint {
 }
 
 impl SpecFingerprint {
-    fn of(object: &DynamicObject) -> Option<Self> {
+    fn of(kind: &WatchedKind, object: &DynamicObject) -> Option<Self> {
+        if kind.reads_status {
+            return None;
+        }
         Some(SpecFingerprint {
             generation: object.metadata.generation?,
             labels: object.metadata.labels.clone(),

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 
 use gateway_api::gateways::Gateway;
 
-use super::{Addressing, TranslateOptions};
+use super::{Addressing, ProvisionedGateway, TranslateOptions};
 use crate::model::{Key, MetaExt};
 use crate::status::GatewayAddress;
 use crate::status::{Problem, reason};
@@ -143,26 +143,91 @@ pub(super) fn resolve(
 
 /// Kubernetes: the host binds every interface of its pod; clients come through the
 /// Gateway's Service, whose addresses are the Gateway's. Static `IPAddress` entries are
-/// requested from the Service (as external IPs) by the provisioner.
+/// requested from the Service (as external IPs) by the provisioner. Without an address,
+/// or without an available pod behind it, the Gateway is not programmed yet.
 fn through_service(
     key: &Key,
     bind: IpAddr,
-    service: Option<&Vec<GatewayAddress>>,
+    provisioned: Option<&ProvisionedGateway>,
 ) -> GatewayAddresses {
-    let reported = service.cloned().unwrap_or_default();
-    let unusable = reported.is_empty().then(|| {
-        Problem::new(
+    let reported = provisioned.map(|p| p.addresses.clone()).unwrap_or_default();
+    let unusable = if reported.is_empty() {
+        Some(Problem::new(
             reason::ADDRESS_NOT_ASSIGNED,
             format!(
                 "waiting for the Service of Gateway {}/{} to get an address",
                 key.0, key.1
             ),
-        )
-    });
+        ))
+    } else if provisioned.is_some_and(|p| p.available == Some(false)) {
+        Some(Problem::new(
+            reason::NO_RESOURCES,
+            format!(
+                "waiting for a pod of Gateway {}/{}'s Deployment to be available",
+                key.0, key.1
+            ),
+        ))
+    } else {
+        None
+    };
     GatewayAddresses {
         bound: vec![bind],
         unsupported: None,
         unusable,
         reported: Some(reported),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Key {
+        ("apps".to_string(), "web".to_string())
+    }
+
+    fn provisioned(addresses: &[&str], available: Option<bool>) -> ProvisionedGateway {
+        ProvisionedGateway {
+            addresses: addresses
+                .iter()
+                .map(|a| GatewayAddress {
+                    type_: IP_ADDRESS.to_string(),
+                    value: a.to_string(),
+                })
+                .collect(),
+            available,
+        }
+    }
+
+    fn not_programmed_reason(p: Option<&ProvisionedGateway>) -> Option<&'static str> {
+        let bind = "0.0.0.0".parse().unwrap();
+        let out = through_service(&key(), bind, p);
+        assert_eq!(out.bound, vec![bind], "served whatever the status says");
+        out.unusable.map(|problem| problem.reason)
+    }
+
+    #[test]
+    fn a_provisioned_gateway_is_programmed_once_addressed_and_available() {
+        assert_eq!(
+            not_programmed_reason(None),
+            Some(reason::ADDRESS_NOT_ASSIGNED)
+        );
+        assert_eq!(
+            not_programmed_reason(Some(&provisioned(&[], Some(true)))),
+            Some(reason::ADDRESS_NOT_ASSIGNED)
+        );
+        assert_eq!(
+            not_programmed_reason(Some(&provisioned(&["10.0.0.5"], Some(false)))),
+            Some(reason::NO_RESOURCES)
+        );
+        assert_eq!(
+            not_programmed_reason(Some(&provisioned(&["10.0.0.5"], Some(true)))),
+            None
+        );
+        // Pods Nantian does not run are not waited for.
+        assert_eq!(
+            not_programmed_reason(Some(&provisioned(&["10.0.0.5"], None))),
+            None
+        );
     }
 }

@@ -83,11 +83,22 @@ pub enum Addressing {
     /// Kubernetes: a host binds `bind` (every interface of its pod: 0.0.0.0), and
     /// clients reach it through the Service provisioned for its Gateway, whose addresses
     /// (load-balancer ingress, else cluster IP) are the Gateway's, by (namespace, name).
-    /// A Gateway whose Service has no address yet is not programmed (AddressNotAssigned).
+    /// A Gateway whose Service has no address yet is not programmed (AddressNotAssigned),
+    /// nor one whose provisioned pods are not available yet (NoResources).
     ServiceAddresses {
         bind: IpAddr,
-        by_gateway: BTreeMap<(String, String), Vec<status::GatewayAddress>>,
+        by_gateway: BTreeMap<(String, String), ProvisionedGateway>,
     },
+}
+
+/// What the Kubernetes provider knows of the data plane provisioned for one Gateway.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProvisionedGateway {
+    /// Its Service's addresses; empty while it has none.
+    pub addresses: Vec<status::GatewayAddress>,
+    /// Whether its Deployment has an available pod; `None` when Nantian does not run
+    /// its pods (provisioning is off).
+    pub available: Option<bool>,
 }
 
 impl TranslateOptions {
