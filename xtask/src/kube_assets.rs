@@ -404,6 +404,89 @@ impl UpstreamGoMod {
     }
 }
 
+/// The helm release the chart tests (`tests/tests/helm_chart.rs`) run.
+pub const HELM_VERSION: &str = "v3.22.0";
+
+/// A runnable `helm`, built once per machine into
+/// `$HOME/.cache/nantian/kube-assets/helm-<version>/` with `go install` (helm's module has
+/// no replace directives, so no wrapper module is needed). `Ok(None)` when it cannot be
+/// had here for a reason the tests turn into a skip (no `go`; a failed build outside CI).
+pub fn ensure_helm() -> Result<Option<PathBuf>> {
+    let dir = cache_root()?.join(format!("helm-{HELM_VERSION}"));
+    let bin = dir.join("helm");
+    if helm_ok(&bin) {
+        eprintln!("kube-assets: helm {HELM_VERSION} in {}", dir.display());
+        return Ok(Some(bin));
+    }
+    let Some(go) = find_on_path("go") else {
+        loud(&[
+            "`go` is not on PATH: cannot build helm.".to_string(),
+            "The chart tests (tests/tests/helm_chart.rs) will be SKIPPED.".to_string(),
+        ]);
+        return Ok(None);
+    };
+    match build_helm(&go, &dir) {
+        Ok(()) => Ok(Some(bin)),
+        Err(e) if std::env::var_os("CI").is_none() => {
+            loud(&[
+                format!("building helm with {} failed:", go.display()),
+                format!("{e:#}"),
+                "The chart tests (tests/tests/helm_chart.rs) will be SKIPPED.".to_string(),
+                "(With CI set this is an error.)".to_string(),
+            ]);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn helm_ok(p: &Path) -> bool {
+    // `helm version --short` prints `v3.22.0` (`+g<commit>` when a commit is stamped).
+    Command::new(p)
+        .args(["version", "--short"])
+        .output()
+        .is_ok_and(|out| {
+            out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with(HELM_VERSION)
+        })
+}
+
+fn build_helm(go: &Path, dest: &Path) -> Result<()> {
+    let root = dest.parent().expect("cache dir has a parent");
+    std::fs::create_dir_all(dest).with_context(|| format!("create {}", dest.display()))?;
+    remove_stale_work_dirs(root);
+    let work = root.join(format!(".work-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    eprintln!("kube-assets: building helm {HELM_VERSION} (first time: a few minutes)");
+    let started = Instant::now();
+    let mut install = go_cmd(go, &work);
+    // The version stamp upstream's Makefile sets (else `helm version` says only v3.22).
+    let stamp = "helm.sh/helm/v3/internal/version";
+    // `-mod=mod` is refused by `go install pkg@version`; the version pins everything.
+    install.env_remove("GOFLAGS").env("GOBIN", &work).args([
+        "install",
+        "-trimpath",
+        &format!("-ldflags=-s -w -X {stamp}.version={HELM_VERSION} -X {stamp}.gitTreeState=clean"),
+        &format!("helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"),
+    ]);
+    let result = go_run(&mut install).and_then(|()| {
+        let built = work.join("helm");
+        if !helm_ok(&built) {
+            bail!(
+                "{} was built but does not say it is helm {HELM_VERSION}",
+                built.display()
+            );
+        }
+        // Same filesystem: the rename is atomic, a half-written helm is never seen.
+        std::fs::rename(&built, dest.join("helm"))
+            .with_context(|| format!("rename {} into {}", built.display(), dest.display()))
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    result?;
+    eprintln!("kube-assets: helm built in {:.0?}", started.elapsed());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,9 +4,10 @@
 //! - `quickstart`: build, then run the gateway standalone on `examples/quickstart/` with a
 //!   demo backend, and print requests to try.
 //! - `test`: build, then every test of the workspace (unit, golden, filter, end to end,
-//!   and the Kubernetes tests against the binaries of `kube-assets`).
-//! - `kube-assets`: build kube-apiserver and etcd from the Go module proxy into a per-machine
-//!   cache, or find them in `KUBEBUILDER_ASSETS` (`kube_assets.rs`).
+//!   the Kubernetes tests against the binaries of `kube-assets`, the chart tests with its
+//!   helm).
+//! - `kube-assets`: build kube-apiserver, etcd and helm from the Go module proxy into a
+//!   per-machine cache, or find the first two in `KUBEBUILDER_ASSETS` (`kube_assets.rs`).
 //! - `lint`: `cargo fmt --check` and clippy with warnings denied.
 //! - `gen`: regenerate the chart's CRDs and ClusterRole from the controller's Rust
 //!   (`controller/tests/manifests.rs` with `NANTIAN_BLESS=1`).
@@ -42,13 +43,17 @@ fn main() -> Result<()> {
             quickstart::run(&ws)
         }
         "test" => test(&ws),
-        "kube-assets" => match kube_assets::ensure()? {
-            Some(dir) => {
-                println!("{}", dir.display());
-                Ok(())
-            }
-            None => bail!("no kube-apiserver and etcd for the Kubernetes tests (see above)"),
-        },
+        "kube-assets" => {
+            let Some(dir) = kube_assets::ensure()? else {
+                bail!("no kube-apiserver and etcd for the Kubernetes tests (see above)");
+            };
+            println!("{}", dir.display());
+            let Some(helm) = kube_assets::ensure_helm()? else {
+                bail!("no helm for the chart tests (see above)");
+            };
+            println!("{}", helm.display());
+            Ok(())
+        }
         "lint" => lint(&ws),
         "gen" => generate(&ws),
         "bench" => {
@@ -159,6 +164,7 @@ fn test(ws: &Workspace) -> Result<()> {
     // First, so a broken Go build fails a CI run early (outside CI it only skips the
     // Kubernetes tests, loudly).
     let kube_assets = kube_assets::ensure()?;
+    let helm = kube_assets::ensure_helm()?;
     build(ws)?;
     // One profile for everything: the release artifacts just built are the ones tested.
     let mut c = cargo(ws);
@@ -166,6 +172,9 @@ fn test(ws: &Workspace) -> Result<()> {
         .env("NANTIAN_FILTER_DIR", ws.wasm_out_dir());
     if let Some(dir) = kube_assets {
         c.env("NANTIAN_KUBE_ASSETS", dir);
+    }
+    if let Some(helm) = helm {
+        c.env("NANTIAN_HELM", helm);
     }
     run(&mut c)
 }
