@@ -10,14 +10,15 @@ use super::source::RouteSource;
 use crate::model::Key;
 use crate::status::{Problem, reason};
 
-/// The routes accepted so far, per (Gateway, listener index): their kind and hostnames.
+/// The routes accepted so far, per Gateway, listener index and route kind: a route only
+/// looks at the other kind's claims (a listener with only HTTPRoutes costs nothing per
+/// route, not a scan of every route before it), and lookups borrow the Gateway's key.
 #[derive(Default)]
 pub(super) struct Claims {
-    by_listener: BTreeMap<(Key, usize), Vec<Claim>>,
+    by_gateway: BTreeMap<Key, BTreeMap<usize, BTreeMap<&'static str, Vec<Claim>>>>,
 }
 
 struct Claim {
-    kind: &'static str,
     route: String,
     /// Empty: any hostname.
     hostnames: Vec<String>,
@@ -43,18 +44,26 @@ impl Claims {
         route: &RouteSource,
         listeners: Vec<usize>,
     ) -> Result<Vec<usize>, Problem> {
+        let Some(claimed) = self.by_gateway.get(gw) else {
+            return Ok(listeners);
+        };
         let mut blocked_by = None;
         let free: Vec<usize> = listeners
             .into_iter()
-            .filter(|&i| {
-                let rival = self
-                    .by_listener
-                    .get(&(gw.clone(), i))
+            .filter(|i| {
+                let rival = claimed
+                    .get(i)
                     .into_iter()
                     .flatten()
-                    .find(|c| c.kind != route.kind && share_hosts(&c.hostnames, &route.hostnames));
-                if let Some(rival) = rival {
-                    blocked_by = Some(format!("{} {}", rival.kind, rival.route));
+                    .filter(|(kind, _)| **kind != route.kind)
+                    .find_map(|(kind, claims)| {
+                        claims
+                            .iter()
+                            .find(|c| share_hosts(&c.hostnames, &route.hostnames))
+                            .map(|c| (kind, c))
+                    });
+                if let Some((kind, rival)) = rival {
+                    blocked_by = Some(format!("{kind} {}", rival.route));
                 }
                 rival.is_none()
             })
@@ -73,12 +82,20 @@ impl Claims {
 
     /// Records `route` as accepted on `listeners` of Gateway `gw`.
     pub(super) fn record(&mut self, gw: &Key, route: &RouteSource, listeners: &[usize]) {
+        if listeners.is_empty() {
+            return;
+        }
+        if !self.by_gateway.contains_key(gw) {
+            self.by_gateway.insert(gw.clone(), BTreeMap::new());
+        }
+        let claimed = self.by_gateway.get_mut(gw).expect("inserted above");
         for &i in listeners {
-            self.by_listener
-                .entry((gw.clone(), i))
+            claimed
+                .entry(i)
+                .or_default()
+                .entry(route.kind)
                 .or_default()
                 .push(Claim {
-                    kind: route.kind,
                     route: format!("{}/{}", route.namespace, route.name),
                     hostnames: route.hostnames.clone(),
                 });
