@@ -89,6 +89,10 @@ struct KubernetesArgs {
     /// --xds-tls-secret, besides the controller Service's DNS names.
     #[arg(long)]
     xds_tls_san: Vec<String>,
+    /// Seconds between re-checks of every status and provisioned object against the
+    /// API server, changes or not (a status someone else overwrote is put back).
+    #[arg(long, default_value_t = nantian_controller::kubernetes::DEFAULT_RESYNC.as_secs())]
+    resync_seconds: u64,
 }
 
 #[derive(clap::Args)]
@@ -296,6 +300,7 @@ async fn run_kubernetes(args: KubernetesArgs) -> anyhow::Result<()> {
         modules,
         cache,
         status,
+        resync: std::time::Duration::from_secs(args.resync_seconds.max(1)),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut provider = tokio::spawn(provider.run(stop_rx));

@@ -578,7 +578,6 @@ async fn one_leader_writes_status_and_another_takes_over() {
     .await;
 }
 
-/// Applies `yaml` and returns the API server's refusal message, if it refused.
 /// The translator reads no status, so a watch event that changes only an object's status
 /// (most often our own status write coming back) must not cost a translation; a spec
 /// change must. The controller's `translations` counter shows which happened.
@@ -696,6 +695,7 @@ spec:
     .await;
 }
 
+/// Applies `yaml` and returns the API server's refusal message, if it refused.
 async fn refusal(client: &Client, namespace: &str, yaml: &str) -> Option<String> {
     apply_yaml_in(client, namespace, yaml)
         .await
@@ -766,6 +766,111 @@ async fn nantian_crds_stop_bad_objects_at_the_api_server() {
         assert!(message.contains("422") || message.contains("Invalid"), "{what}: {message}");
         assert!(message.contains(expect), "{what}: expected {expect:?} in {message}");
     }
+}
+
+/// Statuses are compared with the live ones again at every resync, so one someone else
+/// overwrote comes back: a status-only change is not translated, and the writer remembers
+/// having written this status, so only the resync can restore it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_someone_else_overwrote_is_put_back_at_the_resync() {
+    let Some(kube) =
+        shared_or_skip("a_status_someone_else_overwrote_is_put_back_at_the_resync").await
+    else {
+        return;
+    };
+    let client = kube.client().await.unwrap();
+    let ns = kube.create_namespace("k8s-resync").await.unwrap();
+    let (controller_name, class) = class_names(&ns);
+    let env = Env::new();
+    let bind = env.gateway_ip(1);
+    let config = format!(
+        r#"{class_yaml}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  gatewayClassName: {class}
+  listeners:
+  - {{name: http, port: 8080, protocol: HTTP}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: route, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: web}}]
+  rules:
+  - backendRefs: [{{name: nope, port: 80}}]
+"#,
+        class_yaml = gateway_class(&class, &controller_name),
+    );
+    apply_yaml(&client, &config).await.unwrap();
+    // A resync every 2 s instead of 60: each wait below allows 30 s.
+    let _controller = Controller::start_with(
+        kube,
+        &env,
+        90,
+        &ns,
+        &controller_name,
+        &bind,
+        None,
+        &["--resync-seconds".to_string(), "2".to_string()],
+    );
+    wait_route(
+        &client,
+        &ns,
+        "route",
+        &controller_name,
+        "ResolvedRefs",
+        ("False", "BackendNotFound"),
+    )
+    .await;
+
+    // Someone rewrites our own entry's condition.
+    let routes: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &http_routes());
+    let mut parents = object(&client, &http_routes(), &ns, "route")
+        .await
+        .unwrap()
+        .data["status"]["parents"]
+        .clone();
+    for parent in parents.as_array_mut().unwrap() {
+        for condition in parent["conditions"].as_array_mut().unwrap() {
+            if condition["type"] == "ResolvedRefs" {
+                condition["status"] = "True".into();
+                condition["reason"] = "ResolvedRefs".into();
+            }
+        }
+    }
+    let tampered = routes
+        .patch_status(
+            "route",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"parents": parents}})),
+        )
+        .await
+        .unwrap();
+    let ours = tampered.data["status"]["parents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["controllerName"] == controller_name.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        condition(&ours["conditions"], "ResolvedRefs"),
+        Some(("True".into(), "ResolvedRefs".into())),
+        "the overwrite took"
+    );
+
+    // The resync writes ours back.
+    wait_route(
+        &client,
+        &ns,
+        "route",
+        &controller_name,
+        "ResolvedRefs",
+        ("False", "BackendNotFound"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,8 +40,8 @@ const SETTLE: Duration = Duration::from_millis(20);
 /// changes, e.g. EndpointSlices churning, must not postpone translation forever).
 const MAX_DELAY: Duration = Duration::from_millis(200);
 /// Statuses and data planes are re-checked this often even without changes (a status
-/// someone else overwrote, a provisioned object deleted by hand).
-const RESYNC: Duration = Duration::from_secs(60);
+/// someone else overwrote, a provisioned object deleted by hand), by default.
+pub const DEFAULT_RESYNC: Duration = Duration::from_secs(60);
 
 pub struct KubernetesProvider {
     pub client: Client,
@@ -58,6 +58,8 @@ pub struct KubernetesProvider {
     pub modules: BTreeMap<String, FilterModule>,
     pub cache: SnapshotCache,
     pub status: SharedStatus,
+    /// How often statuses and data planes are re-checked without changes.
+    pub resync: Duration,
 }
 
 impl KubernetesProvider {
@@ -128,7 +130,7 @@ impl KubernetesProvider {
             tokio::select! {
                 r = changes.changed() => { r?; settle(&mut changes).await; }
                 r = leading.changed() => { r?; }
-                _ = tokio::time::sleep(RESYNC) => {
+                _ = tokio::time::sleep(self.resync) => {
                     writer.recheck_all();
                     if let Some(provisioner) = provisioner.as_mut() {
                         provisioner.recheck_all();
