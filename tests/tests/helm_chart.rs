@@ -123,6 +123,7 @@ fn values_reach_the_controller_deployment() {
         flag(deployment, "--gateway-service-type"),
         Some("LoadBalancer")
     );
+    assert_eq!(flag(deployment, "--resync-seconds"), Some("60"));
     assert!(
         flag(deployment, "--xds-tls-secret").is_some(),
         "mTLS by default"
@@ -139,6 +140,7 @@ fn values_reach_the_controller_deployment() {
             "gw-system",
             &[
                 "controller.replicas=1",
+                "controller.resyncSeconds=15",
                 "gateway.serviceType=ClusterIP",
                 "xds.tls.enabled=false",
                 "gatewayClass.create=false",
@@ -155,6 +157,7 @@ fn values_reach_the_controller_deployment() {
         flag(deployment, "--gateway-service-type"),
         Some("ClusterIP")
     );
+    assert_eq!(flag(deployment, "--resync-seconds"), Some("15"));
     assert_eq!(flag(deployment, "--xds-tls-secret"), None);
     assert_eq!(
         flag(deployment, "--host-image"),
