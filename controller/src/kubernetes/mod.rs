@@ -101,6 +101,9 @@ impl KubernetesProvider {
             changes.borrow_and_update();
             let translation = self.translate(&resources);
             let is_leading = *leading.borrow();
+            // Said before acting on it: whoever sees a status this replica wrote as the
+            // leader must also see it leading.
+            self.status.write().unwrap().leading = Some(is_leading);
             if is_leading && !was_leading {
                 // Another replica may have written and provisioned meanwhile: what this
                 // one remembers writing proves nothing now.
