@@ -2,7 +2,7 @@
 //! through Gateway API routes and WebAssembly filter chains.
 //!
 //! A request's path through the modules: `listener` (sockets) → `server` (connections,
-//! snapshot, routing) → `router` (route tables) → `proxy` with `filter_chain` /
+//! snapshot, routing; `server_h1_direct` for bodiless HTTP/1.1, hyper for the rest) → `router` (route tables) → `proxy` with `filter_chain` /
 //! `filter_body` (Wasm filters, redirects) → `pick` (session, `balancer`) →
 //! `forwarding` + `upstream` (pools). Config
 //! arrives through `xds_client`, is validated by `config`, and is assembled into a
@@ -20,16 +20,19 @@ pub mod forwarding;
 pub mod gateway;
 pub mod grpc_reply;
 pub mod hostname;
+mod http_date;
 mod idle;
 pub mod listener;
 pub mod metrics;
 pub mod mirror;
 pub mod pick;
+mod prefixed_io;
 pub mod proxy;
 pub mod redirect;
 mod retry;
 pub mod router;
 pub mod server;
+mod server_h1_direct;
 pub mod session;
 mod side_wake;
 pub mod snapshot;

@@ -9,7 +9,6 @@ use http::header::CONTENT_LENGTH;
 use http::{Request, Response, StatusCode, request};
 use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use smallvec::SmallVec;
@@ -42,7 +41,11 @@ pub struct ProxyRequest<'a> {
     pub scheme: Scheme,
 }
 
-pub async fn forward(p: ProxyRequest<'_>, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn forward<B>(p: ProxyRequest<'_>, req: Request<B>) -> Response<ProxyBody>
+where
+    B: Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     // The request timeout counts from here: the request has arrived and been routed.
     let request_deadline = p.rule.timeouts.request.map(|t| Instant::now() + t);
     let (mut parts, body) = req.into_parts();

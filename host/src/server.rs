@@ -1,5 +1,7 @@
 //! Accepts connections on one socket and serves HTTP on them: HTTP/1.1 and h2c with prior
-//! knowledge on the same plain port (hyper-util's auto server sniffs the preface).
+//! knowledge on the same plain port. Bodiless HTTP/1.1 requests are served by
+//! `server_h1_direct` until the first request that is not; from then on (and for HTTP/2
+//! from the start) hyper-util's auto server has the connection and sniffs the preface.
 //!
 //! Each request loads the current snapshot once, picks a listener and route on it, and is
 //! handed to `proxy`. Requests that match nothing are answered here (404, or 400 when the
@@ -7,15 +9,19 @@
 //! request head, are closed by a coarse per-connection watchdog (`idle`).
 
 use std::convert::Infallible;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
 use http::header::HOST;
 use http::{Request, Response, StatusCode, Version};
+use http_body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -31,12 +37,14 @@ use crate::grpc_reply::{is_grpc, to_grpc};
 use crate::hostname::normalize_request_host;
 use crate::idle::{Activity, IDLE_TICK, ServedBody, Verdict, Watchdog};
 use crate::metrics::Metrics;
+use crate::prefixed_io::PrefixedIo;
 use crate::proxy::{ProxyRequest, forward};
 use crate::router::{Lookup, RequestView};
+use crate::server_h1_direct::{self, Handler, NoBody, Outcome};
 use crate::side_wake::SideWake;
 use crate::snapshot::Snapshot;
 use crate::tls::SniResolver;
-use crate::upstream::ProxyBody;
+use crate::upstream::{BoxError, ProxyBody};
 
 /// What every connection shares: the current snapshot and the metrics.
 pub struct Shared {
@@ -120,7 +128,7 @@ impl Connection {
     ) {
         let tls = self.shared.snapshot.load().tls.get(&self.bind).cloned();
         let Some(tls) = tls else {
-            return self.serve(builder, stream, stop).await;
+            return self.serve(builder, stream, stop, true).await;
         };
         let acceptor = TlsAcceptor::from(tls.config);
         let stream =
@@ -135,90 +143,70 @@ impl Connection {
                     return;
                 }
             };
+        // Over TLS the client picked its protocol in the handshake: HTTP/2 goes to hyper.
+        let direct = stream.get_ref().1.alpn_protocol() != Some(b"h2");
         self.tls = Some(TlsSession {
             sni: stream.get_ref().1.server_name().map(Into::into),
             resolver: tls.resolver,
         });
-        self.serve(builder, stream, stop).await
+        self.serve(builder, stream, stop, direct).await
     }
 
-    async fn serve<I>(self, builder: Arc<ConnBuilder>, stream: I, mut stop: watch::Receiver<bool>)
-    where
+    /// Serves the connection: bodiless HTTP/1.1 requests on the direct path, everything
+    /// from the first other request on (and HTTP/2 from the start) with hyper.
+    async fn serve<I>(
+        self,
+        builder: Arc<ConnBuilder>,
+        mut stream: I,
+        stop: watch::Receiver<bool>,
+        direct: bool,
+    ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let peer = self.peer;
         let conn = Arc::new(self);
         let activity = Arc::new(Activity::default());
+        let mut side = SideEvents::new(peer, stop);
+        let mut read = BytesMut::new();
+        if direct {
+            let shutdown = AtomicBool::new(false);
+            let serving =
+                server_h1_direct::serve(&*conn, &activity, &mut stream, &mut read, &shutdown);
+            let outcome = side
+                .supervise(pin!(serving), &activity, |_| {
+                    shutdown.store(true, Ordering::Relaxed)
+                })
+                .await;
+            if outcome != Some(Outcome::Handoff) {
+                return;
+            }
+        }
         let counted = activity.clone();
-        let service = hyper::service::service_fn(move |req| {
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let conn = conn.clone();
             let in_flight = counted.start();
             async move {
-                let response = conn.handle(req).await;
+                let response = conn.respond(req).await;
                 Ok::<_, Infallible>(response.map(|body| ServedBody::new(body, in_flight)))
             }
         });
-        let serving = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let mut serving = std::pin::pin!(serving);
-        let mut stop = std::pin::pin!(async move {
-            // Changed, or the sender is gone: either way the socket is being closed.
-            let _ = stop.changed().await;
-        });
-        let mut ticks =
-            tokio::time::interval_at(tokio::time::Instant::now() + IDLE_TICK, IDLE_TICK);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut watchdog = Watchdog::default();
-        // The stop signal and the ticks are polled only when they woke the task, not for
-        // every request (`side_wake`).
-        let mut side = SideWake::default();
-        let mut stopping = false;
-        let result = std::future::poll_fn(|cx| {
-            loop {
-                if let Poll::Ready(result) = serving.as_mut().poll(cx) {
-                    return Poll::Ready(result);
-                }
-                if stopping {
-                    // Only the connection itself matters now.
-                    return Poll::Pending;
-                }
-                let Some(waker) = side.due(cx.waker()) else {
-                    return Poll::Pending;
-                };
-                let mut side_cx = Context::from_waker(waker);
-                if stop.as_mut().poll(&mut side_cx).is_ready() {
-                    // The socket was removed from config: finish what's in flight, then close.
-                    stopping = true;
-                    serving.as_mut().graceful_shutdown();
-                    continue;
-                }
-                let mut shut_down = false;
-                while ticks.poll_tick(&mut side_cx).is_ready() {
-                    match watchdog.tick(&activity) {
-                        Verdict::Keep => {}
-                        Verdict::Shutdown => {
-                            debug!(%peer, "closing an idle connection");
-                            serving.as_mut().graceful_shutdown();
-                            shut_down = true;
-                        }
-                        Verdict::Drop => {
-                            debug!(%peer, "dropping a connection that stayed idle after shutdown");
-                            return Poll::Ready(Ok(()));
-                        }
-                    }
-                }
-                if !shut_down {
-                    return Poll::Pending;
-                }
-                // hyper acts on a graceful shutdown when polled.
-            }
-        })
-        .await;
-        if let Err(e) = result {
+        let io = TokioIo::new(PrefixedIo::new(read.freeze(), stream));
+        let serving = builder.serve_connection_with_upgrades(io, service);
+        let result = side
+            .supervise(pin!(serving), &activity, |serving| {
+                serving.graceful_shutdown()
+            })
+            .await;
+        if let Some(Err(e)) = result {
             debug!(%peer, "connection ended with an error: {e}");
         }
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn respond<B>(&self, req: Request<B>) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
         let snapshot = self.shared.snapshot.load_full();
         let grpc = is_grpc(req.headers());
         let unrouted = |status: StatusCode, why: &'static str| {
@@ -275,6 +263,97 @@ impl Connection {
         } else {
             response
         }
+    }
+}
+
+impl Handler for Connection {
+    fn handle(&self, req: Request<NoBody>) -> impl Future<Output = Response<ProxyBody>> + Send {
+        self.respond(req)
+    }
+}
+
+/// A connection's rare events: the stop signal (its socket left the config) and the
+/// idle watchdog's ticks, polled only when one of them woke the task (`side_wake`).
+struct SideEvents {
+    peer: SocketAddr,
+    stop: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ticks: tokio::time::Interval,
+    watchdog: Watchdog,
+    wake: SideWake,
+    stopping: bool,
+}
+
+impl SideEvents {
+    fn new(peer: SocketAddr, mut stop: watch::Receiver<bool>) -> Self {
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + IDLE_TICK, IDLE_TICK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        SideEvents {
+            peer,
+            stop: Box::pin(async move {
+                // Changed, or the sender is gone: either way the socket is being closed.
+                let _ = stop.changed().await;
+            }),
+            ticks,
+            watchdog: Watchdog::default(),
+            wake: SideWake::default(),
+            stopping: false,
+        }
+    }
+
+    /// Drives `serving` to its end, asking it to shut down gracefully (`shut_down`) when
+    /// the socket is stopped or the connection went idle. `None` when the watchdog
+    /// dropped a connection that stayed idle after that.
+    async fn supervise<F: Future>(
+        &mut self,
+        mut serving: Pin<&mut F>,
+        activity: &Activity,
+        mut shut_down: impl FnMut(Pin<&mut F>),
+    ) -> Option<F::Output> {
+        if self.stopping {
+            shut_down(serving.as_mut());
+        }
+        poll_fn(|cx| {
+            loop {
+                if let Poll::Ready(done) = serving.as_mut().poll(cx) {
+                    return Poll::Ready(Some(done));
+                }
+                if self.stopping {
+                    // Only the connection itself matters now.
+                    return Poll::Pending;
+                }
+                let Some(waker) = self.wake.due(cx.waker()) else {
+                    return Poll::Pending;
+                };
+                let mut side_cx = Context::from_waker(waker);
+                if self.stop.as_mut().poll(&mut side_cx).is_ready() {
+                    // The socket was removed from config: finish what's in flight, then close.
+                    self.stopping = true;
+                    shut_down(serving.as_mut());
+                    continue;
+                }
+                let mut shutting = false;
+                while self.ticks.poll_tick(&mut side_cx).is_ready() {
+                    match self.watchdog.tick(activity) {
+                        Verdict::Keep => {}
+                        Verdict::Shutdown => {
+                            debug!(peer = %self.peer, "closing an idle connection");
+                            shut_down(serving.as_mut());
+                            shutting = true;
+                        }
+                        Verdict::Drop => {
+                            debug!(peer = %self.peer, "dropping a connection that stayed idle after shutdown");
+                            return Poll::Ready(None);
+                        }
+                    }
+                }
+                if !shutting {
+                    return Poll::Pending;
+                }
+                // The connection acts on a graceful shutdown when polled.
+            }
+        })
+        .await
     }
 }
 

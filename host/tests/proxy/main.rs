@@ -5,6 +5,7 @@
 mod backend_tls;
 mod config_swap;
 mod filters;
+mod http1;
 mod idle;
 mod routing;
 mod support;

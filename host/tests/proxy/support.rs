@@ -34,13 +34,39 @@ pub struct Echo {
     pub addr: SocketAddr,
     pub arrived: Arc<Notify>,
     pub release: Arc<Notify>,
+    /// Notified when a `/hold` request was dropped (its connection closed) before release.
+    pub abandoned: Arc<Notify>,
+}
+
+/// What `/hold` signals and waits for.
+#[derive(Clone, Default)]
+pub struct Hold {
+    pub arrived: Arc<Notify>,
+    pub release: Arc<Notify>,
+    pub abandoned: Arc<Notify>,
+}
+
+/// Notifies `abandoned` when dropped still armed.
+struct AbandonAlarm(Option<Arc<Notify>>);
+
+impl Drop for AbandonAlarm {
+    fn drop(&mut self) {
+        if let Some(abandoned) = self.0.take() {
+            abandoned.notify_one();
+        }
+    }
 }
 
 pub async fn start_echo(name: &'static str) -> Echo {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (arrived, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let hold = (arrived.clone(), release.clone());
+    let hold = Hold::default();
+    let started = Echo {
+        addr,
+        arrived: hold.arrived.clone(),
+        release: hold.release.clone(),
+        abandoned: hold.abandoned.clone(),
+    };
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
@@ -53,17 +79,13 @@ pub async fn start_echo(name: &'static str) -> Echo {
             });
         }
     });
-    Echo {
-        addr,
-        arrived,
-        release,
-    }
+    started
 }
 
 /// The echo backend's answer to one request (also served over TLS by `support_tls`).
 pub async fn echo(
     name: &'static str,
-    hold: (Arc<Notify>, Arc<Notify>),
+    hold: Hold,
     mut req: Request<Incoming>,
 ) -> Result<Response<TestBody>, Infallible> {
     let is_websocket = req
@@ -92,8 +114,10 @@ pub async fn echo(
         return Ok(resp);
     }
     if req.uri().path() == "/hold" {
-        hold.0.notify_one();
-        hold.1.notified().await;
+        let mut alarm = AbandonAlarm(Some(hold.abandoned.clone()));
+        hold.arrived.notify_one();
+        hold.release.notified().await;
+        alarm.0 = None;
     }
     let builder = Response::builder()
         .header("x-backend", name)

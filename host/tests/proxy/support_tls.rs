@@ -158,8 +158,8 @@ pub async fn start_tls_echo(
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(Mutex::new(Vec::new()));
     let log = accepted.clone();
-    let (arrived, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let hold = (arrived.clone(), release.clone());
+    let hold = crate::support::Hold::default();
+    let (arrived, release) = (hold.arrived.clone(), hold.release.clone());
     tokio::spawn(async move {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
