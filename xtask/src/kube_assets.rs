@@ -58,27 +58,47 @@ pub fn ensure() -> Result<Option<PathBuf>> {
         return Ok(Some(dir));
     }
 
-    let Some(go) = find_on_path("go") else {
-        loud(&[
-            "`go` is not on PATH: cannot build kube-apiserver and etcd.".to_string(),
-            "The Kubernetes tests (tests/tests/kubernetes.rs) will be SKIPPED.".to_string(),
-            "Install Go (https://go.dev/dl/) and rerun, or point KUBEBUILDER_ASSETS at a"
-                .to_string(),
-            "directory holding kube-apiserver and etcd binaries.".to_string(),
-        ]);
-        return Ok(None);
-    };
+    let built = with_go(
+        "kube-apiserver and etcd",
+        "Kubernetes tests (tests/tests/kubernetes.rs)",
+        &[
+            "Install Go (https://go.dev/dl/) and rerun, or point KUBEBUILDER_ASSETS at a",
+            "directory holding kube-apiserver and etcd binaries.",
+        ],
+        |go| build(go, &dir, need_apiserver, need_etcd),
+    )?;
+    Ok(built.then_some(dir))
+}
 
-    match build(&go, &dir, need_apiserver, need_etcd) {
-        Ok(()) => Ok(Some(dir)),
+/// Builds something with the `go` on PATH. `Ok(false)` when it cannot be had here for a
+/// reason the `tests` turn into a skip (no `go`; a failed build outside CI), after
+/// saying so loudly; with `CI` set a failed build is an error.
+fn with_go(
+    what: &str,
+    tests: &str,
+    hint: &[&str],
+    build: impl FnOnce(&Path) -> Result<()>,
+) -> Result<bool> {
+    let skipped = format!("The {tests} will be SKIPPED.");
+    let Some(go) = find_on_path("go") else {
+        let mut lines = vec![
+            format!("`go` is not on PATH: cannot build {what}."),
+            skipped,
+        ];
+        lines.extend(hint.iter().map(|l| l.to_string()));
+        loud(&lines);
+        return Ok(false);
+    };
+    match build(&go) {
+        Ok(()) => Ok(true),
         Err(e) if std::env::var_os("CI").is_none() => {
             loud(&[
-                format!("building kube-apiserver/etcd with {} failed:", go.display()),
+                format!("building {what} with {} failed:", go.display()),
                 format!("{e:#}"),
-                "The Kubernetes tests (tests/tests/kubernetes.rs) will be SKIPPED.".to_string(),
+                skipped,
                 "(With CI set this is an error.)".to_string(),
             ]);
-            Ok(None)
+            Ok(false)
         }
         Err(e) => Err(e),
     }
@@ -418,26 +438,13 @@ pub fn ensure_helm() -> Result<Option<PathBuf>> {
         eprintln!("kube-assets: helm {HELM_VERSION} in {}", dir.display());
         return Ok(Some(bin));
     }
-    let Some(go) = find_on_path("go") else {
-        loud(&[
-            "`go` is not on PATH: cannot build helm.".to_string(),
-            "The chart tests (tests/tests/helm_chart.rs) will be SKIPPED.".to_string(),
-        ]);
-        return Ok(None);
-    };
-    match build_helm(&go, &dir) {
-        Ok(()) => Ok(Some(bin)),
-        Err(e) if std::env::var_os("CI").is_none() => {
-            loud(&[
-                format!("building helm with {} failed:", go.display()),
-                format!("{e:#}"),
-                "The chart tests (tests/tests/helm_chart.rs) will be SKIPPED.".to_string(),
-                "(With CI set this is an error.)".to_string(),
-            ]);
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
+    let built = with_go(
+        &format!("helm {HELM_VERSION}"),
+        "chart tests (tests/tests/helm_chart.rs)",
+        &[],
+        |go| build_helm(go, &dir),
+    )?;
+    Ok(built.then_some(bin))
 }
 
 fn helm_ok(p: &Path) -> bool {
