@@ -154,25 +154,9 @@ impl StatusEvents {
         }
     }
 
-    /// Publishes one event per transition on the object `live` (as read before the
-    /// status write).
-    pub async fn publish(
-        &self,
-        object: &kube::api::DynamicObject,
-        api_version: &str,
-        kind: &str,
-        found: &[Transition],
-    ) {
-        let meta = object.meta();
-        let reference = ObjectReference {
-            api_version: Some(api_version.to_string()),
-            kind: Some(kind.to_string()),
-            name: meta.name.clone(),
-            namespace: meta.namespace.clone(),
-            uid: meta.uid.clone(),
-            ..Default::default()
-        };
-        for transition in found {
+    /// Publishes one event per transition of one object.
+    pub async fn publish(&self, found: &ObjectTransitions) {
+        for transition in &found.transitions {
             let event = Event {
                 type_: if transition.bad {
                     EventType::Warning
@@ -188,9 +172,40 @@ impl StatusEvents {
                 action: "UpdateStatus".to_string(),
                 secondary: None,
             };
-            if let Err(e) = self.recorder.publish(&event, &reference).await {
-                debug!(kind, name = ?meta.name, error = %e, "cannot publish an event");
+            if let Err(e) = self.recorder.publish(&event, &found.object).await {
+                debug!(kind = ?found.object.kind, name = ?found.object.name, error = %e,
+                    "cannot publish an event");
             }
+        }
+    }
+}
+
+/// The transitions of one object's status, with the object they are about.
+#[derive(Debug)]
+pub struct ObjectTransitions {
+    pub object: ObjectReference,
+    pub transitions: Vec<Transition>,
+}
+
+impl ObjectTransitions {
+    /// `transitions` about `object` (as read before the status write).
+    pub fn new(
+        object: &kube::api::DynamicObject,
+        api_version: &str,
+        kind: &str,
+        transitions: Vec<Transition>,
+    ) -> Self {
+        let meta = object.meta();
+        ObjectTransitions {
+            object: ObjectReference {
+                api_version: Some(api_version.to_string()),
+                kind: Some(kind.to_string()),
+                name: meta.name.clone(),
+                namespace: meta.namespace.clone(),
+                uid: meta.uid.clone(),
+                ..Default::default()
+            },
+            transitions,
         }
     }
 }

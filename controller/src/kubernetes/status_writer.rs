@@ -9,7 +9,8 @@
 //!   one with only our own entries (by `controllerName`) replaced.
 //! - An object we wrote for before and that no longer has a status from us (a route
 //!   detached from our Gateways) gets our entries removed.
-//! - Conditions that turn bad, or good again, are also published as Events (`events`).
+//! - Conditions that turn bad, or good again, are also published as Events (`events`),
+//!   once the batch of status writes is done (they are not what other readers wait for).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,7 +20,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use tracing::{debug, warn};
 
-use super::events::{self, StatusEvents};
+use super::events::{self, ObjectTransitions, StatusEvents};
 use super::kinds::{self, WatchedKind};
 use crate::status;
 use crate::translate::ObjectStatus;
@@ -34,6 +35,20 @@ const WRITES_IN_FLIGHT: usize = 16;
 
 /// The status lists other controllers write entries into.
 const SHARED_LISTS: &[&str] = &["parents", "ancestors"];
+
+/// What writing one object's status did.
+struct Applied {
+    wrote: bool,
+    /// The Events to publish about it.
+    events: Option<ObjectTransitions>,
+}
+
+impl Applied {
+    const NOTHING: Applied = Applied {
+        wrote: false,
+        events: None,
+    };
+}
 
 pub struct StatusWriter {
     client: Client,
@@ -85,17 +100,19 @@ impl StatusWriter {
         // A few writes in flight at once: thousands of routes accepted after a start
         // would otherwise take a round trip each, one after the other.
         let this = &*self;
-        let results: Vec<(ObjectStatus, Result<bool, kube::Error>)> =
+        let results: Vec<(ObjectStatus, Result<Applied, kube::Error>)> =
             futures::stream::iter(pending)
                 .map(|object| this.apply_owned(object))
                 .buffer_unordered(WRITES_IN_FLIGHT)
                 .collect()
                 .await;
         let mut patched = 0;
+        let mut events = Vec::new();
         for (object, result) in results {
             match result {
-                Ok(wrote) => {
-                    patched += usize::from(wrote);
+                Ok(applied) => {
+                    patched += usize::from(applied.wrote);
+                    events.extend(applied.events);
                     self.written.insert(key(&object), object.status);
                 }
                 Err(e) => warn!(
@@ -120,6 +137,11 @@ impl StatusWriter {
                     "cannot remove our status entries"),
             }
         }
+        if let Some(publisher) = &self.events {
+            futures::stream::iter(&events)
+                .for_each_concurrent(WRITES_IN_FLIGHT, |found| publisher.publish(found))
+                .await;
+        }
         patched
     }
 
@@ -132,19 +154,22 @@ impl StatusWriter {
         }
     }
 
-    async fn apply_owned(&self, object: ObjectStatus) -> (ObjectStatus, Result<bool, kube::Error>) {
+    async fn apply_owned(
+        &self,
+        object: ObjectStatus,
+    ) -> (ObjectStatus, Result<Applied, kube::Error>) {
         let result = self.apply(&object).await;
         (object, result)
     }
 
-    /// Writes one object's status; false when the live one already matched.
-    async fn apply(&self, object: &ObjectStatus) -> Result<bool, kube::Error> {
+    /// Writes one object's status unless the live one already matched.
+    async fn apply(&self, object: &ObjectStatus) -> Result<Applied, kube::Error> {
         let Some(kind) = kinds::WATCHED.iter().find(|k| k.kind == object.kind) else {
-            return Ok(false);
+            return Ok(Applied::NOTHING);
         };
         let api = self.api(kind, &object.namespace);
         let Some(live) = api.get_opt(&object.name).await? else {
-            return Ok(false);
+            return Ok(Applied::NOTHING);
         };
         let live_status = live.data.get("status").cloned().unwrap_or(Value::Null);
         let mut desired = object.status.clone();
@@ -157,18 +182,18 @@ impl StatusWriter {
         self.merge_shared_lists(&live_status, &mut desired);
         if covers(&live_status, &desired) {
             debug!(kind = %object.kind, name = %object.name, "status unchanged");
-            return Ok(false);
+            return Ok(Applied::NOTHING);
         }
         self.patch(&api, kind, &object.name, desired).await?;
-        if let Some(events) = &self.events {
+        let events = self.events.as_ref().and_then(|_| {
             let found = events::transitions(&live_status, &object.status, |e| self.is_ours(e));
-            if !found.is_empty() {
-                events
-                    .publish(&live, &api_version(kind), kind.kind, &found)
-                    .await;
-            }
-        }
-        Ok(true)
+            (!found.is_empty())
+                .then(|| ObjectTransitions::new(&live, &api_version(kind), kind.kind, found))
+        });
+        Ok(Applied {
+            wrote: true,
+            events,
+        })
     }
 
     /// Removes our entries from an object's shared status lists.
