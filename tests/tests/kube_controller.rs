@@ -10,7 +10,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use nantian_e2e::harness::tls::{certificate, get_tls, tls_secret};
 use nantian_e2e::harness::{Env, get, send, wait_for};
-use nantian_e2e::kube::{apply_yaml, apply_yaml_in, shared_or_skip};
+use nantian_e2e::kube::{KubeControlPlane, apply_yaml, apply_yaml_in, shared_or_skip};
 use nantian_e2e::kube_support::{
     Controller, Host, answered_by, backend_ip, class_names, condition, gateway_class,
     gateway_programmed, gateways, http_routes, object, resource, route_condition, service,
@@ -578,23 +578,25 @@ async fn one_leader_writes_status_and_another_takes_over() {
     .await;
 }
 
-/// The translator reads no status, so a watch event that changes only an object's status
-/// (most often our own status write coming back) must not cost a translation; a spec
-/// change must. The controller's `translations` counter shows which happened.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_only_changes_are_not_translated_again_but_spec_changes_are() {
-    let Some(kube) =
-        shared_or_skip("status_only_changes_are_not_translated_again_but_spec_changes_are").await
-    else {
-        return;
-    };
-    let client = kube.client().await.unwrap();
-    let ns = kube.create_namespace("k8s-status-only").await.unwrap();
-    let (controller_name, class) = class_names(&ns);
-    let env = Env::new();
-    let bind = env.gateway_ip(1);
-    let config = format!(
-        r#"{class_yaml}---
+/// A namespace of its own with a Gateway and a route whose only backend does not exist
+/// (so its `ResolvedRefs` is False), for a controller of its own class.
+struct UnresolvedRoute {
+    client: Client,
+    ns: String,
+    controller_name: String,
+    env: Env,
+    bind: String,
+}
+
+impl UnresolvedRoute {
+    async fn apply(kube: &KubeControlPlane, namespace: &str) -> Self {
+        let client = kube.client().await.unwrap();
+        let ns = kube.create_namespace(namespace).await.unwrap();
+        let (controller_name, class) = class_names(&ns);
+        let env = Env::new();
+        let bind = env.gateway_ip(1);
+        let config = format!(
+            r#"{class_yaml}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {{name: web, namespace: {ns}}}
@@ -611,9 +613,59 @@ spec:
   rules:
   - backendRefs: [{{name: nope, port: 80}}]
 "#,
-        class_yaml = gateway_class(&class, &controller_name),
-    );
-    apply_yaml(&client, &config).await.unwrap();
+            class_yaml = gateway_class(&class, &controller_name),
+        );
+        apply_yaml(&client, &config).await.unwrap();
+        UnresolvedRoute {
+            client,
+            ns,
+            controller_name,
+            env,
+            bind,
+        }
+    }
+}
+
+/// Patches a route's `status.parents` as another writer would; `edit` gets the live list.
+async fn patch_route_parents(
+    client: &Client,
+    ns: &str,
+    route: &str,
+    edit: impl FnOnce(&mut Value),
+) -> DynamicObject {
+    let mut parents = object(client, &http_routes(), ns, route)
+        .await
+        .unwrap()
+        .data["status"]["parents"]
+        .clone();
+    edit(&mut parents);
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &http_routes())
+        .patch_status(
+            route,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"parents": parents}})),
+        )
+        .await
+        .unwrap()
+}
+
+/// The translator reads no status, so a watch event that changes only an object's status
+/// (most often our own status write coming back) must not cost a translation; a spec
+/// change must. The controller's `translations` counter shows which happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_only_changes_are_not_translated_again_but_spec_changes_are() {
+    let Some(kube) =
+        shared_or_skip("status_only_changes_are_not_translated_again_but_spec_changes_are").await
+    else {
+        return;
+    };
+    let UnresolvedRoute {
+        client,
+        ns,
+        controller_name,
+        env,
+        bind,
+    } = UnresolvedRoute::apply(kube, "k8s-status-only").await;
     // The first periodic resync (a full translation) comes 60 s after the start; every
     // check below is made well before it.
     let controller = Controller::start(kube, &env, 90, &ns, &controller_name, &bind);
@@ -638,28 +690,17 @@ spec:
     }
 
     // Another controller adds its own parent entry: a status-only change.
-    let routes: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &http_routes());
-    let mut parents = object(&client, &http_routes(), &ns, "route")
-        .await
-        .unwrap()
-        .data["status"]["parents"]
-        .clone();
-    parents.as_array_mut().unwrap().push(serde_json::json!({
-        "parentRef": {"name": "elsewhere"},
-        "controllerName": "example.com/other-controller",
-        "conditions": [{
-            "type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
-            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1
-        }]
-    }));
-    routes
-        .patch_status(
-            "route",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"status": {"parents": parents}})),
-        )
-        .await
-        .unwrap();
+    patch_route_parents(&client, &ns, "route", |parents| {
+        parents.as_array_mut().unwrap().push(serde_json::json!({
+            "parentRef": {"name": "elsewhere"},
+            "controllerName": "example.com/other-controller",
+            "conditions": [{
+                "type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+                "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1
+            }]
+        }))
+    })
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(
         controller.translations().await.unwrap(),
@@ -680,7 +721,7 @@ spec:
     assert!(owners.contains(&"example.com/other-controller"), "{status}");
 
     // A spec change is translated.
-    routes
+    Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &http_routes())
         .patch(
             "route",
             &PatchParams::default(),
@@ -778,32 +819,13 @@ async fn a_status_someone_else_overwrote_is_put_back_at_the_resync() {
     else {
         return;
     };
-    let client = kube.client().await.unwrap();
-    let ns = kube.create_namespace("k8s-resync").await.unwrap();
-    let (controller_name, class) = class_names(&ns);
-    let env = Env::new();
-    let bind = env.gateway_ip(1);
-    let config = format!(
-        r#"{class_yaml}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: web, namespace: {ns}}}
-spec:
-  gatewayClassName: {class}
-  listeners:
-  - {{name: http, port: 8080, protocol: HTTP}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: route, namespace: {ns}}}
-spec:
-  parentRefs: [{{name: web}}]
-  rules:
-  - backendRefs: [{{name: nope, port: 80}}]
-"#,
-        class_yaml = gateway_class(&class, &controller_name),
-    );
-    apply_yaml(&client, &config).await.unwrap();
+    let UnresolvedRoute {
+        client,
+        ns,
+        controller_name,
+        env,
+        bind,
+    } = UnresolvedRoute::apply(kube, "k8s-resync").await;
     // A resync every 2 s instead of 60: each wait below allows 30 s.
     let _controller = Controller::start_with(
         kube,
@@ -826,28 +848,17 @@ spec:
     .await;
 
     // Someone rewrites our own entry's condition.
-    let routes: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &http_routes());
-    let mut parents = object(&client, &http_routes(), &ns, "route")
-        .await
-        .unwrap()
-        .data["status"]["parents"]
-        .clone();
-    for parent in parents.as_array_mut().unwrap() {
-        for condition in parent["conditions"].as_array_mut().unwrap() {
-            if condition["type"] == "ResolvedRefs" {
-                condition["status"] = "True".into();
-                condition["reason"] = "ResolvedRefs".into();
+    let tampered = patch_route_parents(&client, &ns, "route", |parents| {
+        for parent in parents.as_array_mut().unwrap() {
+            for condition in parent["conditions"].as_array_mut().unwrap() {
+                if condition["type"] == "ResolvedRefs" {
+                    condition["status"] = "True".into();
+                    condition["reason"] = "ResolvedRefs".into();
+                }
             }
         }
-    }
-    let tampered = routes
-        .patch_status(
-            "route",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"status": {"parents": parents}})),
-        )
-        .await
-        .unwrap();
+    })
+    .await;
     let ours = tampered.data["status"]["parents"]
         .as_array()
         .unwrap()
