@@ -211,6 +211,17 @@ async fn serve_on<H: Handler>(
     Served { outcome, rest: buf }
 }
 
+/// Sends `request` (all of it at once), serves until the loop ends, and returns how it
+/// ended and everything the client received.
+async fn serve_whole<H: Handler>(handler: &H, request: &[u8]) -> (Outcome, String) {
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    client.write_all(request).await.unwrap();
+    let served = serve_on(handler, server, &AtomicBool::new(false)).await;
+    let mut all = String::new();
+    client.read_to_string(&mut all).await.unwrap();
+    (served.outcome, all)
+}
+
 async fn read_available(client: &mut DuplexStream, at_least: usize) -> String {
     let mut seen = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -254,15 +265,12 @@ async fn pipelined_requests_are_answered_in_order_until_one_with_a_body() {
 #[tokio::test]
 async fn connection_close_ends_the_loop_after_the_answer() {
     let h = handler(hello);
-    let (mut client, server) = tokio::io::duplex(64 * 1024);
-    client
-        .write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\n\r\n")
-        .await
-        .unwrap();
-    let served = serve_on(&h, server, &AtomicBool::new(false)).await;
-    assert_eq!(served.outcome, Outcome::Closed);
-    let mut all = String::new();
-    client.read_to_string(&mut all).await.unwrap();
+    let (outcome, all) = serve_whole(
+        &h,
+        b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\n\r\n",
+    )
+    .await;
+    assert_eq!(outcome, Outcome::Closed);
     assert!(all.contains("connection: close\r\n"), "{all}");
     assert!(all.ends_with("\r\n\r\nhello"), "{all}");
     assert_eq!(h.seen.lock().unwrap().len(), 1);
@@ -346,15 +354,9 @@ async fn a_body_longer_than_its_length_closes_the_connection() {
                 .unwrap()
         })
     });
-    let (mut client, server) = tokio::io::duplex(64 * 1024);
-    client
-        .write_all(b"GET / HTTP/1.1\r\n\r\nGET /again HTTP/1.1\r\n\r\n")
-        .await
-        .unwrap();
-    let served = serve_on(&h, server, &AtomicBool::new(false)).await;
-    assert_eq!(served.outcome, Outcome::Closed);
-    let mut all = String::new();
-    client.read_to_string(&mut all).await.unwrap();
+    let (outcome, all) =
+        serve_whole(&h, b"GET / HTTP/1.1\r\n\r\nGET /again HTTP/1.1\r\n\r\n").await;
+    assert_eq!(outcome, Outcome::Closed);
     assert!(all.ends_with("content-length: 2\r\n\r\n"), "{all}");
     assert_eq!(h.seen.lock().unwrap().len(), 1);
 }

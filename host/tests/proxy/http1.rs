@@ -8,20 +8,6 @@ use tokio::net::TcpStream;
 
 use crate::support::*;
 
-async fn gateway_with_echo() -> (std::sync::Arc<nantian_host::Gateway>, Echo, u16) {
-    let echo = start_echo("a").await;
-    let port = free_port();
-    let gw = gateway();
-    Snapshot::default()
-        .with(listener("http", port, ""))
-        .with(backend("a", "http", &[echo.addr]))
-        .with(rule("echo", "/", vec![backend_ref("a", 1)]))
-        .apply(&gw, "1")
-        .await
-        .expect("valid config");
-    (gw, echo, port)
-}
-
 /// One response read off the wire: status line, lower-cased headers, body (de-chunked).
 struct WireResponse {
     status_line: String,

@@ -9,20 +9,6 @@ use tokio::net::TcpStream;
 
 use crate::support::*;
 
-async fn gateway_with_echo() -> (std::sync::Arc<nantian_host::Gateway>, Echo, u16) {
-    let echo = start_echo("a").await;
-    let port = free_port();
-    let gw = gateway();
-    Snapshot::default()
-        .with(listener("http", port, ""))
-        .with(backend("a", "http", &[echo.addr]))
-        .with(rule("echo", "/", vec![backend_ref("a", 1)]))
-        .apply(&gw, "1")
-        .await
-        .expect("valid config");
-    (gw, echo, port)
-}
-
 /// Reads until the gateway closes the connection; returns what it sent.
 async fn read_to_close(stream: &mut TcpStream) -> String {
     let mut seen = Vec::new();

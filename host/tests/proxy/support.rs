@@ -158,6 +158,21 @@ pub fn empty() -> TestBody {
     full(Bytes::new())
 }
 
+/// A gateway with one plain listener whose catch-all route goes to one echo backend.
+pub async fn gateway_with_echo() -> (Arc<Gateway>, Echo, u16) {
+    let echo = start_echo("a").await;
+    let port = free_port();
+    let gw = gateway();
+    Snapshot::default()
+        .with(listener("http", port, ""))
+        .with(backend("a", "http", &[echo.addr]))
+        .with(rule("echo", "/", vec![backend_ref("a", 1)]))
+        .apply(&gw, "1")
+        .await
+        .expect("valid config");
+    (gw, echo, port)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
