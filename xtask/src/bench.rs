@@ -3,10 +3,11 @@
 //! header, all in front of the same echo backend (`bench/README.md` has the method).
 //!
 //! All targets run at once and are measured in alternating rounds (each target once per
-//! round), so a disturbance on this shared machine hits every row alike instead of one;
-//! the table shows each target's median round.
+//! round, every other round in reverse order), so a disturbance on this shared machine
+//! hits every row alike instead of one; the table shows each target's median round, and
+//! the comparisons with nginx pair the rounds (`report::paired_ratio`).
 //!
-//! Environment knobs: `NANTIAN_BENCH_SECONDS` (5, per round), `NANTIAN_BENCH_ROUNDS` (3),
+//! Environment knobs: `NANTIAN_BENCH_SECONDS` (5, per round), `NANTIAN_BENCH_ROUNDS` (5),
 //! `NANTIAN_BENCH_WARMUP_SECONDS` (2),
 //! `NANTIAN_BENCH_CONNECTIONS` (32), `NANTIAN_BENCH_PIN` (1: proxy on CPU 1, load and
 //! backend on CPU 0), `NANTIAN_BENCH_TARGETS` (comma list of direct, nginx, haproxy,
@@ -80,7 +81,7 @@ impl Settings {
                 connections: u32::try_from(number("NANTIAN_BENCH_CONNECTIONS", 32)?)?,
                 duration: Duration::from_secs(number("NANTIAN_BENCH_SECONDS", 5)?.clamp(1, 120)),
             },
-            rounds: usize::try_from(number("NANTIAN_BENCH_ROUNDS", 3)?.clamp(1, 20))?,
+            rounds: usize::try_from(number("NANTIAN_BENCH_ROUNDS", 5)?.clamp(1, 20))?,
             warmup: Duration::from_secs(number("NANTIAN_BENCH_WARMUP_SECONDS", 2)?.clamp(1, 60)),
             pin: number("NANTIAN_BENCH_PIN", 1)? != 0,
             kinds,
@@ -154,7 +155,18 @@ pub fn run(ws: &Workspace) -> Result<()> {
         }
     }
     for round in 1..=settings.rounds {
-        for target in started.iter_mut().filter(|t| t.failed.is_none()) {
+        // Every other round runs the targets in reverse, so a steady drift of the
+        // machine's speed weighs on every target alike.
+        let order: Vec<usize> = if round % 2 == 1 {
+            (0..started.len()).collect()
+        } else {
+            (0..started.len()).rev().collect()
+        };
+        for i in order {
+            let target = &mut started[i];
+            if target.failed.is_some() {
+                continue;
+            }
             eprintln!(
                 "bench: round {round}/{}: {} …",
                 settings.rounds,
@@ -358,6 +370,8 @@ impl Started {
             p50_us: median(|r| r.p50_us),
             p99_us: median(|r| r.p99_us),
             cpu_us_per_req: median(|r| r.cpu_us_per_req),
+            cpu_rounds: self.rounds.iter().map(|r| r.cpu_us_per_req).collect(),
+            p99_rounds: self.rounds.iter().map(|r| r.p99_us).collect(),
             idle_rss_mib: self.idle_rss_kib as f64 / 1024.0,
             load_rss_mib: load_rss_kib as f64 / 1024.0,
             notes,
