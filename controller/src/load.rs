@@ -288,8 +288,8 @@ fn scope(group: &str, kind: &str) -> Option<bool> {
         ("", "Service" | "Secret" | "ConfigMap")
         | (
             GATEWAY_GROUP,
-            "Gateway" | "HTTPRoute" | "GRPCRoute" | "ReferenceGrant" | "BackendTLSPolicy"
-            | "ListenerSet" | BACKEND_LB_POLICY,
+            "Gateway" | "HTTPRoute" | "GRPCRoute" | "TLSRoute" | "ReferenceGrant"
+            | "BackendTLSPolicy" | "ListenerSet" | BACKEND_LB_POLICY,
         )
         | (GATEWAY_X_GROUP, X_BACKEND_TRAFFIC_POLICY)
         | ("discovery.k8s.io", "EndpointSlice") => Some(true),
@@ -338,6 +338,7 @@ fn load_value(
         "Gateway" => insert!(gateways),
         "HTTPRoute" => insert!(http_routes),
         "GRPCRoute" => insert!(grpc_routes),
+        "TLSRoute" => insert!(tls_routes),
         "ReferenceGrant" => insert!(reference_grants),
         "Service" => insert!(services),
         "EndpointSlice" => insert!(endpoint_slices),

@@ -14,6 +14,7 @@ use gateway_api::gateways::Gateway;
 use gateway_api::grpcroutes::GrpcRoute;
 use gateway_api::listenersets::ListenerSet;
 use gateway_api::referencegrants::ReferenceGrant;
+use gateway_api::tlsroutes::TlsRoute;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -32,6 +33,7 @@ pub struct Resources {
     pub gateways: BTreeMap<Key, Gateway>,
     pub http_routes: BTreeMap<Key, HttpRoute>,
     pub grpc_routes: BTreeMap<Key, GrpcRoute>,
+    pub tls_routes: BTreeMap<Key, TlsRoute>,
     pub reference_grants: BTreeMap<Key, ReferenceGrant>,
     pub services: BTreeMap<Key, Service>,
     pub endpoint_slices: BTreeMap<Key, EndpointSlice>,
@@ -79,6 +81,7 @@ impl Resources {
             + self.gateways.len()
             + self.http_routes.len()
             + self.grpc_routes.len()
+            + self.tls_routes.len()
             + self.reference_grants.len()
             + self.services.len()
             + self.endpoint_slices.len()
@@ -105,6 +108,7 @@ impl Resources {
         copy(&mut self.gateways, &other.gateways);
         copy(&mut self.http_routes, &other.http_routes);
         copy(&mut self.grpc_routes, &other.grpc_routes);
+        copy(&mut self.tls_routes, &other.tls_routes);
         copy(&mut self.reference_grants, &other.reference_grants);
         copy(&mut self.services, &other.services);
         copy(&mut self.endpoint_slices, &other.endpoint_slices);
@@ -129,6 +133,7 @@ impl Resources {
             "Gateway" => self.gateways.contains_key(&key),
             "HTTPRoute" => self.http_routes.contains_key(&key),
             "GRPCRoute" => self.grpc_routes.contains_key(&key),
+            "TLSRoute" => self.tls_routes.contains_key(&key),
             "ReferenceGrant" => self.reference_grants.contains_key(&key),
             "Service" => self.services.contains_key(&key),
             "EndpointSlice" => self.endpoint_slices.contains_key(&key),
@@ -254,6 +259,7 @@ meta_ext!(
     Gateway,
     HttpRoute,
     GrpcRoute,
+    TlsRoute,
     ReferenceGrant,
     Service,
     EndpointSlice,

@@ -110,6 +110,7 @@ mod tests {
                 hostname: String::new(),
                 certificates: Vec::new(),
                 client_validation: None,
+                tls_mode: String::new(),
             }],
             routes: vec![Route {
                 name: "route/ns/r/rule/0".into(),

@@ -48,6 +48,30 @@ pub struct ListenerSpec {
     pub tls: Option<Arc<[Arc<rustls::sign::CertifiedKey>]>>,
     /// HTTPS with client certificate validation.
     pub client_auth: Option<crate::tls::ClientAuth>,
+    /// Protocol TLS: connections are TLSRoute byte streams, routed by SNI. `tls` holds
+    /// the certificates when the gateway terminates them.
+    pub tls_route: Option<TlsRouteMode>,
+}
+
+/// What a TLS listener does with the TLS of its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsRouteMode {
+    /// The backend does the handshake: the client's bytes go through untouched.
+    Passthrough,
+    /// The gateway does the handshake and forwards the plaintext.
+    Terminate,
+}
+
+impl ListenerSpec {
+    /// Which kind of socket the listener needs: plain HTTP, HTTPS, or TLSRoute streams.
+    /// Listeners sharing a socket must need the same kind.
+    pub fn socket_kind(&self) -> &'static str {
+        match (&self.tls_route, &self.tls) {
+            (Some(_), _) => "TLS",
+            (None, Some(_)) => "HTTPS",
+            (None, None) => "HTTP",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +93,8 @@ pub struct RouteSpec {
     /// The rule's session persistence; replaces the backends' own.
     pub session: Option<Arc<crate::session::SessionSpec>>,
     pub retry: Option<RetrySpec>,
+    /// A TLSRoute rule: it matches by SNI only and carries connections, not requests.
+    pub tls_route: bool,
 }
 
 /// HTTPRoute rule retry (see `retry`).

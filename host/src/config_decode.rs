@@ -13,7 +13,7 @@ use prost::Message;
 use crate::balancer::BalancingSpec;
 use crate::config::{
     BackendSpec, ConfigError, ConfigSet, FilterSpec, ListenerSpec, ModuleSource, ModuleSpec,
-    Rejections, RouteSpec, UpstreamProtocol, invalid,
+    Rejections, RouteSpec, TlsRouteMode, UpstreamProtocol, invalid,
 };
 use crate::hostname::Hostname;
 use crate::upstream_tls::UpstreamTls;
@@ -85,11 +85,12 @@ fn decode_one(
 }
 
 /// References between resources, and listeners that would be ambiguous on one socket.
-/// One socket speaks either plain HTTP or TLS: HTTP and HTTPS listeners can't share it.
+/// One socket speaks plain HTTP, HTTPS, or TLSRoute streams: listeners needing different
+/// ones can't share it.
 fn mixes_protocols(set: &ConfigSet, l: &ListenerSpec) -> bool {
     set.listeners
         .iter()
-        .filter(|other| other.tls.is_some() != l.tls.is_some())
+        .filter(|other| other.socket_kind() != l.socket_kind())
         .any(|other| other.binds.iter().any(|b| l.binds.contains(b)))
 }
 
@@ -105,7 +106,7 @@ fn check_references(set: &ConfigSet, rejections: &mut Rejections) {
     for l in sorted {
         if mixes_protocols(set, l) {
             let why =
-                "shares its address and port with a listener of the other protocol (HTTP/HTTPS)";
+                "shares its address and port with a listener of another protocol (HTTP/HTTPS/TLS)";
             rejections.add(&l.name, ConfigError::Conflict(why.into()));
         }
         for bind in &l.binds {
@@ -125,8 +126,21 @@ fn check_references(set: &ConfigSet, rejections: &mut Rejections) {
             name: name.to_string(),
         };
         for l in &route.listeners {
-            if !listeners.contains_key(l.as_str()) {
-                rejections.add(&route.name, unknown("listener", l));
+            match listeners.get(l.as_str()) {
+                None => rejections.add(&route.name, unknown("listener", l)),
+                Some(listener) if listener.tls_route.is_some() != route.tls_route => {
+                    let why = format!(
+                        "a {} cannot attach to the {} listener {l}",
+                        if route.tls_route {
+                            "TLSRoute"
+                        } else {
+                            "HTTP route"
+                        },
+                        listener.socket_kind()
+                    );
+                    rejections.add(&route.name, ConfigError::Conflict(why));
+                }
+                Some(_) => {}
             }
         }
         let mut filter_lists = vec![&route.filters];
@@ -158,20 +172,34 @@ impl TryFrom<&pb::Listener> for ListenerSpec {
     type Error = ConfigError;
 
     fn try_from(pb: &pb::Listener) -> Result<Self, ConfigError> {
-        let tls = match pb.protocol.as_str() {
-            "HTTP" => None,
-            "HTTPS" => {
-                if pb.certificates.is_empty() {
-                    return Err(invalid("listener", &pb.name, "HTTPS needs a certificate"));
-                }
-                let keys: Vec<_> = pb
-                    .certificates
-                    .iter()
-                    .map(crate::tls::certified_key)
-                    .collect::<Result<_, _>>()?;
-                Some(keys.into())
+        type Certificates = Option<Arc<[Arc<rustls::sign::CertifiedKey>]>>;
+        let certificates = || -> Result<Certificates, ConfigError> {
+            if pb.certificates.is_empty() {
+                return Err(invalid(
+                    "listener",
+                    &pb.name,
+                    "terminating TLS needs a certificate",
+                ));
             }
-            other => {
+            let keys: Vec<_> = pb
+                .certificates
+                .iter()
+                .map(crate::tls::certified_key)
+                .collect::<Result<_, _>>()?;
+            Ok(Some(keys.into()))
+        };
+        let (tls, tls_route) = match (pb.protocol.as_str(), pb.tls_mode.as_str()) {
+            ("HTTP", _) => (None, None),
+            ("HTTPS", _) => (certificates()?, None),
+            ("TLS", "Passthrough") => (None, Some(TlsRouteMode::Passthrough)),
+            ("TLS", "" | "Terminate") => (certificates()?, Some(TlsRouteMode::Terminate)),
+            ("TLS", other) => {
+                return Err(ConfigError::Unsupported {
+                    field: "listener TLS mode",
+                    value: other.to_string(),
+                });
+            }
+            (other, _) => {
                 return Err(ConfigError::Unsupported {
                     field: "listener protocol",
                     value: other.to_string(),
@@ -200,8 +228,8 @@ impl TryFrom<&pb::Listener> for ListenerSpec {
             "" => None,
             h => Some(Hostname::parse(h)?),
         };
-        let client_auth = match (&tls, &pb.client_validation) {
-            (Some(_), Some(v)) => Some(crate::tls::ClientAuth::try_from(v)?),
+        let client_auth = match (&tls, &pb.client_validation, tls_route) {
+            (Some(_), Some(v), None) => Some(crate::tls::ClientAuth::try_from(v)?),
             _ => None,
         };
         Ok(ListenerSpec {
@@ -210,6 +238,7 @@ impl TryFrom<&pb::Listener> for ListenerSpec {
             hostname,
             tls,
             client_auth,
+            tls_route,
         })
     }
 }

@@ -29,9 +29,10 @@ impl TryFrom<&pb::Route> for RouteSpec {
             .iter()
             .map(MatchSpec::try_from)
             .collect::<Result<_, _>>()?;
-        let grpc = match pb.kind.as_str() {
-            "" | "HTTPRoute" => false,
-            "GRPCRoute" => true,
+        let (grpc, tls_route) = match pb.kind.as_str() {
+            "" | "HTTPRoute" => (false, false),
+            "GRPCRoute" => (true, false),
+            "TLSRoute" => (false, true),
             other => {
                 return Err(ConfigError::Unsupported {
                     field: "route kind",
@@ -44,6 +45,13 @@ impl TryFrom<&pb::Route> for RouteSpec {
                 "route match",
                 &pb.name,
                 "gRPC method matches belong to GRPCRoute rules only, and every match of one",
+            ));
+        }
+        if tls_route && (!matches.is_empty() || !pb.filters.is_empty()) {
+            return Err(invalid(
+                "route",
+                &pb.name,
+                "a TLSRoute rule has no matches or filters: it is chosen by SNI alone",
             ));
         }
         if matches.is_empty() {
@@ -96,6 +104,7 @@ impl TryFrom<&pb::Route> for RouteSpec {
             filters,
             backends,
             grpc,
+            tls_route,
         })
     }
 }

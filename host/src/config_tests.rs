@@ -14,6 +14,7 @@ fn listener(name: &str, port: u32, hostname: &str) -> pb::Listener {
         hostname: hostname.into(),
         certificates: Vec::new(),
         client_validation: None,
+        tls_mode: String::new(),
     }
 }
 
@@ -309,7 +310,7 @@ fn listener_problems_are_rejected() {
     assert_rejected(
         vec![entry(&mixed)],
         "listener/ns/gw/mixed",
-        "other protocol",
+        "another protocol",
     );
     let bad_host = listener("listener/ns/gw/bad", 8080, "*.*.example.com");
     assert_rejected(vec![entry(&bad_host)], "listener/ns/gw/bad", "hostname");
@@ -435,5 +436,79 @@ fn nack_detail_lists_every_rejected_resource() {
         detail.message.starts_with("2 resource(s) rejected"),
         "{}",
         detail.message
+    );
+}
+
+#[test]
+fn tls_listeners_and_tls_routes_must_fit_each_other() {
+    let mut passthrough = listener("listener/ns/gw/tls", 9443, "*.example.com");
+    passthrough.protocol = "TLS".into();
+    passthrough.tls_mode = "Passthrough".into();
+    let mut tls_route = route("tlsroute/ns/t/rule/0");
+    tls_route.kind = "TLSRoute".into();
+    tls_route.listeners = vec!["listener/ns/gw/tls".into()];
+    tls_route.hostnames = vec!["a.example.com".into()];
+    // A passthrough listener needs no certificate; its TLSRoute has no matches.
+    let set = {
+        let mut items = valid_base();
+        items.push(entry(&passthrough));
+        items.push(entry(&tls_route));
+        decode(&map_of(items)).unwrap()
+    };
+    let l = set
+        .listeners
+        .iter()
+        .find(|l| l.tls_route.is_some())
+        .unwrap();
+    assert_eq!(l.tls_route, Some(TlsRouteMode::Passthrough));
+    assert!(l.tls.is_none());
+    assert!(set.routes[0].tls_route);
+
+    // Terminate (also the default mode) needs the listener's certificate.
+    let mut terminate = passthrough.clone();
+    terminate.name = "listener/ns/gw/term".into();
+    terminate.port = 9444;
+    terminate.tls_mode = String::new();
+    assert_rejected(
+        vec![entry(&terminate)],
+        "listener/ns/gw/term",
+        "needs a certificate",
+    );
+    let mut unknown_mode = passthrough.clone();
+    unknown_mode.tls_mode = "Sideways".into();
+    assert_rejected(vec![entry(&unknown_mode)], "listener/ns/gw/tls", "Sideways");
+
+    // A TLS listener cannot share the HTTP listener's socket (8080).
+    let mut shared = passthrough.clone();
+    shared.name = "listener/ns/gw/shared".into();
+    shared.port = 8080;
+    assert_rejected(
+        vec![entry(&shared)],
+        "listener/ns/gw/shared",
+        "another protocol",
+    );
+
+    // Route kinds stay on their own listeners, and TLSRoute rules match by SNI alone.
+    let mut on_http = tls_route.clone();
+    on_http.name = "tlsroute/ns/h/rule/0".into();
+    on_http.listeners = vec!["listener/ns/gw/http".into()];
+    assert_rejected(
+        vec![entry(&on_http)],
+        "tlsroute/ns/h/rule/0",
+        "cannot attach to the HTTP listener",
+    );
+    let mut http_on_tls = route("route/ns/x/rule/0");
+    http_on_tls.listeners = vec!["listener/ns/gw/tls".into()];
+    assert_rejected(
+        vec![entry(&passthrough), entry(&http_on_tls)],
+        "route/ns/x/rule/0",
+        "cannot attach to the TLS listener",
+    );
+    let mut with_match = tls_route.clone();
+    with_match.matches = vec![pb::RouteMatch::default()];
+    assert_rejected(
+        vec![entry(&passthrough), entry(&with_match)],
+        "tlsroute/ns/t/rule/0",
+        "by SNI alone",
     );
 }

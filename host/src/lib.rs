@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod balancer;
+mod client_hello;
 pub mod config;
 mod config_decode;
 mod config_route;
@@ -38,6 +39,7 @@ mod side_wake;
 pub mod snapshot;
 mod timeout;
 pub mod tls;
+mod tls_route;
 pub mod upstream;
 mod upstream_h1;
 mod upstream_h1_direct;

@@ -154,6 +154,7 @@ fn fixture(listeners: &[(&str, &str)], routes: &[HttpRoute]) -> Fixture {
                 hostname: host.to_string(),
                 certificates: Vec::new(),
                 client_validation: None,
+                tls_mode: String::new(),
             })
             .unwrap()
         })
@@ -690,6 +691,7 @@ fn a_listener_on_two_addresses_routes_on_both_sockets() {
             hostname: host.to_string(),
             certificates: Vec::new(),
             client_validation: None,
+            tls_mode: String::new(),
         })
         .unwrap()
     });

@@ -119,14 +119,26 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Connection {
     /// Serves plain HTTP, or TLS first when the socket has HTTPS listeners in the current
-    /// snapshot (with the certificates of that snapshot).
+    /// snapshot (with the certificates of that snapshot), or TLSRoute streams when it has
+    /// TLS listeners.
     async fn accept(
         mut self,
         builder: Arc<ConnBuilder>,
         stream: TcpStream,
         stop: watch::Receiver<bool>,
     ) {
-        let tls = self.shared.snapshot.load().tls.get(&self.bind).cloned();
+        let (streams, tls) = {
+            let snapshot = self.shared.snapshot.load();
+            (
+                snapshot.tls_routes.contains_key(&self.bind),
+                snapshot.tls.get(&self.bind).cloned(),
+            )
+        };
+        if streams {
+            // Boxed: HTTP connections should not carry the size of this future.
+            let serve = crate::tls_route::serve(self.shared, self.bind, self.peer, stream);
+            return Box::pin(serve).await;
+        }
         let Some(tls) = tls else {
             return self.serve(builder, stream, stop, true).await;
         };

@@ -15,13 +15,17 @@ use crate::mirror::MirrorStep;
 use crate::router::{BindTable, build_tables};
 use crate::session::SessionSpec;
 use crate::tls::{BindTls, bind_configs};
+use crate::tls_route::{self, TlsRouteSocket};
 use crate::upstream::Upstream;
 
 pub struct Snapshot {
     pub version: String,
     pub binds: HashMap<SocketAddr, BindTable>,
-    /// Sockets with HTTPS listeners: their TLS configuration.
+    /// Sockets with HTTPS listeners, or TLS listeners terminating TLS: their TLS
+    /// configuration.
     pub tls: HashMap<SocketAddr, BindTls>,
+    /// Sockets with TLS listeners: connections there are TLSRoute streams.
+    pub tls_routes: HashMap<SocketAddr, TlsRouteSocket>,
     /// Indexed like the router's candidates' `route`.
     pub rules: Vec<Rule>,
     pub dump: ConfigDump,
@@ -59,6 +63,7 @@ impl Snapshot {
             version: String::new(),
             binds: HashMap::new(),
             tls: HashMap::new(),
+            tls_routes: HashMap::new(),
             rules: Vec::new(),
             dump: ConfigDump::default(),
         }
@@ -109,6 +114,7 @@ impl Snapshot {
             version: version.to_string(),
             binds: build_tables(&config.listeners, &config.routes),
             tls: bind_configs(&config.listeners),
+            tls_routes: tls_route::sockets(&config.listeners),
             rules,
             dump: config.dump,
         }

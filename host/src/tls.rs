@@ -253,7 +253,9 @@ pub struct BindTls {
 pub fn bind_configs(listeners: &[ListenerSpec]) -> std::collections::HashMap<SocketAddr, BindTls> {
     // Client validation is per port in Gateway API: every listener of a socket has the
     // same, so the first one that has it speaks for the socket.
-    type Socket = (Vec<SniListener>, Option<ClientAuth>);
+    // TLSRoute sockets (all their listeners are; validation sees to it) offer no ALPN:
+    // the bytes inside are the backend's protocol, not HTTP.
+    type Socket = (Vec<SniListener>, Option<ClientAuth>, bool);
     let mut by_bind: std::collections::HashMap<SocketAddr, Socket> =
         std::collections::HashMap::new();
     for l in listeners {
@@ -269,16 +271,17 @@ pub fn bind_configs(listeners: &[ListenerSpec]) -> std::collections::HashMap<Soc
             if socket.1.is_none() {
                 socket.1 = l.client_auth.clone();
             }
+            socket.2 |= l.tls_route.is_some();
         }
     }
     by_bind
         .into_iter()
-        .map(|(bind, (listeners, client_auth))| {
+        .map(|(bind, (listeners, client_auth, streams))| {
             let resolver = Arc::new(SniResolver { listeners });
             (
                 bind,
                 BindTls {
-                    config: server_config(resolver.clone(), client_auth.as_ref()),
+                    config: server_config(resolver.clone(), client_auth.as_ref(), !streams),
                     resolver,
                 },
             )
@@ -289,6 +292,7 @@ pub fn bind_configs(listeners: &[ListenerSpec]) -> std::collections::HashMap<Soc
 fn server_config(
     resolver: Arc<SniResolver>,
     client_auth: Option<&ClientAuth>,
+    http_alpn: bool,
 ) -> Arc<ServerConfig> {
     let builder = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -298,7 +302,9 @@ fn server_config(
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if http_alpn {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
     Arc::new(config)
 }
 
@@ -323,6 +329,7 @@ mod tests {
             hostname: hostname.map(|h| Hostname::parse(h).unwrap()),
             tls: Some(vec![certified_key(&pem_pair(names)).unwrap()].into()),
             client_auth: None,
+            tls_route: None,
         }
     }
 

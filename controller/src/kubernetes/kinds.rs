@@ -87,6 +87,7 @@ pub const WATCHED: &[WatchedKind] = &[
     kind(GATEWAY, "v1", "Gateway", "gateways", true, true),
     kind(GATEWAY, "v1", "HTTPRoute", "httproutes", true, true),
     kind(GATEWAY, "v1", "GRPCRoute", "grpcroutes", true, true),
+    kind(GATEWAY, "v1", "TLSRoute", "tlsroutes", true, false),
     kind(
         GATEWAY,
         "v1beta1",
@@ -151,6 +152,7 @@ fn map_of<'a>(res: &'a mut Resources, kind: &str) -> Option<&'a mut dyn KindMap>
         "Gateway" => &mut res.gateways,
         "HTTPRoute" => &mut res.http_routes,
         "GRPCRoute" => &mut res.grpc_routes,
+        "TLSRoute" => &mut res.tls_routes,
         "ReferenceGrant" => &mut res.reference_grants,
         "Service" => &mut res.services,
         "EndpointSlice" => &mut res.endpoint_slices,

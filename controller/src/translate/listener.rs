@@ -15,6 +15,7 @@ use crate::status::{
 pub(super) const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 pub(super) const HTTP_ROUTE: &str = "HTTPRoute";
 pub(super) const GRPC_ROUTE: &str = "GRPCRoute";
+pub(super) const TLS_ROUTE: &str = "TLSRoute";
 
 /// Which namespaces' routes a listener admits.
 #[derive(Clone, Debug)]
@@ -56,6 +57,8 @@ pub(super) struct ListenerState {
     pub certificates: Vec<config::TlsCertificate>,
     /// HTTPS: client certificate validation from the Gateway's tls.frontend.
     pub client_validation: Option<config::ClientValidation>,
+    /// A TLS listener with tls.mode Passthrough (the others terminate TLS).
+    pub passthrough: bool,
 }
 
 impl ListenerState {
@@ -83,11 +86,7 @@ impl ListenerState {
                 reason::UNSUPPORTED_VALUE,
                 "an HTTPS listener terminates TLS: tls.mode Passthrough is for TLS listeners",
             )),
-            "HTTPS" => Ok(()),
-            "TLS" => Err(Problem::new(
-                reason::UNSUPPORTED_PROTOCOL,
-                format!("protocol {} is not supported yet", spec.protocol),
-            )),
+            "HTTPS" | "TLS" => Ok(()),
             other => Err(Problem::new(
                 reason::UNSUPPORTED_PROTOCOL,
                 format!("protocol {other} is not supported"),
@@ -103,7 +102,7 @@ impl ListenerState {
         let (supported_kinds, kinds_problem) = route_kinds(spec);
         let mut problems: Vec<Problem> = kinds_problem.into_iter().collect();
         let mut certificates = Vec::new();
-        if matches!(spec.protocol.as_str(), "HTTPS" | "TLS") {
+        if spec.protocol == "HTTPS" || (spec.protocol == "TLS" && !passthrough) {
             let (usable, cert_problems) = listener_certificates(res, &owner, spec);
             certificates = usable;
             problems.extend(cert_problems);
@@ -123,14 +122,17 @@ impl ListenerState {
             attached_routes: 0,
             certificates,
             client_validation: None,
+            passthrough: spec.protocol == "TLS" && passthrough,
         }
     }
 
-    /// Whether the host gets this listener: an HTTPS one also needs a usable certificate.
+    /// Whether the host gets this listener: one that terminates TLS also needs a usable
+    /// certificate.
     pub(super) fn is_programmed(&self) -> bool {
+        let terminates = self.protocol == "HTTPS" || (self.protocol == "TLS" && !self.passthrough);
         self.accepted.is_ok()
             && self.conflict.is_none()
-            && (self.protocol != "HTTPS" || !self.certificates.is_empty())
+            && (!terminates || !self.certificates.is_empty())
     }
 
     /// Whether allowedRoutes admits a route of `route_kind` from `route_ns`.
@@ -177,6 +179,11 @@ impl ListenerState {
             hostname: self.hostname.clone().unwrap_or_default(),
             certificates: self.certificates.clone(),
             client_validation: self.client_validation.clone(),
+            tls_mode: match (self.protocol.as_str(), self.passthrough) {
+                ("TLS", true) => "Passthrough".to_string(),
+                ("TLS", false) => "Terminate".to_string(),
+                _ => String::new(),
+            },
         }
     }
 
@@ -284,9 +291,11 @@ fn allowed_namespaces(spec: &GatewayListeners) -> Result<AllowedNamespaces, Stri
 /// implements, narrowed to allowedRoutes.kinds when given; plus a problem naming the
 /// requested kinds that are invalid. HTTP and HTTPS listeners carry gRPC too: every
 /// listener serves HTTP/2 (h2c with prior knowledge, or by ALPN), as GRPCRoute requires.
+/// TLS listeners carry TLSRoutes, in either tls.mode.
 fn route_kinds(spec: &GatewayListeners) -> (Vec<RouteGroupKind>, Option<Problem>) {
     let implemented: &[&str] = match spec.protocol.as_str() {
         "HTTP" | "HTTPS" => &[HTTP_ROUTE, GRPC_ROUTE],
+        "TLS" => &[TLS_ROUTE],
         _ => &[],
     };
     let requested = spec

@@ -166,7 +166,8 @@ impl ObjectStatus {
             "ListenerSet" => 2,
             "HTTPRoute" => 3,
             "GRPCRoute" => 4,
-            _ => 5,
+            "TLSRoute" => 5,
+            _ => 6,
         }
     }
 }

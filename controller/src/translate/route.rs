@@ -1,4 +1,4 @@
-//! Stage 3: HTTPRoutes and GRPCRoutes — attach each parentRef to our Gateways'
+//! Stage 3: HTTPRoutes, GRPCRoutes and TLSRoutes — attach each parentRef to our Gateways'
 //! listeners, hand the translated rules to the Gateways they attached to, and write the
 //! route status. Both kinds go through the same code as [`RouteSource`]s.
 
@@ -28,6 +28,7 @@ pub(super) fn translate_routes(
 ) {
     let mut sources: Vec<RouteSource> = (res.http_routes.values().map(RouteSource::http))
         .chain(res.grpc_routes.values().map(RouteSource::grpc))
+        .chain(res.tls_routes.values().map(RouteSource::tls))
         .collect();
     kind_conflict::attach_order(&mut sources);
     let mut claims = kind_conflict::Claims::default();

@@ -12,6 +12,7 @@ use gateway_api::experimental::httproutes::{
 };
 use nantian_proto::config;
 
+use super::listener::{GRPC_ROUTE, HTTP_ROUTE, TLS_ROUTE};
 use super::policy::BackendPolicies;
 use super::source::RouteSource;
 use super::{TranslateOptions, backend, backend_lb, filter, retry};
@@ -169,10 +170,10 @@ pub(super) fn translate_rules(
             backend_request_timeout_millis,
             session_persistence,
             retry,
-            kind: if route.is_grpc() {
-                route.kind.to_string()
-            } else {
+            kind: if route.kind == HTTP_ROUTE {
                 String::new()
+            } else {
+                route.kind.to_string()
             },
         });
     }
@@ -196,13 +197,13 @@ pub(super) fn translate_rules(
 }
 
 /// The IR name prefix of a route's rules: `route/...` for HTTPRoutes (as before GRPCRoutes
-/// existed), `grpcroute/...` for GRPCRoutes, so two routes of different kinds and one
-/// name stay apart.
+/// existed), `grpcroute/...` for GRPCRoutes, `tlsroute/...` for TLSRoutes, so two routes
+/// of different kinds and one name stay apart.
 fn ir_prefix(route: &RouteSource) -> &'static str {
-    if route.is_grpc() {
-        "grpcroute"
-    } else {
-        "route"
+    match route.kind {
+        GRPC_ROUTE => "grpcroute",
+        TLS_ROUTE => "tlsroute",
+        _ => "route",
     }
 }
 

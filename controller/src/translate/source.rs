@@ -1,5 +1,5 @@
-//! A route of either kind (HTTPRoute, GRPCRoute) in the one shape that attachment, rule
-//! translation and route status read, so both kinds share that code.
+//! A route of any kind (HTTPRoute, GRPCRoute, TLSRoute) in the one shape that attachment,
+//! rule translation and route status read, so every kind shares that code.
 //!
 //! GRPCRoute parentRefs, backendRefs and filters have the HTTPRoute types' fields (the
 //! API defines them from the same Go types), so they are read as HTTPRoute values; only
@@ -7,18 +7,19 @@
 
 use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteParentRefs, HttpRouteRules};
 use gateway_api::grpcroutes::GrpcRoute;
+use gateway_api::tlsroutes::TlsRoute;
 use nantian_proto::config;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::grpc_match;
-use super::listener::{GRPC_ROUTE, HTTP_ROUTE};
+use super::listener::{GRPC_ROUTE, HTTP_ROUTE, TLS_ROUTE};
 use super::rule::translate_matches;
 use crate::model::MetaExt;
 
 /// What the rest of stage 3 needs of one route.
 pub(super) struct RouteSource {
-    /// [`HTTP_ROUTE`] or [`GRPC_ROUTE`].
+    /// [`HTTP_ROUTE`], [`GRPC_ROUTE`] or [`TLS_ROUTE`].
     pub kind: &'static str,
     pub namespace: String,
     pub name: String,
@@ -105,6 +106,40 @@ impl RouteSource {
                         ..Default::default()
                     };
                     RuleSource { rule, matches }
+                })
+                .collect(),
+        }
+    }
+    /// A TLSRoute: its rules are backendRefs only (no matches, no filters); the host
+    /// picks one by SNI against the hostnames.
+    pub(super) fn tls(route: &TlsRoute) -> Self {
+        RouteSource {
+            kind: TLS_ROUTE,
+            namespace: route.namespace().to_string(),
+            name: route.name().to_string(),
+            generation: route.generation(),
+            creation_seconds: route.creation_seconds(),
+            hostnames: route.spec.hostnames.clone(),
+            parent_refs: route
+                .spec
+                .parent_refs
+                .iter()
+                .flatten()
+                .filter_map(same_shape)
+                .collect(),
+            rules: route
+                .spec
+                .rules
+                .iter()
+                .map(|rule| RuleSource {
+                    rule: HttpRouteRules {
+                        name: rule.name.clone(),
+                        backend_refs: Some(
+                            rule.backend_refs.iter().filter_map(same_shape).collect(),
+                        ),
+                        ..Default::default()
+                    },
+                    matches: Ok(Vec::new()),
                 })
                 .collect(),
         }

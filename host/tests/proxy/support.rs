@@ -225,6 +225,7 @@ pub fn listener(name: &str, port: u16, hostname: &str) -> pb::Listener {
         hostname: hostname.into(),
         certificates: Vec::new(),
         client_validation: None,
+        tls_mode: String::new(),
     }
 }
 
