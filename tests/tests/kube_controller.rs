@@ -1173,3 +1173,76 @@ fn base64_decode(text: &str) -> Vec<u8> {
     }
     out
 }
+
+/// TLSRoutes are watched and get their status from the API server's objects: accepted on
+/// a TLS listener, with unresolved backends reported, and counted on the listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_routes_are_watched_and_get_status() {
+    let Some(kube) = shared_or_skip("tls_routes_are_watched_and_get_status").await else {
+        return;
+    };
+    let client = kube.client().await.unwrap();
+    let ns = kube.create_namespace("k8s-tls-routes").await.unwrap();
+    let (controller_name, class) = class_names(&ns);
+    let env = Env::new();
+    let bind = env.gateway_ip(1);
+    let config = format!(
+        r#"{class_yaml}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: tls, namespace: {ns}}}
+spec:
+  gatewayClassName: {class}
+  listeners:
+  - {{name: passthrough, port: 8443, protocol: TLS, tls: {{mode: Passthrough}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: unresolved, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: tls}}]
+  hostnames: [a.example.com]
+  rules:
+  - backendRefs: [{{name: nope, port: 443}}]
+"#,
+        class_yaml = gateway_class(&class, &controller_name),
+    );
+    apply_yaml(&client, &config).await.unwrap();
+    let _controller = Controller::start(kube, &env, 90, &ns, &controller_name, &bind);
+    let tls_routes = resource("gateway.networking.k8s.io", "v1", "TLSRoute", "tlsroutes");
+    let ours = |route: &DynamicObject| -> Option<(Value, i64)> {
+        let generation = route.metadata.generation?;
+        route.data["status"]["parents"]
+            .as_array()?
+            .iter()
+            .find(|p| p["controllerName"] == controller_name.as_str())
+            .map(|p| (p["conditions"].clone(), generation))
+    };
+    wait_for(
+        || async {
+            let Some(route) = object(&client, &tls_routes, &ns, "unresolved").await else {
+                return false;
+            };
+            ours(&route).is_some_and(|(conditions, _)| {
+                condition(&conditions, "Accepted") == Some(("True".into(), "Accepted".into()))
+                    && condition(&conditions, "ResolvedRefs")
+                        == Some(("False".into(), "BackendNotFound".into()))
+            })
+        },
+        "TLSRoute unresolved: Accepted, ResolvedRefs False/BackendNotFound",
+    )
+    .await;
+    wait_for(
+        || async {
+            object(&client, &gateways(), &ns, "tls")
+                .await
+                .is_some_and(|gw| {
+                    gw.data["status"]["listeners"][0]["attachedRoutes"] == 1
+                        && gw.data["status"]["listeners"][0]["supportedKinds"][0]["kind"]
+                            == "TLSRoute"
+                })
+        },
+        "the TLS listener counting the TLSRoute",
+    )
+    .await;
+}

@@ -147,7 +147,11 @@ spec:
     assert_eq!(reply.status, 200);
     let echo = reply.echo();
     assert_eq!(echo.pod, "plain");
-    assert!(!echo.headers.contains_key("X-Forwarded-For"), "{:?}", echo.headers);
+    assert!(
+        !echo.headers.contains_key("X-Forwarded-For"),
+        "{:?}",
+        echo.headers
+    );
 
     // A name the listener covers but no route does is refused in the handshake.
     let refused = get_tls(&addr, "c.example.com", "c.example.com", &a_cert.0).await;
@@ -193,7 +197,10 @@ spec:
 
     // A route added later serves new connections: c.example.com, refused above, now
     // reaches a's backend (whose certificate covers it).
-    env.write("edit.yaml", &tls_route("route-c", "c.example.com", "a", 443));
+    env.write(
+        "edit.yaml",
+        &tls_route("route-c", "c.example.com", "a", 443),
+    );
     wait_for(
         || async {
             get_tls(&addr, "c.example.com", "c.example.com", &a_cert.0)
