@@ -48,26 +48,59 @@ pub struct ListenerSpec {
     pub tls: Option<Arc<[Arc<rustls::sign::CertifiedKey>]>>,
     /// HTTPS with client certificate validation.
     pub client_auth: Option<crate::tls::ClientAuth>,
-    /// Protocol TLS: connections are TLSRoute byte streams, routed by SNI. `tls` holds
-    /// the certificates when the gateway terminates them.
-    pub tls_route: Option<TlsRouteMode>,
+    /// Protocols TLS, TCP and UDP: connections are byte streams for TLSRoutes or
+    /// TCPRoutes (or datagram flows for UDPRoutes), not HTTP. `tls` holds the
+    /// certificates when the gateway terminates TLS.
+    pub stream: Option<StreamMode>,
 }
 
-/// What a TLS listener does with the TLS of its connections.
+/// What a listener whose connections are byte streams does with them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsRouteMode {
-    /// The backend does the handshake: the client's bytes go through untouched.
-    Passthrough,
-    /// The gateway does the handshake and forwards the plaintext.
-    Terminate,
+pub enum StreamMode {
+    /// TLS routed by SNI; the backend does the handshake: the client's bytes go through
+    /// untouched.
+    TlsPassthrough,
+    /// TLS routed by SNI; the gateway does the handshake and forwards the plaintext.
+    TlsTerminate,
+    /// TCP: every connection goes to the listener's route.
+    Tcp,
+    /// UDP: every flow (datagrams from one client address) goes to the listener's route.
+    Udp,
+}
+
+/// The route kinds that carry byte streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Tls,
+    Tcp,
+    Udp,
+}
+
+impl StreamMode {
+    pub fn route_kind(self) -> StreamKind {
+        match self {
+            StreamMode::TlsPassthrough | StreamMode::TlsTerminate => StreamKind::Tls,
+            StreamMode::Tcp => StreamKind::Tcp,
+            StreamMode::Udp => StreamKind::Udp,
+        }
+    }
 }
 
 impl ListenerSpec {
-    /// Which kind of socket the listener needs: plain HTTP, HTTPS, or TLSRoute streams.
-    /// Listeners sharing a socket must need the same kind.
+    /// Served on a UDP socket; every other listener on a TCP one (so a UDP and a TCP
+    /// listener can share an address and port).
+    pub fn is_udp(&self) -> bool {
+        self.stream == Some(StreamMode::Udp)
+    }
+
+    /// Which kind of socket the listener needs: plain HTTP, HTTPS, TLSRoute streams,
+    /// TCPRoute streams or UDPRoute datagrams. Listeners sharing a socket must need the
+    /// same kind.
     pub fn socket_kind(&self) -> &'static str {
-        match (&self.tls_route, &self.tls) {
-            (Some(_), _) => "TLS",
+        match (self.stream.map(StreamMode::route_kind), &self.tls) {
+            (Some(StreamKind::Tls), _) => "TLS",
+            (Some(StreamKind::Tcp), _) => "TCP",
+            (Some(StreamKind::Udp), _) => "UDP",
             (None, Some(_)) => "HTTPS",
             (None, None) => "HTTP",
         }
@@ -93,8 +126,9 @@ pub struct RouteSpec {
     /// The rule's session persistence; replaces the backends' own.
     pub session: Option<Arc<crate::session::SessionSpec>>,
     pub retry: Option<RetrySpec>,
-    /// A TLSRoute rule: it matches by SNI only and carries connections, not requests.
-    pub tls_route: bool,
+    /// A TLSRoute rule (chosen by SNI) or a TCPRoute rule (by listener): it carries
+    /// connections, not requests.
+    pub stream: Option<StreamKind>,
 }
 
 /// HTTPRoute rule retry (see `retry`).

@@ -13,7 +13,7 @@ use prost::Message;
 use crate::balancer::BalancingSpec;
 use crate::config::{
     BackendSpec, ConfigError, ConfigSet, FilterSpec, ListenerSpec, ModuleSource, ModuleSpec,
-    Rejections, RouteSpec, TlsRouteMode, UpstreamProtocol, invalid,
+    Rejections, RouteSpec, StreamKind, StreamMode, UpstreamProtocol, invalid,
 };
 use crate::hostname::Hostname;
 use crate::upstream_tls::UpstreamTls;
@@ -85,12 +85,13 @@ fn decode_one(
 }
 
 /// References between resources, and listeners that would be ambiguous on one socket.
-/// One socket speaks plain HTTP, HTTPS, or TLSRoute streams: listeners needing different
-/// ones can't share it.
+/// One TCP socket speaks plain HTTP, HTTPS, TLSRoute streams or TCPRoute streams:
+/// listeners needing different ones can't share it. UDP listeners have sockets of their
+/// own.
 fn mixes_protocols(set: &ConfigSet, l: &ListenerSpec) -> bool {
     set.listeners
         .iter()
-        .filter(|other| other.socket_kind() != l.socket_kind())
+        .filter(|other| other.is_udp() == l.is_udp() && other.socket_kind() != l.socket_kind())
         .any(|other| other.binds.iter().any(|b| l.binds.contains(b)))
 }
 
@@ -100,17 +101,20 @@ fn check_references(set: &ConfigSet, rejections: &mut Rejections) {
     let backends: HashMap<&str, _> = set.backends.iter().map(|b| (&*b.name, b)).collect();
     let modules: HashMap<&str, _> = set.modules.iter().map(|m| (m.name.as_str(), m)).collect();
 
-    let mut by_socket_host: BTreeMap<(SocketAddr, Option<String>), &str> = BTreeMap::new();
+    let mut by_socket_host: BTreeMap<(bool, SocketAddr, Option<String>), &str> = BTreeMap::new();
     let mut sorted: Vec<&ListenerSpec> = set.listeners.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     for l in sorted {
         if mixes_protocols(set, l) {
-            let why =
-                "shares its address and port with a listener of another protocol (HTTP/HTTPS/TLS)";
+            let why = "shares its address and port with a listener of another protocol (HTTP/HTTPS/TLS/TCP)";
             rejections.add(&l.name, ConfigError::Conflict(why.into()));
         }
         for bind in &l.binds {
-            let key = (*bind, l.hostname.as_ref().map(|h| h.to_string()));
+            let key = (
+                l.is_udp(),
+                *bind,
+                l.hostname.as_ref().map(|h| h.to_string()),
+            );
             if let Some(first) = by_socket_host.insert(key, &l.name) {
                 let why =
                     format!("conflicts with listener {first}: same address, port and hostname");
@@ -128,13 +132,14 @@ fn check_references(set: &ConfigSet, rejections: &mut Rejections) {
         for l in &route.listeners {
             match listeners.get(l.as_str()) {
                 None => rejections.add(&route.name, unknown("listener", l)),
-                Some(listener) if listener.tls_route.is_some() != route.tls_route => {
+                Some(listener) if listener.stream.map(StreamMode::route_kind) != route.stream => {
                     let why = format!(
                         "a {} cannot attach to the {} listener {l}",
-                        if route.tls_route {
-                            "TLSRoute"
-                        } else {
-                            "HTTP route"
+                        match route.stream {
+                            Some(StreamKind::Tls) => "TLSRoute",
+                            Some(StreamKind::Tcp) => "TCPRoute",
+                            Some(StreamKind::Udp) => "UDPRoute",
+                            None => "HTTP route",
                         },
                         listener.socket_kind()
                     );
@@ -188,11 +193,13 @@ impl TryFrom<&pb::Listener> for ListenerSpec {
                 .collect::<Result<_, _>>()?;
             Ok(Some(keys.into()))
         };
-        let (tls, tls_route) = match (pb.protocol.as_str(), pb.tls_mode.as_str()) {
+        let (tls, stream) = match (pb.protocol.as_str(), pb.tls_mode.as_str()) {
             ("HTTP", _) => (None, None),
             ("HTTPS", _) => (certificates()?, None),
-            ("TLS", "Passthrough") => (None, Some(TlsRouteMode::Passthrough)),
-            ("TLS", "" | "Terminate") => (certificates()?, Some(TlsRouteMode::Terminate)),
+            ("TLS", "Passthrough") => (None, Some(StreamMode::TlsPassthrough)),
+            ("TLS", "" | "Terminate") => (certificates()?, Some(StreamMode::TlsTerminate)),
+            ("TCP", _) => (None, Some(StreamMode::Tcp)),
+            ("UDP", _) => (None, Some(StreamMode::Udp)),
             ("TLS", other) => {
                 return Err(ConfigError::Unsupported {
                     field: "listener TLS mode",
@@ -228,7 +235,7 @@ impl TryFrom<&pb::Listener> for ListenerSpec {
             "" => None,
             h => Some(Hostname::parse(h)?),
         };
-        let client_auth = match (&tls, &pb.client_validation, tls_route) {
+        let client_auth = match (&tls, &pb.client_validation, stream) {
             (Some(_), Some(v), None) => Some(crate::tls::ClientAuth::try_from(v)?),
             _ => None,
         };
@@ -238,7 +245,7 @@ impl TryFrom<&pb::Listener> for ListenerSpec {
             hostname,
             tls,
             client_auth,
-            tls_route,
+            stream,
         })
     }
 }

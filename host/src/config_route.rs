@@ -10,7 +10,7 @@ use regex::Regex;
 use crate::config::{
     BackendRefSpec, ConfigError, FilterSpec, GrpcRank, HeaderMatch, MatchSpec, MirrorSpec,
     PathMatch, PathModifier, QueryMatch, RedirectSpec, RetrySpec, RewriteSpec, RouteSpec, Scheme,
-    Timeouts, ValueMatch, WasmFilterSpec, invalid,
+    StreamKind, Timeouts, ValueMatch, WasmFilterSpec, invalid,
 };
 use crate::hostname::Hostname;
 use crate::session::SessionSpec;
@@ -29,10 +29,12 @@ impl TryFrom<&pb::Route> for RouteSpec {
             .iter()
             .map(MatchSpec::try_from)
             .collect::<Result<_, _>>()?;
-        let (grpc, tls_route) = match pb.kind.as_str() {
-            "" | "HTTPRoute" => (false, false),
-            "GRPCRoute" => (true, false),
-            "TLSRoute" => (false, true),
+        let (grpc, stream) = match pb.kind.as_str() {
+            "" | "HTTPRoute" => (false, None),
+            "GRPCRoute" => (true, None),
+            "TLSRoute" => (false, Some(StreamKind::Tls)),
+            "TCPRoute" => (false, Some(StreamKind::Tcp)),
+            "UDPRoute" => (false, Some(StreamKind::Udp)),
             other => {
                 return Err(ConfigError::Unsupported {
                     field: "route kind",
@@ -47,11 +49,11 @@ impl TryFrom<&pb::Route> for RouteSpec {
                 "gRPC method matches belong to GRPCRoute rules only, and every match of one",
             ));
         }
-        if tls_route && (!matches.is_empty() || !pb.filters.is_empty()) {
+        if stream.is_some() && (!matches.is_empty() || !pb.filters.is_empty()) {
             return Err(invalid(
                 "route",
                 &pb.name,
-                "a TLSRoute rule has no matches or filters: it is chosen by SNI alone",
+                "a TLSRoute, TCPRoute or UDPRoute rule has no matches or filters: it is chosen by SNI or listener alone",
             ));
         }
         if matches.is_empty() {
@@ -104,7 +106,7 @@ impl TryFrom<&pb::Route> for RouteSpec {
             filters,
             backends,
             grpc,
-            tls_route,
+            stream,
         })
     }
 }

@@ -282,9 +282,9 @@ fn redirect_validation() {
 
 #[test]
 fn listener_problems_are_rejected() {
-    let mut tcp = listener("listener/ns/gw/tcp", 8443, "");
-    tcp.protocol = "TCP".into();
-    assert_rejected(vec![entry(&tcp)], "listener/ns/gw/tcp", "protocol");
+    let mut sctp = listener("listener/ns/gw/sctp", 8443, "");
+    sctp.protocol = "SCTP".into();
+    assert_rejected(vec![entry(&sctp)], "listener/ns/gw/sctp", "protocol");
     let mut https = listener("listener/ns/gw/tls", 8443, "");
     https.protocol = "HTTPS".into();
     assert_rejected(
@@ -455,14 +455,10 @@ fn tls_listeners_and_tls_routes_must_fit_each_other() {
         items.push(entry(&tls_route));
         decode(&map_of(items)).unwrap()
     };
-    let l = set
-        .listeners
-        .iter()
-        .find(|l| l.tls_route.is_some())
-        .unwrap();
-    assert_eq!(l.tls_route, Some(TlsRouteMode::Passthrough));
+    let l = set.listeners.iter().find(|l| l.stream.is_some()).unwrap();
+    assert_eq!(l.stream, Some(StreamMode::TlsPassthrough));
     assert!(l.tls.is_none());
-    assert!(set.routes[0].tls_route);
+    assert_eq!(set.routes[0].stream, Some(StreamKind::Tls));
 
     // Terminate (also the default mode) needs the listener's certificate.
     let mut terminate = passthrough.clone();
@@ -509,6 +505,80 @@ fn tls_listeners_and_tls_routes_must_fit_each_other() {
     assert_rejected(
         vec![entry(&passthrough), entry(&with_match)],
         "tlsroute/ns/t/rule/0",
-        "by SNI alone",
+        "by SNI or listener alone",
+    );
+}
+
+#[test]
+fn tcp_listeners_take_tcp_routes_only() {
+    let mut tcp = listener("listener/ns/gw/tcp", 9000, "");
+    tcp.protocol = "TCP".into();
+    let mut tcp_route = route("tcproute/ns/t/rule/0");
+    tcp_route.kind = "TCPRoute".into();
+    tcp_route.listeners = vec!["listener/ns/gw/tcp".into()];
+    let set = {
+        let mut items = valid_base();
+        items.push(entry(&tcp));
+        items.push(entry(&tcp_route));
+        decode(&map_of(items)).unwrap()
+    };
+    let l = set.listeners.iter().find(|l| l.stream.is_some()).unwrap();
+    assert_eq!(l.stream, Some(StreamMode::Tcp));
+    assert_eq!(l.socket_kind(), "TCP");
+    assert_eq!(set.routes[0].stream, Some(StreamKind::Tcp));
+
+    // Not on the HTTP listener's socket, and no TLSRoute on it.
+    let mut shared = tcp.clone();
+    shared.name = "listener/ns/gw/shared".into();
+    shared.port = 8080;
+    assert_rejected(
+        vec![entry(&shared)],
+        "listener/ns/gw/shared",
+        "another protocol",
+    );
+    let mut tls_route = tcp_route.clone();
+    tls_route.name = "tlsroute/ns/t/rule/0".into();
+    tls_route.kind = "TLSRoute".into();
+    assert_rejected(
+        vec![entry(&tcp), entry(&tls_route)],
+        "tlsroute/ns/t/rule/0",
+        "a TLSRoute cannot attach to the TCP listener",
+    );
+}
+
+#[test]
+fn udp_listeners_have_sockets_of_their_own() {
+    // The same address and port as a TCP listener: a UDP socket, so no conflict.
+    let mut tcp = listener("listener/ns/gw/tcp", 9000, "");
+    tcp.protocol = "TCP".into();
+    let mut udp = listener("listener/ns/gw/udp", 9000, "");
+    udp.protocol = "UDP".into();
+    let mut udp_route = route("udproute/ns/u/rule/0");
+    udp_route.kind = "UDPRoute".into();
+    udp_route.listeners = vec!["listener/ns/gw/udp".into()];
+    let set = {
+        let mut items = valid_base();
+        items.extend([entry(&tcp), entry(&udp), entry(&udp_route)]);
+        decode(&map_of(items)).unwrap()
+    };
+    let l = set.listeners.iter().find(|l| l.is_udp()).unwrap();
+    assert_eq!(l.socket_kind(), "UDP");
+    assert_eq!(set.routes[0].stream, Some(StreamKind::Udp));
+
+    // Two UDP listeners on one socket are as ambiguous as two TCP ones.
+    let mut twin = udp.clone();
+    twin.name = "listener/ns/gw/udp-twin".into();
+    assert_rejected(
+        vec![entry(&udp), entry(&twin)],
+        "listener/ns/gw/udp-twin",
+        "conflicts with listener listener/ns/gw/udp",
+    );
+    // A UDPRoute only on UDP listeners.
+    let mut on_tcp = udp_route.clone();
+    on_tcp.listeners = vec!["listener/ns/gw/tcp".into()];
+    assert_rejected(
+        vec![entry(&tcp), entry(&on_tcp)],
+        "udproute/ns/u/rule/0",
+        "a UDPRoute cannot attach to the TCP listener",
     );
 }

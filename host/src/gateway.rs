@@ -6,7 +6,7 @@
 //! pools, route tables, sockets. What did not change is reused — modules are cached by
 //! SHA-256 in the engine, bound filters by (module, display name, config, limits) so their
 //! instance pools survive unrelated changes, connection pools by backend name while the
-//! protocol and TLS settings stay the same, and sockets by address:port.
+//! protocol and TLS settings stay the same, and sockets by address:port (and transport).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -16,16 +16,18 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use nantian_proto::xds::ErrorDetail;
 use nantian_wasm::{BindingSpec, FilterBinding, FilterModule, WasmEngine};
+use tokio::net::{TcpListener, UdpSocket};
 use tracing::info;
 
 use crate::balancer::InflightCounters;
 use crate::config::{self, ConfigSet, FilterSpec, ModuleSource, Rejections, WasmFilterSpec};
 use crate::filter_chain::WasmStep;
-use crate::listener::Sockets;
+use crate::listener::{BindError, ListenSocket, SocketPlan, Sockets};
 use crate::metrics::Metrics;
 use crate::server::{Shared, accept_loop};
 use crate::session::SessionKey;
 use crate::snapshot::{Resolved, Snapshot};
+use crate::udp_route;
 use crate::upstream::{Upstream, UpstreamClient};
 use crate::xds_client::{ConfigSink, ResourceMap};
 
@@ -34,7 +36,8 @@ pub struct Gateway {
     engine: WasmEngine,
     /// Seals session-persistence tokens.
     session_key: Arc<SessionKey>,
-    sockets: Sockets,
+    sockets: Sockets<TcpListener>,
+    udp_sockets: Sockets<UdpSocket>,
     /// Serializes applies and holds what they reuse.
     reuse: tokio::sync::Mutex<Reusable>,
 }
@@ -81,6 +84,7 @@ impl Gateway {
             }),
             engine,
             sockets: Sockets::default(),
+            udp_sockets: Sockets::default(),
             reuse: tokio::sync::Mutex::new(Reusable::default()),
         })
     }
@@ -150,30 +154,17 @@ impl Gateway {
             upstreams.insert(backend.name.clone(), Arc::new(upstream));
         }
 
-        let wanted: BTreeSet<_> = config
-            .listeners
-            .iter()
-            .flat_map(|l| l.binds.iter().copied())
-            .collect();
-        let plan = self.sockets.plan(&wanted).map_err(|errors| {
-            let mut rejections = Rejections::default();
-            for e in errors {
-                for l in config
-                    .listeners
-                    .iter()
-                    .filter(|l| l.binds.contains(&e.addr))
-                {
-                    rejections.add(&l.name, &e);
-                }
-            }
-            rejections
-        })?;
+        let plan = plan_sockets(&self.sockets, &config, false)?;
+        let udp_plan = plan_sockets(&self.udp_sockets, &config, true)?;
 
         let snapshot = Snapshot::build(version, config, &Resolved { steps, upstreams }, metrics);
         info!(%version, routes = snapshot.rules.len(), sockets = snapshot.binds.len(), "applying config snapshot");
         self.shared.snapshot.store(Arc::new(snapshot));
         self.sockets.commit(plan, |addr, listener, stop| {
             tokio::spawn(accept_loop(listener, addr, stop, self.shared.clone()));
+        });
+        self.udp_sockets.commit(udp_plan, |addr, socket, stop| {
+            tokio::spawn(udp_route::serve(socket, addr, stop, self.shared.clone()));
         });
         reuse.modules = modules;
         reuse.bindings = bindings;
@@ -194,6 +185,26 @@ impl ConfigSink for Gateway {
         self.shared.metrics.xds_update(result.is_ok());
         result.map_err(Rejections::into_error_detail)
     }
+}
+
+/// Binds the sockets of `config`'s UDP listeners (`udp`) or of the others that are not
+/// open yet; a failure rejects every listener on that address.
+fn plan_sockets<S: ListenSocket>(
+    sockets: &Sockets<S>,
+    config: &ConfigSet,
+    udp: bool,
+) -> Result<SocketPlan<S>, Rejections> {
+    let listeners = || config.listeners.iter().filter(move |l| l.is_udp() == udp);
+    let wanted: BTreeSet<_> = listeners().flat_map(|l| l.binds.iter().copied()).collect();
+    sockets.plan(&wanted).map_err(|errors: Vec<BindError>| {
+        let mut rejections = Rejections::default();
+        for e in errors {
+            for l in listeners().filter(|l| l.binds.contains(&e.addr)) {
+                rejections.add(&l.name, &e);
+            }
+        }
+        rejections
+    })
 }
 
 struct Bound {

@@ -1,4 +1,5 @@
-//! The sockets the gateway accepts on, one per address:port, kept in step with config.
+//! The sockets the gateway listens on, one per address:port and transport (TCP for every
+//! protocol but UDP), kept in step with config.
 //!
 //! Applying a snapshot is two steps: [`Sockets::plan`] binds the sockets the new config
 //! adds (a failure rejects the snapshot and changes nothing: the new sockets are simply
@@ -9,24 +10,61 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
 
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio::sync::watch;
 
 const BACKLOG: u32 = 1024;
 
-/// Open sockets and how to stop each one.
-#[derive(Default)]
-pub struct Sockets {
+/// A socket the gateway listens on: a TCP listener or a UDP socket.
+pub trait ListenSocket: Sized {
+    fn bind(addr: SocketAddr) -> io::Result<Self>;
+}
+
+impl ListenSocket for TcpListener {
+    fn bind(addr: SocketAddr) -> io::Result<Self> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // Lets a restarted host rebind while old connections sit in TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(BACKLOG)
+    }
+}
+
+impl ListenSocket for UdpSocket {
+    fn bind(addr: SocketAddr) -> io::Result<Self> {
+        let socket = std::net::UdpSocket::bind(addr)?;
+        socket.set_nonblocking(true)?;
+        UdpSocket::from_std(socket)
+    }
+}
+
+/// Open sockets of one transport and how to stop each one.
+pub struct Sockets<S> {
     /// Only touched while applying config (serialized by the gateway), never per request.
     open: Mutex<HashMap<SocketAddr, watch::Sender<bool>>>,
+    kind: PhantomData<fn() -> S>,
+}
+
+impl<S> Default for Sockets<S> {
+    fn default() -> Self {
+        Sockets {
+            open: Mutex::default(),
+            kind: PhantomData,
+        }
+    }
 }
 
 /// New sockets bound for a snapshot, and the addresses it no longer wants.
-pub struct SocketPlan {
-    pub added: Vec<(SocketAddr, TcpListener)>,
+pub struct SocketPlan<S> {
+    pub added: Vec<(SocketAddr, S)>,
     pub removed: Vec<SocketAddr>,
 }
 
@@ -39,14 +77,14 @@ pub struct BindError {
     pub source: io::Error,
 }
 
-impl Sockets {
+impl<S: ListenSocket> Sockets<S> {
     /// Binds every wanted address not open yet. On failure nothing changes.
-    pub fn plan(&self, wanted: &BTreeSet<SocketAddr>) -> Result<SocketPlan, Vec<BindError>> {
+    pub fn plan(&self, wanted: &BTreeSet<SocketAddr>) -> Result<SocketPlan<S>, Vec<BindError>> {
         let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let mut added = Vec::new();
         let mut errors = Vec::new();
         for addr in wanted.iter().filter(|a| !open.contains_key(a)) {
-            match bind(*addr) {
+            match S::bind(*addr) {
                 Ok(listener) => added.push((*addr, listener)),
                 Err(source) => errors.push(BindError {
                     addr: *addr,
@@ -69,8 +107,8 @@ impl Sockets {
     /// signals the removed ones to stop.
     pub fn commit(
         &self,
-        plan: SocketPlan,
-        mut serve: impl FnMut(SocketAddr, TcpListener, watch::Receiver<bool>),
+        plan: SocketPlan<S>,
+        mut serve: impl FnMut(SocketAddr, S, watch::Receiver<bool>),
     ) {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         for addr in plan.removed {
@@ -97,18 +135,6 @@ impl Sockets {
     }
 }
 
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    // Lets a restarted host rebind while old connections sit in TIME_WAIT.
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,7 +148,7 @@ mod tests {
 
     #[tokio::test]
     async fn plan_binds_only_new_addresses_and_commit_stops_removed_ones() {
-        let sockets = Sockets::default();
+        let sockets = Sockets::<TcpListener>::default();
         let (a, b) = (free_addr(), free_addr());
         let plan = sockets.plan(&BTreeSet::from([a])).unwrap();
         assert_eq!(plan.added.len(), 1);
@@ -146,8 +172,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn udp_sockets_are_planned_apart_from_tcp_ones() {
+        // A TCP listener holds the port; a UDP socket on it is another socket.
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let sockets = Sockets::<UdpSocket>::default();
+        let plan = sockets.plan(&BTreeSet::from([addr])).unwrap();
+        assert_eq!(plan.added.len(), 1);
+        let mut bound = Vec::new();
+        sockets.commit(plan, |_, socket, stop| bound.push((socket, stop)));
+        assert_eq!(sockets.open_addresses(), BTreeSet::from([addr]));
+        // The same UDP address again is taken.
+        let again = Sockets::<UdpSocket>::default();
+        let errors = again
+            .plan(&BTreeSet::from([addr]))
+            .err()
+            .expect("UDP address in use");
+        assert_eq!(errors[0].addr, addr);
+    }
+
+    #[tokio::test]
     async fn a_taken_address_fails_the_plan_and_changes_nothing() {
-        let sockets = Sockets::default();
+        let sockets = Sockets::<TcpListener>::default();
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
         let other = free_addr();

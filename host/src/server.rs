@@ -119,8 +119,8 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Connection {
     /// Serves plain HTTP, or TLS first when the socket has HTTPS listeners in the current
-    /// snapshot (with the certificates of that snapshot), or TLSRoute streams when it has
-    /// TLS listeners.
+    /// snapshot (with the certificates of that snapshot), or TLSRoute / TCPRoute streams
+    /// when it has TLS or TCP listeners.
     async fn accept(
         mut self,
         builder: Arc<ConnBuilder>,
@@ -130,13 +130,13 @@ impl Connection {
         let (streams, tls) = {
             let snapshot = self.shared.snapshot.load();
             (
-                snapshot.tls_routes.contains_key(&self.bind),
+                snapshot.streams.contains_key(&self.bind),
                 snapshot.tls.get(&self.bind).cloned(),
             )
         };
         if streams {
             // Boxed: HTTP connections should not carry the size of this future.
-            let serve = crate::tls_route::serve(self.shared, self.bind, self.peer, stream);
+            let serve = crate::stream_route::serve(self.shared, self.bind, self.peer, stream);
             return Box::pin(serve).await;
         }
         let Some(tls) = tls else {

@@ -14,18 +14,22 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::mirror::MirrorStep;
 use crate::router::{BindTable, build_tables};
 use crate::session::SessionSpec;
+use crate::stream_route::{self, StreamSocket};
 use crate::tls::{BindTls, bind_configs};
-use crate::tls_route::{self, TlsRouteSocket};
 use crate::upstream::Upstream;
 
 pub struct Snapshot {
     pub version: String,
+    /// The route tables of the TCP sockets (every protocol but UDP).
     pub binds: HashMap<SocketAddr, BindTable>,
+    /// The route tables of the UDP sockets.
+    pub udp_binds: HashMap<SocketAddr, BindTable>,
     /// Sockets with HTTPS listeners, or TLS listeners terminating TLS: their TLS
     /// configuration.
     pub tls: HashMap<SocketAddr, BindTls>,
-    /// Sockets with TLS listeners: connections there are TLSRoute streams.
-    pub tls_routes: HashMap<SocketAddr, TlsRouteSocket>,
+    /// Sockets with TLS or TCP listeners: connections there are TLSRoute or TCPRoute
+    /// streams.
+    pub streams: HashMap<SocketAddr, StreamSocket>,
     /// Indexed like the router's candidates' `route`.
     pub rules: Vec<Rule>,
     pub dump: ConfigDump,
@@ -62,8 +66,9 @@ impl Snapshot {
         Snapshot {
             version: String::new(),
             binds: HashMap::new(),
+            udp_binds: HashMap::new(),
             tls: HashMap::new(),
-            tls_routes: HashMap::new(),
+            streams: HashMap::new(),
             rules: Vec::new(),
             dump: ConfigDump::default(),
         }
@@ -110,11 +115,14 @@ impl Snapshot {
                 })),
             })
             .collect();
+        let (udp, tcp): (Vec<_>, Vec<_>) =
+            config.listeners.iter().cloned().partition(|l| l.is_udp());
         Snapshot {
             version: version.to_string(),
-            binds: build_tables(&config.listeners, &config.routes),
+            binds: build_tables(&tcp, &config.routes),
+            udp_binds: build_tables(&udp, &config.routes),
             tls: bind_configs(&config.listeners),
-            tls_routes: tls_route::sockets(&config.listeners),
+            streams: stream_route::sockets(&config.listeners),
             rules,
             dump: config.dump,
         }

@@ -271,7 +271,7 @@ pub fn bind_configs(listeners: &[ListenerSpec]) -> std::collections::HashMap<Soc
             if socket.1.is_none() {
                 socket.1 = l.client_auth.clone();
             }
-            socket.2 |= l.tls_route.is_some();
+            socket.2 |= l.stream.is_some();
         }
     }
     by_bind
@@ -329,7 +329,7 @@ mod tests {
             hostname: hostname.map(|h| Hostname::parse(h).unwrap()),
             tls: Some(vec![certified_key(&pem_pair(names)).unwrap()].into()),
             client_auth: None,
-            tls_route: None,
+            stream: None,
         }
     }
 

@@ -1,12 +1,19 @@
-//! TLSRoute connections: routed by the server name of their ClientHello, then carried as a
-//! byte stream to an endpoint of the picked backend, untouched (listener `tls.mode`
-//! Passthrough: the backend does the handshake) or after the gateway terminated TLS with
-//! the listener's certificate (Terminate: the backend gets the plaintext).
+//! Connections that are byte streams, not HTTP: TLSRoutes on TLS listeners and TCPRoutes
+//! on TCP listeners. Each connection is carried to an endpoint of the backend its route
+//! picks (weighted), both ways, until both sides are done.
 //!
-//! The route is chosen the way HTTP requests choose theirs, by the socket's route table
-//! with the server name as the host: the listener whose hostname matches it most
-//! specifically, then the route hostname that does. A connection without a server name,
-//! or one nothing matches, gets the TLS alert `unrecognized_name` and is closed.
+//! - TLS: routed by the server name of the ClientHello, then forwarded untouched (listener
+//!   `tls.mode` Passthrough: the backend does the handshake) or after the gateway ended
+//!   TLS with the listener's certificate (Terminate: the backend gets the plaintext). A
+//!   connection without a server name, or one nothing matches, gets the TLS alert
+//!   `unrecognized_name` and is closed.
+//! - TCP: every connection of the listener goes to its route (the oldest, when several
+//!   attached); nothing is read before the backend is connected.
+//!
+//! Routes are chosen the way HTTP requests choose theirs, by the socket's route table:
+//! with the server name as the host (the listener whose hostname matches it most
+//! specifically, then the route hostname that does), or with no host for TCP (whose
+//! listeners have no hostname).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -21,10 +28,11 @@ use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 use crate::client_hello::{self, Hello};
-use crate::config::{ListenerSpec, TlsRouteMode};
+use crate::config::{ListenerSpec, StreamMode};
 use crate::prefixed_io::PrefixedIo;
 use crate::router::{Lookup, RequestView};
 use crate::server::Shared;
+use crate::snapshot::Snapshot;
 
 /// A client has this long to send its ClientHello and finish a terminated handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,22 +41,31 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A TLS alert record: fatal (2), unrecognized_name (112).
 const ALERT_UNRECOGNIZED_NAME: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
 
-/// One socket whose listeners are TLS listeners.
+/// One socket whose listeners carry byte streams (all TLS or all TCP: validation sees to
+/// it).
 #[derive(Debug, Default)]
-pub struct TlsRouteSocket {
-    /// The listeners (by name) in Terminate mode; the others pass through.
+pub struct StreamSocket {
+    tcp: bool,
+    /// TLS: the listeners (by name) in Terminate mode; the others pass through.
     terminate: HashSet<Arc<str>>,
 }
 
-/// The TLSRoute sockets of a snapshot.
-pub fn sockets(listeners: &[ListenerSpec]) -> HashMap<SocketAddr, TlsRouteSocket> {
-    let mut out: HashMap<SocketAddr, TlsRouteSocket> = HashMap::new();
+/// The stream sockets of a snapshot.
+pub fn sockets(listeners: &[ListenerSpec]) -> HashMap<SocketAddr, StreamSocket> {
+    let mut out: HashMap<SocketAddr, StreamSocket> = HashMap::new();
     for l in listeners {
-        let Some(mode) = l.tls_route else { continue };
+        // UDP listeners have sockets of their own (`udp_route`).
+        let Some(mode) = l.stream.filter(|m| *m != StreamMode::Udp) else {
+            continue;
+        };
         for bind in &l.binds {
             let socket = out.entry(*bind).or_default();
-            if mode == TlsRouteMode::Terminate {
-                socket.terminate.insert(l.name.clone());
+            match mode {
+                StreamMode::Tcp => socket.tcp = true,
+                StreamMode::TlsTerminate => {
+                    socket.terminate.insert(l.name.clone());
+                }
+                StreamMode::TlsPassthrough | StreamMode::Udp => {}
             }
         }
     }
@@ -61,8 +78,33 @@ struct Destination {
     terminate: bool,
 }
 
-/// Serves one accepted connection of a TLSRoute socket to its end.
-pub async fn serve(shared: Arc<Shared>, bind: SocketAddr, peer: SocketAddr, mut client: TcpStream) {
+/// Serves one accepted connection of a stream socket to its end.
+pub async fn serve(shared: Arc<Shared>, bind: SocketAddr, peer: SocketAddr, client: TcpStream) {
+    let tcp = shared
+        .snapshot
+        .load()
+        .streams
+        .get(&bind)
+        .is_some_and(|s| s.tcp);
+    if tcp {
+        serve_tcp(shared, bind, peer, client).await
+    } else {
+        serve_tls(shared, bind, peer, client).await
+    }
+}
+
+async fn serve_tcp(shared: Arc<Shared>, bind: SocketAddr, peer: SocketAddr, client: TcpStream) {
+    let destination = route(&shared.snapshot.load(), bind, "");
+    let Some(destination) = destination else {
+        debug!(%peer, "no TCPRoute on this listener");
+        return;
+    };
+    if let Some(upstream) = connect(&destination, peer).await {
+        relay(client, upstream, peer).await;
+    }
+}
+
+async fn serve_tls(shared: Arc<Shared>, bind: SocketAddr, peer: SocketAddr, mut client: TcpStream) {
     let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_hello(&mut client)).await {
         Ok(Ok(hello)) => hello,
         Ok(Err(why)) => {
@@ -84,23 +126,9 @@ pub async fn serve(shared: Arc<Shared>, bind: SocketAddr, peer: SocketAddr, mut 
         let _ = client.write_all(&ALERT_UNRECOGNIZED_NAME).await;
         return;
     };
-    let upstream = match tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        TcpStream::connect(destination.endpoint.as_str()),
-    )
-    .await
-    {
-        Ok(Ok(upstream)) => upstream,
-        Ok(Err(e)) => {
-            debug!(%peer, endpoint = %destination.endpoint, "cannot connect: {e}");
-            return;
-        }
-        Err(_) => {
-            debug!(%peer, endpoint = %destination.endpoint, "connect timed out");
-            return;
-        }
+    let Some(upstream) = connect(&destination, peer).await else {
+        return;
     };
-    let _ = upstream.set_nodelay(true);
     if !destination.terminate {
         return relay(PrefixedIo::new(read, client), upstream, peer).await;
     }
@@ -134,16 +162,13 @@ async fn read_hello(client: &mut TcpStream) -> Result<(Bytes, Option<String>), S
 
 static NO_HEADERS: LazyLock<HeaderMap> = LazyLock::new(HeaderMap::new);
 
-/// The endpoint for `server_name` on `bind`, by the TLSRoutes of the socket's listeners.
-fn route(
-    snapshot: &crate::snapshot::Snapshot,
-    bind: SocketAddr,
-    server_name: &str,
-) -> Option<Destination> {
-    let socket = snapshot.tls_routes.get(&bind)?;
+/// The endpoint for a connection to `bind` naming `host` (the TLS server name; empty for
+/// TCP), by the routes of the socket's listeners.
+fn route(snapshot: &Snapshot, bind: SocketAddr, host: &str) -> Option<Destination> {
+    let socket = snapshot.streams.get(&bind)?;
     let table = snapshot.binds.get(&bind)?;
     let view = RequestView {
-        host: server_name,
+        host,
         method: &Method::GET,
         path: "/",
         query: None,
@@ -161,13 +186,31 @@ fn route(
     })
 }
 
+async fn connect(destination: &Destination, peer: SocketAddr) -> Option<TcpStream> {
+    let endpoint = destination.endpoint.as_str();
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(endpoint)).await {
+        Ok(Ok(upstream)) => {
+            let _ = upstream.set_nodelay(true);
+            Some(upstream)
+        }
+        Ok(Err(e)) => {
+            debug!(%peer, endpoint, "cannot connect: {e}");
+            None
+        }
+        Err(_) => {
+            debug!(%peer, endpoint, "connect timed out");
+            None
+        }
+    }
+}
+
 /// Copies both ways until both sides are done.
 async fn relay<C>(mut client: C, mut upstream: TcpStream, peer: SocketAddr)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     match copy_bidirectional(&mut client, &mut upstream).await {
-        Ok((up, down)) => debug!(%peer, up, down, "TLSRoute connection done"),
-        Err(e) => debug!(%peer, "TLSRoute connection ended: {e}"),
+        Ok((up, down)) => debug!(%peer, up, down, "stream connection done"),
+        Err(e) => debug!(%peer, "stream connection ended: {e}"),
     }
 }
