@@ -288,8 +288,8 @@ fn scope(group: &str, kind: &str) -> Option<bool> {
         ("", "Service" | "Secret" | "ConfigMap")
         | (
             GATEWAY_GROUP,
-            "Gateway" | "HTTPRoute" | "GRPCRoute" | "TLSRoute" | "ReferenceGrant"
-            | "BackendTLSPolicy" | "ListenerSet" | BACKEND_LB_POLICY,
+            "Gateway" | "HTTPRoute" | "GRPCRoute" | "TLSRoute" | "TCPRoute" | "UDPRoute"
+            | "ReferenceGrant" | "BackendTLSPolicy" | "ListenerSet" | BACKEND_LB_POLICY,
         )
         | (GATEWAY_X_GROUP, X_BACKEND_TRAFFIC_POLICY)
         | ("discovery.k8s.io", "EndpointSlice") => Some(true),
@@ -339,6 +339,8 @@ fn load_value(
         "HTTPRoute" => insert!(http_routes),
         "GRPCRoute" => insert!(grpc_routes),
         "TLSRoute" => insert!(tls_routes),
+        "TCPRoute" => insert!(tcp_routes),
+        "UDPRoute" => insert!(udp_routes),
         "ReferenceGrant" => insert!(reference_grants),
         "Service" => insert!(services),
         "EndpointSlice" => insert!(endpoint_slices),

@@ -9,6 +9,8 @@ use std::fmt;
 
 use gateway_api::backendtlspolicies::BackendTlsPolicy;
 use gateway_api::experimental::httproutes::HttpRoute;
+use gateway_api::experimental::tcproutes::TcpRoute;
+use gateway_api::experimental::udproutes::UdpRoute;
 use gateway_api::gatewayclasses::GatewayClass;
 use gateway_api::gateways::Gateway;
 use gateway_api::grpcroutes::GrpcRoute;
@@ -34,6 +36,8 @@ pub struct Resources {
     pub http_routes: BTreeMap<Key, HttpRoute>,
     pub grpc_routes: BTreeMap<Key, GrpcRoute>,
     pub tls_routes: BTreeMap<Key, TlsRoute>,
+    pub tcp_routes: BTreeMap<Key, TcpRoute>,
+    pub udp_routes: BTreeMap<Key, UdpRoute>,
     pub reference_grants: BTreeMap<Key, ReferenceGrant>,
     pub services: BTreeMap<Key, Service>,
     pub endpoint_slices: BTreeMap<Key, EndpointSlice>,
@@ -82,6 +86,8 @@ impl Resources {
             + self.http_routes.len()
             + self.grpc_routes.len()
             + self.tls_routes.len()
+            + self.tcp_routes.len()
+            + self.udp_routes.len()
             + self.reference_grants.len()
             + self.services.len()
             + self.endpoint_slices.len()
@@ -109,6 +115,8 @@ impl Resources {
         copy(&mut self.http_routes, &other.http_routes);
         copy(&mut self.grpc_routes, &other.grpc_routes);
         copy(&mut self.tls_routes, &other.tls_routes);
+        copy(&mut self.tcp_routes, &other.tcp_routes);
+        copy(&mut self.udp_routes, &other.udp_routes);
         copy(&mut self.reference_grants, &other.reference_grants);
         copy(&mut self.services, &other.services);
         copy(&mut self.endpoint_slices, &other.endpoint_slices);
@@ -134,6 +142,8 @@ impl Resources {
             "HTTPRoute" => self.http_routes.contains_key(&key),
             "GRPCRoute" => self.grpc_routes.contains_key(&key),
             "TLSRoute" => self.tls_routes.contains_key(&key),
+            "TCPRoute" => self.tcp_routes.contains_key(&key),
+            "UDPRoute" => self.udp_routes.contains_key(&key),
             "ReferenceGrant" => self.reference_grants.contains_key(&key),
             "Service" => self.services.contains_key(&key),
             "EndpointSlice" => self.endpoint_slices.contains_key(&key),
@@ -260,6 +270,8 @@ meta_ext!(
     HttpRoute,
     GrpcRoute,
     TlsRoute,
+    TcpRoute,
+    UdpRoute,
     ReferenceGrant,
     Service,
     EndpointSlice,

@@ -88,6 +88,8 @@ pub const WATCHED: &[WatchedKind] = &[
     kind(GATEWAY, "v1", "HTTPRoute", "httproutes", true, true),
     kind(GATEWAY, "v1", "GRPCRoute", "grpcroutes", true, true),
     kind(GATEWAY, "v1", "TLSRoute", "tlsroutes", true, false),
+    kind(GATEWAY, "v1alpha2", "TCPRoute", "tcproutes", true, false),
+    kind(GATEWAY, "v1alpha2", "UDPRoute", "udproutes", true, false),
     kind(
         GATEWAY,
         "v1beta1",
@@ -153,6 +155,8 @@ fn map_of<'a>(res: &'a mut Resources, kind: &str) -> Option<&'a mut dyn KindMap>
         "HTTPRoute" => &mut res.http_routes,
         "GRPCRoute" => &mut res.grpc_routes,
         "TLSRoute" => &mut res.tls_routes,
+        "TCPRoute" => &mut res.tcp_routes,
+        "UDPRoute" => &mut res.udp_routes,
         "ReferenceGrant" => &mut res.reference_grants,
         "Service" => &mut res.services,
         "EndpointSlice" => &mut res.endpoint_slices,

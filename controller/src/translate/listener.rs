@@ -16,6 +16,8 @@ pub(super) const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 pub(super) const HTTP_ROUTE: &str = "HTTPRoute";
 pub(super) const GRPC_ROUTE: &str = "GRPCRoute";
 pub(super) const TLS_ROUTE: &str = "TLSRoute";
+pub(super) const TCP_ROUTE: &str = "TCPRoute";
+pub(super) const UDP_ROUTE: &str = "UDPRoute";
 
 /// Which namespaces' routes a listener admits.
 #[derive(Clone, Debug)]
@@ -86,7 +88,7 @@ impl ListenerState {
                 reason::UNSUPPORTED_VALUE,
                 "an HTTPS listener terminates TLS: tls.mode Passthrough is for TLS listeners",
             )),
-            "HTTPS" | "TLS" => Ok(()),
+            "HTTPS" | "TLS" | "TCP" | "UDP" => Ok(()),
             other => Err(Problem::new(
                 reason::UNSUPPORTED_PROTOCOL,
                 format!("protocol {other} is not supported"),
@@ -176,7 +178,11 @@ impl ListenerState {
             addresses: addresses.to_vec(),
             port: u32::try_from(self.port).unwrap_or_default(),
             protocol: self.protocol.clone(),
-            hostname: self.hostname.clone().unwrap_or_default(),
+            // A TCP connection or UDP datagram names no host: the field means nothing there.
+            hostname: match self.protocol.as_str() {
+                "TCP" | "UDP" => String::new(),
+                _ => self.hostname.clone().unwrap_or_default(),
+            },
             certificates: self.certificates.clone(),
             client_validation: self.client_validation.clone(),
             tls_mode: match (self.protocol.as_str(), self.passthrough) {
@@ -291,11 +297,14 @@ fn allowed_namespaces(spec: &GatewayListeners) -> Result<AllowedNamespaces, Stri
 /// implements, narrowed to allowedRoutes.kinds when given; plus a problem naming the
 /// requested kinds that are invalid. HTTP and HTTPS listeners carry gRPC too: every
 /// listener serves HTTP/2 (h2c with prior knowledge, or by ALPN), as GRPCRoute requires.
-/// TLS listeners carry TLSRoutes, in either tls.mode.
+/// TLS listeners carry TLSRoutes, in either tls.mode; TCP listeners TCPRoutes; UDP
+/// listeners UDPRoutes.
 fn route_kinds(spec: &GatewayListeners) -> (Vec<RouteGroupKind>, Option<Problem>) {
     let implemented: &[&str] = match spec.protocol.as_str() {
         "HTTP" | "HTTPS" => &[HTTP_ROUTE, GRPC_ROUTE],
         "TLS" => &[TLS_ROUTE],
+        "TCP" => &[TCP_ROUTE],
+        "UDP" => &[UDP_ROUTE],
         _ => &[],
     };
     let requested = spec

@@ -125,12 +125,12 @@ pub(super) fn merge(
                     )
                 })
                 .collect();
-            mark_conflicts(&mut own);
+            // Listeners that take precedence (the Gateway's, earlier sets') first; then the
+            // set's own that are left must be distinct among themselves.
             for listener in &mut own {
-                if listener.conflict.is_none() {
-                    listener.conflict = conflict_with_earlier(listener, listeners);
-                }
+                listener.conflict = conflict_with_earlier(listener, listeners);
             }
+            mark_conflicts(&mut own);
             listeners.extend(own);
         }
         out.push(ListenerSetState {
@@ -172,8 +172,12 @@ fn conflict_with_earlier(listener: &ListenerState, earlier: &[ListenerState]) ->
         if other.port != listener.port {
             continue;
         }
-        // Any other protocol on a port already taken conflicts, even one Nantian does
-        // not serve (TCP, UDP): the set's listener loses to the one that came first.
+        // UDP has ports of its own: it shares a port with the TCP protocols.
+        if (other.protocol == "UDP") != (listener.protocol == "UDP") {
+            continue;
+        }
+        // Any other protocol on a port already taken conflicts: the set's listener loses
+        // to the one that came first.
         if other.protocol != listener.protocol {
             return Some(Problem::new(
                 reason::PROTOCOL_CONFLICT,

@@ -167,7 +167,9 @@ impl ObjectStatus {
             "HTTPRoute" => 3,
             "GRPCRoute" => 4,
             "TLSRoute" => 5,
-            _ => 6,
+            "TCPRoute" => 6,
+            "UDPRoute" => 7,
+            _ => 8,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Stage 3: HTTPRoutes, GRPCRoutes and TLSRoutes — attach each parentRef to our Gateways'
+//! Stage 3: routes of every kind (HTTP, GRPC, TLS, TCP, UDP) — attach each parentRef to our Gateways'
 //! listeners, hand the translated rules to the Gateways they attached to, and write the
 //! route status. Both kinds go through the same code as [`RouteSource`]s.
 
@@ -12,7 +12,7 @@ use super::listener_set::LISTENER_SET;
 use super::policy::BackendPolicies;
 use super::rule::{RulesOutcome, translate_rules};
 use super::source::RouteSource;
-use super::{GATEWAY_API_VERSION, ObjectStatus, TranslateOptions};
+use super::{ObjectStatus, TranslateOptions};
 use super::{hostname, kind_conflict};
 use crate::model::{Key, Resources};
 use crate::status::{
@@ -29,6 +29,8 @@ pub(super) fn translate_routes(
     let mut sources: Vec<RouteSource> = (res.http_routes.values().map(RouteSource::http))
         .chain(res.grpc_routes.values().map(RouteSource::grpc))
         .chain(res.tls_routes.values().map(RouteSource::tls))
+        .chain(res.tcp_routes.values().map(RouteSource::tcp))
+        .chain(res.udp_routes.values().map(RouteSource::udp))
         .collect();
     kind_conflict::attach_order(&mut sources);
     let mut claims = kind_conflict::Claims::default();
@@ -118,7 +120,7 @@ pub(super) fn translate_routes(
         }
         if !parents.is_empty() {
             statuses.push(ObjectStatus {
-                api_version: GATEWAY_API_VERSION.to_string(),
+                api_version: route.api_version.to_string(),
                 kind: route.kind.to_string(),
                 namespace: route_ns.to_string(),
                 name: route.name.clone(),

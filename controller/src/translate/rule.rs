@@ -12,7 +12,7 @@ use gateway_api::experimental::httproutes::{
 };
 use nantian_proto::config;
 
-use super::listener::{GRPC_ROUTE, HTTP_ROUTE, TLS_ROUTE};
+use super::listener::{GRPC_ROUTE, HTTP_ROUTE, TCP_ROUTE, TLS_ROUTE, UDP_ROUTE};
 use super::policy::BackendPolicies;
 use super::source::RouteSource;
 use super::{TranslateOptions, backend, backend_lb, filter, retry};
@@ -197,12 +197,15 @@ pub(super) fn translate_rules(
 }
 
 /// The IR name prefix of a route's rules: `route/...` for HTTPRoutes (as before GRPCRoutes
-/// existed), `grpcroute/...` for GRPCRoutes, `tlsroute/...` for TLSRoutes, so two routes
-/// of different kinds and one name stay apart.
+/// existed), `grpcroute/...`, `tlsroute/...`, `tcproute/...` and `udproute/...` for the
+/// other kinds, so
+/// two routes of different kinds and one name stay apart.
 fn ir_prefix(route: &RouteSource) -> &'static str {
     match route.kind {
         GRPC_ROUTE => "grpcroute",
         TLS_ROUTE => "tlsroute",
+        TCP_ROUTE => "tcproute",
+        UDP_ROUTE => "udproute",
         _ => "route",
     }
 }

@@ -1,4 +1,4 @@
-//! A route of any kind (HTTPRoute, GRPCRoute, TLSRoute) in the one shape that attachment,
+//! A route of any kind (HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute) in the one shape that attachment,
 //! rule translation and route status read, so every kind shares that code.
 //!
 //! GRPCRoute parentRefs, backendRefs and filters have the HTTPRoute types' fields (the
@@ -6,6 +6,8 @@
 //! matches differ, and each kind translates its own before they get here.
 
 use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteParentRefs, HttpRouteRules};
+use gateway_api::experimental::tcproutes::TcpRoute;
+use gateway_api::experimental::udproutes::UdpRoute;
 use gateway_api::grpcroutes::GrpcRoute;
 use gateway_api::tlsroutes::TlsRoute;
 use nantian_proto::config;
@@ -13,14 +15,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::grpc_match;
-use super::listener::{GRPC_ROUTE, HTTP_ROUTE, TLS_ROUTE};
+use super::listener::{GRPC_ROUTE, HTTP_ROUTE, TCP_ROUTE, TLS_ROUTE, UDP_ROUTE};
 use super::rule::translate_matches;
 use crate::model::MetaExt;
 
 /// What the rest of stage 3 needs of one route.
 pub(super) struct RouteSource {
-    /// [`HTTP_ROUTE`], [`GRPC_ROUTE`] or [`TLS_ROUTE`].
+    /// [`HTTP_ROUTE`], [`GRPC_ROUTE`], [`TLS_ROUTE`], [`TCP_ROUTE`] or [`UDP_ROUTE`].
     pub kind: &'static str,
+    /// The API version its status is written with.
+    pub api_version: &'static str,
     pub namespace: String,
     pub name: String,
     pub generation: i64,
@@ -51,6 +55,7 @@ impl RouteSource {
         };
         RouteSource {
             kind: HTTP_ROUTE,
+            api_version: GATEWAY_V1,
             namespace: route.namespace().to_string(),
             name: route.name().to_string(),
             generation: route.generation(),
@@ -76,6 +81,7 @@ impl RouteSource {
         };
         RouteSource {
             kind: GRPC_ROUTE,
+            api_version: GATEWAY_V1,
             namespace: route.namespace().to_string(),
             name: route.name().to_string(),
             generation: route.generation(),
@@ -115,6 +121,7 @@ impl RouteSource {
     pub(super) fn tls(route: &TlsRoute) -> Self {
         RouteSource {
             kind: TLS_ROUTE,
+            api_version: GATEWAY_V1,
             namespace: route.namespace().to_string(),
             name: route.name().to_string(),
             generation: route.generation(),
@@ -144,7 +151,74 @@ impl RouteSource {
                 .collect(),
         }
     }
+
+    /// A TCPRoute (experimental channel, v1alpha2): backendRefs only; every connection of
+    /// the listener goes to it.
+    pub(super) fn tcp(route: &TcpRoute) -> Self {
+        layer4(
+            TCP_ROUTE,
+            route,
+            route.spec.parent_refs.as_ref(),
+            route
+                .spec
+                .rules
+                .iter()
+                .map(|r| (r.name.clone(), r.backend_refs.clone())),
+        )
+    }
+
+    /// A UDPRoute (experimental channel, v1alpha2): backendRefs only; every flow of the
+    /// listener goes to it.
+    pub(super) fn udp(route: &UdpRoute) -> Self {
+        layer4(
+            UDP_ROUTE,
+            route,
+            route.spec.parent_refs.as_ref(),
+            route
+                .spec
+                .rules
+                .iter()
+                .map(|r| (r.name.clone(), r.backend_refs.clone())),
+        )
+    }
 }
+
+/// The experimental layer-4 kinds without hostnames (TCPRoute, UDPRoute): parentRefs and
+/// backendRefs read as the HTTPRoute types with the same fields.
+fn layer4<P: Serialize, B: Serialize>(
+    kind: &'static str,
+    meta: &impl MetaExt,
+    parent_refs: Option<&Vec<P>>,
+    rules: impl Iterator<Item = (Option<String>, Vec<B>)>,
+) -> RouteSource {
+    RouteSource {
+        kind,
+        api_version: GATEWAY_V1ALPHA2,
+        namespace: meta.namespace().to_string(),
+        name: meta.name().to_string(),
+        generation: meta.generation(),
+        creation_seconds: meta.creation_seconds(),
+        hostnames: Vec::new(),
+        parent_refs: parent_refs
+            .into_iter()
+            .flatten()
+            .filter_map(same_shape)
+            .collect(),
+        rules: rules
+            .map(|(name, backend_refs)| RuleSource {
+                rule: HttpRouteRules {
+                    name,
+                    backend_refs: Some(backend_refs.iter().filter_map(same_shape).collect()),
+                    ..Default::default()
+                },
+                matches: Ok(Vec::new()),
+            })
+            .collect(),
+    }
+}
+
+const GATEWAY_V1: &str = "gateway.networking.k8s.io/v1";
+const GATEWAY_V1ALPHA2: &str = "gateway.networking.k8s.io/v1alpha2";
 
 /// A GRPCRoute value read as the HTTPRoute type with the same fields. The types are
 /// generated from one schema, so this only fails if the crate's types drift apart.
