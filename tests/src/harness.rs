@@ -219,6 +219,18 @@ impl Env {
             .await;
     }
 
+    /// [`Env::start_echo`], also answering UDP datagrams on `backend_ip(n):3000` (see
+    /// `echo::udp`).
+    pub async fn start_echo_udp(&mut self, n: u8, pod: &str, namespace: &str) {
+        let addr = format!("{}:3000", self.backend_ip(n));
+        self.spawn_echo(
+            &[("--listen", addr.clone()), ("--udp-listen", addr)],
+            pod,
+            namespace,
+        )
+        .await;
+    }
+
     /// Starts an echo backend laid out like a pod of upstream's echo-basic: HTTP/1.1 (and
     /// h2c) on `backend_ip(n):3000`, h2c only on `backend_ip(n):3001`.
     pub async fn start_echo_pod(&mut self, n: u8, pod: &str, namespace: &str) {

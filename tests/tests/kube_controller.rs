@@ -49,7 +49,7 @@ spec:
     annotations: {{cost-center: "42"}}
   listeners:
   - {{name: http, port: 8080, protocol: HTTP}}
-  - {{name: udp, port: 9000, protocol: UDP}}
+  - {{name: sctp, port: 9000, protocol: SCTP}}
 {service}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -209,7 +209,7 @@ spec:
                     == Some(("True".into(), "Programmed".into()))
                 && status["addresses"][0]["value"] == cluster_ip.as_str()
                 && listener("http").is_some_and(|l| l["attachedRoutes"] == 2)
-                && listener("udp").is_some_and(|l| {
+                && listener("sctp").is_some_and(|l| {
                     condition(&l["conditions"], "Accepted")
                         == Some(("False".into(), "UnsupportedProtocol".into()))
                 })
@@ -1174,11 +1174,12 @@ fn base64_decode(text: &str) -> Vec<u8> {
     out
 }
 
-/// TLSRoutes are watched and get their status from the API server's objects: accepted on
-/// a TLS listener, with unresolved backends reported, and counted on the listener.
+/// TLSRoutes, TCPRoutes and UDPRoutes (v1alpha2) are watched and get their status from the API
+/// server's objects: accepted on their listeners, with unresolved backends reported, and
+/// counted on the listener.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_routes_are_watched_and_get_status() {
-    let Some(kube) = shared_or_skip("tls_routes_are_watched_and_get_status").await else {
+async fn stream_routes_are_watched_and_get_status() {
+    let Some(kube) = shared_or_skip("stream_routes_are_watched_and_get_status").await else {
         return;
     };
     let client = kube.client().await.unwrap();
@@ -1195,12 +1196,30 @@ spec:
   gatewayClassName: {class}
   listeners:
   - {{name: passthrough, port: 8443, protocol: TLS, tls: {{mode: Passthrough}}}}
+  - {{name: tcp, port: 9000, protocol: TCP}}
+  - {{name: udp, port: 9000, protocol: UDP}}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: UDPRoute
+metadata: {{name: dns, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: tls, sectionName: udp}}]
+  rules:
+  - backendRefs: [{{name: nope, port: 53}}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {{name: db, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: tls, sectionName: tcp}}]
+  rules:
+  - backendRefs: [{{name: nope, port: 5432}}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: TLSRoute
 metadata: {{name: unresolved, namespace: {ns}}}
 spec:
-  parentRefs: [{{name: tls}}]
+  parentRefs: [{{name: tls, sectionName: passthrough}}]
   hostnames: [a.example.com]
   rules:
   - backendRefs: [{{name: nope, port: 443}}]
@@ -1218,31 +1237,63 @@ spec:
             .find(|p| p["controllerName"] == controller_name.as_str())
             .map(|p| (p["conditions"].clone(), generation))
     };
-    wait_for(
-        || async {
-            let Some(route) = object(&client, &tls_routes, &ns, "unresolved").await else {
-                return false;
-            };
-            ours(&route).is_some_and(|(conditions, _)| {
-                condition(&conditions, "Accepted") == Some(("True".into(), "Accepted".into()))
-                    && condition(&conditions, "ResolvedRefs")
-                        == Some(("False".into(), "BackendNotFound".into()))
-            })
-        },
-        "TLSRoute unresolved: Accepted, ResolvedRefs False/BackendNotFound",
-    )
-    .await;
+    let tcp_routes = resource(
+        "gateway.networking.k8s.io",
+        "v1alpha2",
+        "TCPRoute",
+        "tcproutes",
+    );
+    let udp_routes = resource(
+        "gateway.networking.k8s.io",
+        "v1alpha2",
+        "UDPRoute",
+        "udproutes",
+    );
+    for (routes, name) in [
+        (&tls_routes, "unresolved"),
+        (&tcp_routes, "db"),
+        (&udp_routes, "dns"),
+    ] {
+        wait_for(
+            || async {
+                let Some(route) = object(&client, routes, &ns, name).await else {
+                    return false;
+                };
+                ours(&route).is_some_and(|(conditions, _)| {
+                    condition(&conditions, "Accepted") == Some(("True".into(), "Accepted".into()))
+                        && condition(&conditions, "ResolvedRefs")
+                            == Some(("False".into(), "BackendNotFound".into()))
+                })
+            },
+            &format!(
+                "{} {name}: Accepted, ResolvedRefs False/BackendNotFound",
+                routes.kind
+            ),
+        )
+        .await;
+    }
     wait_for(
         || async {
             object(&client, &gateways(), &ns, "tls")
                 .await
                 .is_some_and(|gw| {
-                    gw.data["status"]["listeners"][0]["attachedRoutes"] == 1
-                        && gw.data["status"]["listeners"][0]["supportedKinds"][0]["kind"]
-                            == "TLSRoute"
+                    let listeners = &gw.data["status"]["listeners"];
+                    [
+                        ("passthrough", "TLSRoute"),
+                        ("tcp", "TCPRoute"),
+                        ("udp", "UDPRoute"),
+                    ]
+                    .iter()
+                    .all(|(name, kind)| {
+                        listeners.as_array().into_iter().flatten().any(|l| {
+                            l["name"] == *name
+                                && l["attachedRoutes"] == 1
+                                && l["supportedKinds"][0]["kind"] == *kind
+                        })
+                    })
                 })
         },
-        "the TLS listener counting the TLSRoute",
+        "each listener counting its route",
     )
     .await;
 }

@@ -275,7 +275,11 @@ spec:
     let echo = reply.echo();
     assert_eq!(echo.pod, "db-a");
     assert_eq!(echo.host, "anything.example");
-    assert!(!echo.headers.contains_key("X-Forwarded-For"), "{:?}", echo.headers);
+    assert!(
+        !echo.headers.contains_key("X-Forwarded-For"),
+        "{:?}",
+        echo.headers
+    );
 
     let route = env.object_status("TCPRoute", "app", "db").await;
     assert_eq!(
@@ -377,9 +381,15 @@ spec:
     .await;
     let flow = udp_client().await;
     let first = udp_exchange(&flow, &addr, "hello").await.unwrap();
-    assert_eq!((first.pod.as_str(), first.payload.as_str()), ("dns-a", "hello"));
+    assert_eq!(
+        (first.pod.as_str(), first.payload.as_str()),
+        ("dns-a", "hello")
+    );
     let again = udp_exchange(&flow, &addr, "again").await.unwrap();
-    assert_eq!((again.pod.as_str(), again.payload.as_str()), ("dns-a", "again"));
+    assert_eq!(
+        (again.pod.as_str(), again.payload.as_str()),
+        ("dns-a", "again")
+    );
 
     // The TCP listener on the same port serves its own route.
     let reply = send(get(&addr, "tcp.example", "/")).await.unwrap();

@@ -30,6 +30,10 @@ struct Args {
     /// repeatable.
     #[arg(long = "https-listen", value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
     https_listen: Vec<SocketAddr>,
+    /// Address answering UDP datagrams (see `nantian_e2e::echo::udp`); repeatable. Bound
+    /// before the `listening on` lines are printed.
+    #[arg(long = "udp-listen", value_name = "ADDR")]
+    udp_listen: Vec<SocketAddr>,
     /// PEM certificate chain of the HTTPS listeners (echo-basic's TLS_SERVER_CERT).
     #[arg(long, env = "TLS_SERVER_CERT", value_name = "PATH")]
     tls_cert: Option<PathBuf>,
@@ -114,6 +118,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         RequestLog::Off
     };
+    for &addr in &args.udp_listen {
+        let socket = tokio::net::UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("binding UDP {addr}"))?;
+        tokio::spawn(nantian_e2e::echo::udp::serve(socket, context.clone()));
+    }
     let server = EchoServer::bind(&specs, context, request_log, tls)
         .await
         .context("binding listeners")?;

@@ -2,7 +2,8 @@
 //! conformance `echo-basic` server (same JSON, `/health`, `/status/<code>`, `?delay=`,
 //! `X-Echo-Set-Header`, WebSocket echo, an h2c-only listener mode, HTTPS with an optional
 //! client certificate check and the `tls` object, the request log the mirror tests read,
-//! and echo-basic's gRPC `GrpcEcho` service for requests with a gRPC content type),
+//! and echo-basic's gRPC `GrpcEcho` service for requests with a gRPC content type), a UDP
+//! echo for the UDPRoute tests,
 //! plus a fixed-body [`BENCH_PATH`] for the benchmark. The e2e tests,
 //! the conformance replay and the benchmark all use it.
 
@@ -17,6 +18,7 @@ pub mod request_log;
 pub mod response;
 pub mod server;
 pub mod tls;
+pub mod udp;
 pub mod websocket;
 
 pub use handler::{BENCH_BODY, BENCH_PATH, Context};
