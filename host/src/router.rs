@@ -106,6 +106,20 @@ pub fn build_tables(
 }
 
 impl BindTable {
+    /// The route for a connection or flow that names only a host (a TLS server name; empty
+    /// for TCP and UDP): what a bodiless `GET /` with that Host would match.
+    pub fn lookup_host(&self, host: &str) -> Lookup<'_> {
+        static NO_HEADERS: std::sync::LazyLock<HeaderMap> =
+            std::sync::LazyLock::new(HeaderMap::new);
+        self.lookup(&RequestView {
+            host,
+            method: &Method::GET,
+            path: "/",
+            query: None,
+            headers: &NO_HEADERS,
+        })
+    }
+
     pub fn lookup(&self, req: &RequestView<'_>) -> Lookup<'_> {
         let Some(listener) = self.select_listener(req.host) else {
             return Lookup::NoListener;

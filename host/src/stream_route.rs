@@ -17,11 +17,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Method};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, copy_bidirectional};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -30,7 +29,7 @@ use tracing::debug;
 use crate::client_hello::{self, Hello};
 use crate::config::{ListenerSpec, StreamMode};
 use crate::prefixed_io::PrefixedIo;
-use crate::router::{Lookup, RequestView};
+use crate::router::Lookup;
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
 
@@ -160,21 +159,12 @@ async fn read_hello(client: &mut TcpStream) -> Result<(Bytes, Option<String>), S
     }
 }
 
-static NO_HEADERS: LazyLock<HeaderMap> = LazyLock::new(HeaderMap::new);
-
 /// The endpoint for a connection to `bind` naming `host` (the TLS server name; empty for
 /// TCP), by the routes of the socket's listeners.
 fn route(snapshot: &Snapshot, bind: SocketAddr, host: &str) -> Option<Destination> {
     let socket = snapshot.streams.get(&bind)?;
     let table = snapshot.binds.get(&bind)?;
-    let view = RequestView {
-        host,
-        method: &Method::GET,
-        path: "/",
-        query: None,
-        headers: &NO_HEADERS,
-    };
-    let Lookup::Matched(listener, candidate) = table.lookup(&view) else {
+    let Lookup::Matched(listener, candidate) = table.lookup_host(host) else {
         return None;
     };
     let rule = &snapshot.rules[candidate.route];

@@ -15,13 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, Method};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use crate::router::{Lookup, RequestView};
+use crate::router::Lookup;
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
 
@@ -116,19 +115,10 @@ fn millis_since(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-static NO_HEADERS: std::sync::LazyLock<HeaderMap> = std::sync::LazyLock::new(HeaderMap::new);
-
 /// The endpoint a new flow on `bind` goes to, by the listener's route.
 fn route(snapshot: &Snapshot, bind: SocketAddr) -> Option<SocketAddr> {
     let table = snapshot.udp_binds.get(&bind)?;
-    let view = RequestView {
-        host: "",
-        method: &Method::GET,
-        path: "/",
-        query: None,
-        headers: &NO_HEADERS,
-    };
-    let Lookup::Matched(_, candidate) = table.lookup(&view) else {
+    let Lookup::Matched(_, candidate) = table.lookup_host("") else {
         return None;
     };
     let rule = &snapshot.rules[candidate.route];
