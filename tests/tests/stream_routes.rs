@@ -227,18 +227,54 @@ fn service_only(ns: &str, name: &str, address: &str) -> String {
     rest[start + 1..].to_string()
 }
 
-fn tcp_route(service: &str) -> String {
+/// A TCPRoute or UDPRoute (v1alpha2) `name` on listener `section` of Gateway `gw`, to
+/// port 80 of `service`.
+fn layer4_route(kind: &str, name: &str, section: &str, service: &str) -> String {
     format!(
         r#"---
 apiVersion: gateway.networking.k8s.io/v1alpha2
-kind: TCPRoute
-metadata: {{name: db, namespace: app}}
+kind: {kind}
+metadata: {{name: {name}, namespace: app}}
 spec:
-  parentRefs: [{{name: gw, sectionName: tcp}}]
+  parentRefs: [{{name: gw, sectionName: {section}}}]
   rules:
   - backendRefs: [{{name: {service}, port: 80}}]
 "#
     )
+}
+
+fn tcp_route(service: &str) -> String {
+    layer4_route("TCPRoute", "db", "tcp", service)
+}
+
+/// The GatewayClass, Gateway `app/gw` on `address` with `listeners` (name, protocol, port)
+/// and two echo Services, `a` on backend 1 and `b` on backend 2.
+fn layer4_setup(
+    env: &Env,
+    address: &str,
+    listeners: &[(&str, &str, u16)],
+    (a, b): (&str, &str),
+) -> String {
+    let mut config = format!(
+        r#"{}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: app}}
+spec:
+  gatewayClassName: nantian
+  addresses: [{{type: IPAddress, value: "{address}"}}]
+  listeners:
+"#,
+        yaml::GATEWAY_CLASS
+    );
+    for (name, protocol, port) in listeners {
+        config.push_str(&format!(
+            "  - {{name: {name}, protocol: {protocol}, port: {port}}}\n"
+        ));
+    }
+    config.push_str(&yaml::service("app", a, &[env.backend_ip(1)]));
+    config.push_str(&service_only("app", b, &env.backend_ip(2)));
+    config
 }
 
 #[tokio::test]
@@ -247,21 +283,7 @@ async fn tcp_routes_carry_connections_to_their_backend() {
     let gw = env.gateway_ip(1);
     env.start_echo(1, "db-a", "app").await;
     env.start_echo(2, "db-b", "app").await;
-    let mut config = format!(
-        r#"{}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: app}}
-spec:
-  gatewayClassName: nantian
-  addresses: [{{type: IPAddress, value: "{gw}"}}]
-  listeners:
-  - {{name: tcp, protocol: TCP, port: 9000}}
-"#,
-        yaml::GATEWAY_CLASS
-    );
-    config.push_str(&yaml::service("app", "db-a", &[env.backend_ip(1)]));
-    config.push_str(&service_only("app", "db-b", &env.backend_ip(2)));
+    let config = layer4_setup(&env, &gw, &[("tcp", "TCP", 9000)], ("db-a", "db-b"));
     env.write("base.yaml", &config);
     env.write("route.yaml", &tcp_route("db-a"));
     env.start_controller();
@@ -326,17 +348,7 @@ async fn udp_client() -> UdpSocket {
 }
 
 fn udp_route(service: &str) -> String {
-    format!(
-        r#"---
-apiVersion: gateway.networking.k8s.io/v1alpha2
-kind: UDPRoute
-metadata: {{name: dns, namespace: app}}
-spec:
-  parentRefs: [{{name: gw, sectionName: udp}}]
-  rules:
-  - backendRefs: [{{name: {service}, port: 80}}]
-"#
-    )
+    layer4_route("UDPRoute", "dns", "udp", service)
 }
 
 #[tokio::test]
@@ -345,22 +357,12 @@ async fn udp_routes_relay_flows_and_share_the_port_with_tcp() {
     let gw = env.gateway_ip(1);
     env.start_echo_udp(1, "dns-a", "app").await;
     env.start_echo_udp(2, "dns-b", "app").await;
-    let mut config = format!(
-        r#"{}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: app}}
-spec:
-  gatewayClassName: nantian
-  addresses: [{{type: IPAddress, value: "{gw}"}}]
-  listeners:
-  - {{name: udp, protocol: UDP, port: 5300}}
-  - {{name: tcp, protocol: TCP, port: 5300}}
-"#,
-        yaml::GATEWAY_CLASS
+    let mut config = layer4_setup(
+        &env,
+        &gw,
+        &[("udp", "UDP", 5300), ("tcp", "TCP", 5300)],
+        ("dns-a", "dns-b"),
     );
-    config.push_str(&yaml::service("app", "dns-a", &[env.backend_ip(1)]));
-    config.push_str(&service_only("app", "dns-b", &env.backend_ip(2)));
     // TCP on the same port goes elsewhere.
     config.push_str(&tcp_route("dns-b"));
     env.write("base.yaml", &config);

@@ -119,45 +119,26 @@ impl RouteSource {
     /// A TLSRoute: its rules are backendRefs only (no matches, no filters); the host
     /// picks one by SNI against the hostnames.
     pub(super) fn tls(route: &TlsRoute) -> Self {
-        RouteSource {
-            kind: TLS_ROUTE,
-            api_version: GATEWAY_V1,
-            namespace: route.namespace().to_string(),
-            name: route.name().to_string(),
-            generation: route.generation(),
-            creation_seconds: route.creation_seconds(),
-            hostnames: route.spec.hostnames.clone(),
-            parent_refs: route
-                .spec
-                .parent_refs
-                .iter()
-                .flatten()
-                .filter_map(same_shape)
-                .collect(),
-            rules: route
+        backend_refs_only(
+            (TLS_ROUTE, GATEWAY_V1),
+            route,
+            route.spec.hostnames.clone(),
+            route.spec.parent_refs.as_ref(),
+            route
                 .spec
                 .rules
                 .iter()
-                .map(|rule| RuleSource {
-                    rule: HttpRouteRules {
-                        name: rule.name.clone(),
-                        backend_refs: Some(
-                            rule.backend_refs.iter().filter_map(same_shape).collect(),
-                        ),
-                        ..Default::default()
-                    },
-                    matches: Ok(Vec::new()),
-                })
-                .collect(),
-        }
+                .map(|r| (r.name.clone(), r.backend_refs.clone())),
+        )
     }
 
     /// A TCPRoute (experimental channel, v1alpha2): backendRefs only; every connection of
     /// the listener goes to it.
     pub(super) fn tcp(route: &TcpRoute) -> Self {
-        layer4(
-            TCP_ROUTE,
+        backend_refs_only(
+            (TCP_ROUTE, GATEWAY_V1ALPHA2),
             route,
+            Vec::new(),
             route.spec.parent_refs.as_ref(),
             route
                 .spec
@@ -170,9 +151,10 @@ impl RouteSource {
     /// A UDPRoute (experimental channel, v1alpha2): backendRefs only; every flow of the
     /// listener goes to it.
     pub(super) fn udp(route: &UdpRoute) -> Self {
-        layer4(
-            UDP_ROUTE,
+        backend_refs_only(
+            (UDP_ROUTE, GATEWAY_V1ALPHA2),
             route,
+            Vec::new(),
             route.spec.parent_refs.as_ref(),
             route
                 .spec
@@ -183,22 +165,23 @@ impl RouteSource {
     }
 }
 
-/// The experimental layer-4 kinds without hostnames (TCPRoute, UDPRoute): parentRefs and
-/// backendRefs read as the HTTPRoute types with the same fields.
-fn layer4<P: Serialize, B: Serialize>(
-    kind: &'static str,
+/// A route kind whose rules are a name and backendRefs only (TLSRoute, TCPRoute,
+/// UDPRoute): parentRefs and backendRefs read as the HTTPRoute types with the same fields.
+fn backend_refs_only<P: Serialize, B: Serialize>(
+    (kind, api_version): (&'static str, &'static str),
     meta: &impl MetaExt,
+    hostnames: Vec<String>,
     parent_refs: Option<&Vec<P>>,
     rules: impl Iterator<Item = (Option<String>, Vec<B>)>,
 ) -> RouteSource {
     RouteSource {
         kind,
-        api_version: GATEWAY_V1ALPHA2,
+        api_version,
         namespace: meta.namespace().to_string(),
         name: meta.name().to_string(),
         generation: meta.generation(),
         creation_seconds: meta.creation_seconds(),
-        hostnames: Vec::new(),
+        hostnames,
         parent_refs: parent_refs
             .into_iter()
             .flatten()
