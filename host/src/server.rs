@@ -43,6 +43,7 @@ use crate::router::{Lookup, RequestView};
 use crate::server_h1_direct::{self, Handler, NoBody, Outcome};
 use crate::side_wake::SideWake;
 use crate::snapshot::Snapshot;
+use crate::stream_route::{self, StreamSocket};
 use crate::tls::SniResolver;
 use crate::upstream::{BoxError, ProxyBody};
 
@@ -127,16 +128,16 @@ impl Connection {
         stream: TcpStream,
         stop: watch::Receiver<bool>,
     ) {
-        let (streams, tls) = {
+        let (stream_socket, tls) = {
             let snapshot = self.shared.snapshot.load();
             (
-                snapshot.streams.contains_key(&self.bind),
+                snapshot.streams.get(&self.bind).map(StreamSocket::is_tcp),
                 snapshot.tls.get(&self.bind).cloned(),
             )
         };
-        if streams {
+        if let Some(tcp) = stream_socket {
             // Boxed: HTTP connections should not carry the size of this future.
-            let serve = crate::stream_route::serve(self.shared, self.bind, self.peer, stream);
+            let serve = stream_route::serve(self.shared, self.bind, self.peer, stream, tcp);
             return Box::pin(serve).await;
         }
         let Some(tls) = tls else {

@@ -77,14 +77,22 @@ struct Destination {
     terminate: bool,
 }
 
-/// Serves one accepted connection of a stream socket to its end.
-pub async fn serve(shared: Arc<Shared>, bind: SocketAddr, peer: SocketAddr, client: TcpStream) {
-    let tcp = shared
-        .snapshot
-        .load()
-        .streams
-        .get(&bind)
-        .is_some_and(|s| s.tcp);
+impl StreamSocket {
+    /// A TCP socket (else a TLS one).
+    pub fn is_tcp(&self) -> bool {
+        self.tcp
+    }
+}
+
+/// Serves one accepted connection of a stream socket (`tcp`: of TCP listeners, else of
+/// TLS ones) to its end.
+pub async fn serve(
+    shared: Arc<Shared>,
+    bind: SocketAddr,
+    peer: SocketAddr,
+    client: TcpStream,
+    tcp: bool,
+) {
     if tcp {
         serve_tcp(shared, bind, peer, client).await
     } else {

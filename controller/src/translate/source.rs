@@ -14,9 +14,9 @@ use nantian_proto::config;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::grpc_match;
 use super::listener::{GRPC_ROUTE, HTTP_ROUTE, TCP_ROUTE, TLS_ROUTE, UDP_ROUTE};
 use super::rule::translate_matches;
+use super::{GATEWAY_API_VERSION, grpc_match};
 use crate::model::MetaExt;
 
 /// What the rest of stage 3 needs of one route.
@@ -55,7 +55,7 @@ impl RouteSource {
         };
         RouteSource {
             kind: HTTP_ROUTE,
-            api_version: GATEWAY_V1,
+            api_version: GATEWAY_API_VERSION,
             namespace: route.namespace().to_string(),
             name: route.name().to_string(),
             generation: route.generation(),
@@ -81,7 +81,7 @@ impl RouteSource {
         };
         RouteSource {
             kind: GRPC_ROUTE,
-            api_version: GATEWAY_V1,
+            api_version: GATEWAY_API_VERSION,
             namespace: route.namespace().to_string(),
             name: route.name().to_string(),
             generation: route.generation(),
@@ -120,7 +120,7 @@ impl RouteSource {
     /// picks one by SNI against the hostnames.
     pub(super) fn tls(route: &TlsRoute) -> Self {
         backend_refs_only(
-            (TLS_ROUTE, GATEWAY_V1),
+            (TLS_ROUTE, GATEWAY_API_VERSION),
             route,
             route.spec.hostnames.clone(),
             route.spec.parent_refs.as_ref(),
@@ -200,7 +200,6 @@ fn backend_refs_only<P: Serialize, B: Serialize>(
     }
 }
 
-const GATEWAY_V1: &str = "gateway.networking.k8s.io/v1";
 const GATEWAY_V1ALPHA2: &str = "gateway.networking.k8s.io/v1alpha2";
 
 /// A GRPCRoute value read as the HTTPRoute type with the same fields. The types are
