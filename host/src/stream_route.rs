@@ -5,8 +5,10 @@
 //! - TLS: routed by the server name of the ClientHello, then forwarded untouched (listener
 //!   `tls.mode` Passthrough: the backend does the handshake) or after the gateway ended
 //!   TLS with the listener's certificate (Terminate: the backend gets the plaintext). A
-//!   connection without a server name, or one nothing matches, gets the TLS alert
-//!   `unrecognized_name` and is closed.
+//!   connection without a server name, one nothing matches, or one whose route has no
+//!   backend to reach is closed before any byte is sent: clients see the connection end
+//!   (EOF), not a TLS alert, as the Gateway API's conformance tests expect of a rejected
+//!   TLS connection.
 //! - TCP: every connection of the listener goes to its route (the oldest, when several
 //!   attached); nothing is read before the backend is connected.
 //!
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, copy_bidirectional};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, copy_bidirectional};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
@@ -36,9 +38,6 @@ use crate::snapshot::Snapshot;
 /// A client has this long to send its ClientHello and finish a terminated handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A TLS alert record: fatal (2), unrecognized_name (112).
-const ALERT_UNRECOGNIZED_NAME: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
 
 /// One socket whose listeners carry byte streams (all TLS or all TCP: validation sees to
 /// it).
@@ -130,7 +129,6 @@ async fn serve_tls(shared: Arc<Shared>, bind: SocketAddr, peer: SocketAddr, mut 
         .and_then(|name| route(&snapshot, bind, name))
     else {
         debug!(%peer, server_name = ?server_name, "no TLSRoute for this server name");
-        let _ = client.write_all(&ALERT_UNRECOGNIZED_NAME).await;
         return;
     };
     let Some(upstream) = connect(&destination, peer).await else {

@@ -34,6 +34,43 @@ pub fn tls_secret(ns: &str, name: &str, (chain, key): &(String, String)) -> Stri
     )
 }
 
+/// Trusts only `trusted` (PEM certificates); presents `client` when asked.
+fn client_config(trusted: &str, client: Option<&(String, String)>) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(trusted.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    match client {
+        None => config.with_no_client_auth(),
+        Some((chain, key)) => {
+            let chain = CertificateDer::pem_slice_iter(chain.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+            config.with_client_auth_cert(chain, key).unwrap()
+        }
+    }
+}
+
+/// Only a TLS handshake with `addr` for `sni`, trusting only `trusted`: how it failed, as
+/// the client sees it (a refused connection ends in `UnexpectedEof`; a TLS alert is
+/// `InvalidData`).
+pub async fn tls_handshake(addr: &str, sni: &str, trusted: &str) -> std::io::Result<()> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(sni.to_string())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    TlsConnector::from(Arc::new(client_config(trusted, None)))
+        .connect(name, tcp)
+        .await
+        .map(drop)
+}
+
 /// A GET over TLS to `addr` with `sni`, trusting only `trusted` (a PEM certificate), with
 /// `host` as Host. Err when the handshake or the exchange fails.
 pub async fn get_tls(addr: &str, sni: &str, host: &str, trusted: &str) -> Result<Reply, String> {
@@ -48,26 +85,7 @@ pub async fn get_tls_as(
     trusted: &str,
     client: Option<&(String, String)>,
 ) -> Result<Reply, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(trusted.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    let config = match client {
-        None => config.with_no_client_auth(),
-        Some((chain, key)) => {
-            let chain = CertificateDer::pem_slice_iter(chain.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap();
-            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-            config.with_client_auth_cert(chain, key).unwrap()
-        }
-    };
+    let config = client_config(trusted, client);
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let name = ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
     let tls = TlsConnector::from(Arc::new(config))
