@@ -254,19 +254,51 @@ impl Env {
         ];
         if let Some(tls) = tls {
             args.push(("--https-listen", format!("{ip}:{ECHO_HTTPS_PORT}")));
-            let files = self.echo_files(namespace, pod);
-            let file = |name: &str, contents: &str| {
-                let path = files.join(name);
-                std::fs::write(&path, contents).expect("write an echo TLS file");
-                path.to_string_lossy().into_owned()
-            };
-            args.push(("--tls-cert", file("crt", &tls.cert_pem)));
-            args.push(("--tls-key", file("key", &tls.key_pem)));
-            if let Some(ca) = &tls.client_ca_pem {
-                args.push(("--tls-client-ca", file("ca", ca)));
-            }
+            args.extend(self.echo_tls_files(namespace, pod, tls));
         }
         self.spawn_echo(&args, pod, namespace).await
+    }
+
+    /// Starts a pod of upstream's echo-basic run as its TCP test server (`TCP_ECHO_SERVER`,
+    /// see `echo::tcp`): plain on `backend_ip(n):3000` and, given `tls`, over TLS on
+    /// `backend_ip(n):8443`.
+    pub async fn start_tcp_echo_pod(
+        &mut self,
+        n: u8,
+        pod: &str,
+        namespace: &str,
+        tls: Option<&PodTls>,
+    ) -> EchoId {
+        let ip = self.backend_ip(n);
+        let mut args = vec![("--tcp-listen", format!("{ip}:3000"))];
+        if let Some(tls) = tls {
+            args.push(("--tcp-tls-listen", format!("{ip}:{ECHO_HTTPS_PORT}")));
+            args.extend(self.echo_tls_files(namespace, pod, tls));
+        }
+        self.spawn_echo(&args, pod, namespace).await
+    }
+
+    /// Writes `tls` to files of pod `namespace/pod`: the echo flags that name them.
+    fn echo_tls_files(
+        &self,
+        namespace: &str,
+        pod: &str,
+        tls: &PodTls,
+    ) -> Vec<(&'static str, String)> {
+        let files = self.echo_files(namespace, pod);
+        let file = |name: &str, contents: &str| {
+            let path = files.join(name);
+            std::fs::write(&path, contents).expect("write an echo TLS file");
+            path.to_string_lossy().into_owned()
+        };
+        let mut args = vec![
+            ("--tls-cert", file("crt", &tls.cert_pem)),
+            ("--tls-key", file("key", &tls.key_pem)),
+        ];
+        if let Some(ca) = &tls.client_ca_pem {
+            args.push(("--tls-client-ca", file("ca", ca)));
+        }
+        args
     }
 
     /// A directory of its own for pod `namespace/pod`'s files.

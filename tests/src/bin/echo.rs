@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use nantian_e2e::echo::process::listening_line;
+use nantian_e2e::echo::tcp::{self, TcpPorts};
 use nantian_e2e::echo::{Context, EchoServer, ListenerMode, ListenerSpec, RequestLog, tls};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -34,6 +35,14 @@ struct Args {
     /// before the `listening on` lines are printed.
     #[arg(long = "udp-listen", value_name = "ADDR")]
     udp_listen: Vec<SocketAddr>,
+    /// Address of echo-basic's TCP test server (`nantian_e2e::echo::tcp`, plain);
+    /// repeatable.
+    #[arg(long = "tcp-listen", value_name = "ADDR")]
+    tcp_listen: Vec<SocketAddr>,
+    /// Address of echo-basic's TCP test server over TLS, with --tls-cert and --tls-key;
+    /// repeatable.
+    #[arg(long = "tcp-tls-listen", value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
+    tcp_tls_listen: Vec<SocketAddr>,
     /// PEM certificate chain of the HTTPS listeners (echo-basic's TLS_SERVER_CERT).
     #[arg(long, env = "TLS_SERVER_CERT", value_name = "PATH")]
     tls_cert: Option<PathBuf>,
@@ -67,8 +76,16 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.listen.is_empty() && args.h2c_listen.is_empty() && args.https_listen.is_empty() {
-        bail!("give at least one --listen, --h2c-listen or --https-listen address");
+    let tcp_only = !args.tcp_listen.is_empty() || !args.tcp_tls_listen.is_empty();
+    if args.listen.is_empty()
+        && args.h2c_listen.is_empty()
+        && args.https_listen.is_empty()
+        && !tcp_only
+    {
+        bail!(
+            "give at least one --listen, --h2c-listen, --https-listen, --tcp-listen or \
+             --tcp-tls-listen address"
+        );
     }
     let runtime = match args.workers.map(NonZeroUsize::get) {
         Some(1) => tokio::runtime::Builder::new_current_thread()
@@ -102,7 +119,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             mode: ListenerMode::Https,
         }))
         .collect();
-    let tls = if args.https_listen.is_empty() {
+    let tls = if args.https_listen.is_empty() && args.tcp_tls_listen.is_empty() {
         None
     } else {
         Some(tls_config(&args)?)
@@ -124,6 +141,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("binding UDP {addr}"))?;
         tokio::spawn(nantian_e2e::echo::udp::serve(socket, context.clone()));
     }
+    let mut bound = Vec::new();
+    bind_tcp_servers(
+        &args.tcp_listen,
+        &args.tcp_tls_listen,
+        &context,
+        tls.as_ref(),
+        &mut bound,
+    )
+    .await?;
     let server = EchoServer::bind(&specs, context, request_log, tls)
         .await
         .context("binding listeners")?;
@@ -136,6 +162,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for spec in server.local_addrs()? {
         writeln!(stdout, "{}", listening_line(&spec))?;
     }
+    for addr in bound {
+        writeln!(stdout, "tcp test server listening on {addr}")?;
+    }
     stdout.flush()?;
     drop(stdout);
 
@@ -147,6 +176,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         })
         .await;
+    Ok(())
+}
+
+/// Starts echo-basic's TCP test server on each address (`tls`: over TLS, without ALPN as
+/// echo-basic offers none), adding the bound addresses to `bound`.
+async fn bind_tcp_servers(
+    plain: &[SocketAddr],
+    over_tls: &[SocketAddr],
+    context: &Context,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+    bound: &mut Vec<SocketAddr>,
+) -> anyhow::Result<()> {
+    let port = |addrs: &[SocketAddr]| addrs.first().map(SocketAddr::port).unwrap_or(0);
+    let ports = TcpPorts {
+        tcp: port(plain),
+        tls: port(over_tls),
+    };
+    let tcp_tls = tls.map(|config| {
+        let mut config = (**config).clone();
+        config.alpn_protocols.clear();
+        Arc::new(config)
+    });
+    let listeners = plain
+        .iter()
+        .map(|addr| (addr, None))
+        .chain(over_tls.iter().map(|addr| (addr, tcp_tls.clone())));
+    for (addr, tls) in listeners {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding TCP {addr}"))?;
+        bound.push(listener.local_addr()?);
+        tokio::spawn(tcp::serve(listener, context.clone(), ports.clone(), tls));
+    }
     Ok(())
 }
 
