@@ -3,7 +3,7 @@
 //! `nantian-echo` backends on loopback.
 //!
 //! `cargo test --release -p nantian-e2e --test conformance` prints one line per test of the
-//! GATEWAY-HTTP profile (`PASS`, `FAIL: reason`, `SKIP: reason`) and a summary line; the test
+//! GATEWAY-HTTP, GATEWAY-GRPC and GATEWAY-TLS profiles (`PASS`, `FAIL: reason`, `SKIP: reason`) and a summary line; the test
 //! fails when any case fails. The upstream manifests are read from the shared data directory
 //! (`$NANTIAN_SHARED_DIR`, else `../shared` beside the workspace). Environment:
 //! - `NANTIAN_CONFORMANCE_CASES=A,B`: replay only these ShortNames;
@@ -36,6 +36,8 @@ mod runner;
 mod status;
 #[path = "conformance/steps.rs"]
 mod steps;
+#[path = "conformance/tcp.rs"]
+mod tcp;
 #[path = "conformance/tls.rs"]
 mod tls;
 #[path = "conformance/websocket.rs"]
@@ -235,14 +237,14 @@ fn named_objects(case: &model::Case) -> Vec<(String, model::NsName)> {
                 out.extend(s.routes.iter().map(|r| (s.kind.as_str(), r.clone())));
             }
             Step::RouteCondition(s) => {
-                out.push(("HTTPRoute", s.route.clone()));
+                out.push((&s.kind, s.route.clone()));
                 out.push(("Gateway", s.gateway.clone()));
             }
             Step::RouteParents(s) => {
-                out.push(("HTTPRoute", s.route.clone()));
+                out.push((&s.kind, s.route.clone()));
                 out.extend(s.parents.iter().map(|p| ("Gateway", p.gateway.clone())));
             }
-            Step::RouteNoAcceptedParents(s) => out.push(("HTTPRoute", s.route.clone())),
+            Step::RouteNoAcceptedParents(s) => out.push((&s.kind, s.route.clone())),
             Step::GatewayListeners(s) => out.push(("Gateway", s.gateway.clone())),
             Step::ListenerConditions(s) => out.push(("Gateway", s.gateway.clone())),
             Step::GatewayZeroRoutes(s) => out.push(("Gateway", s.gateway.clone())),
@@ -295,6 +297,14 @@ fn named_objects(case: &model::Case) -> Vec<(String, model::NsName)> {
                 out.push(("ListenerSet", s.listener_set.clone()));
             }
             Step::GatewayAddresses(s) => out.push(("Gateway", s.gateway.clone())),
+            Step::Tcp(s) => {
+                out.push(("Gateway", s.gateway.clone()));
+                if let Some(tls) = &s.tls {
+                    out.extend(tls.secret.iter().map(|nn| ("Secret", nn.clone())));
+                    out.extend(tls.ca_config_map.iter().map(|nn| ("ConfigMap", nn.clone())));
+                }
+            }
+            Step::TlsRejected(s) => out.push(("Gateway", s.gateway.clone())),
             Step::ListenerSetRoutesAccepted(s) => {
                 out.push(("ListenerSet", s.listener_set.clone()));
                 out.extend(s.routes.iter().map(|r| ("HTTPRoute", r.clone())));

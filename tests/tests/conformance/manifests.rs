@@ -28,10 +28,13 @@ pub const CONTROLLER_NAME: &str = "gateway.nantian.dev/controller";
 /// Service port targeting either is one we can back.
 pub const ECHO_PORTS: [i64; 2] = [3000, 3001];
 
-/// Environment variables that make upstream's echo-basic speak something other than HTTP
-/// or gRPC (raw TCP); such Deployments get no echo process. `GRPC_ECHO_SERVER` ones do:
+/// The environment variable that makes upstream's echo-basic its TCP test server (plain on
+/// 3000, TLS on 8443) instead of the HTTP echo. `GRPC_ECHO_SERVER` changes nothing here:
 /// `nantian-echo` answers gRPC calls on every port (upstream's serves gRPC on 3000).
-const NON_HTTP_ECHO_ENV: &[&str] = &["TCP_ECHO_SERVER"];
+const TCP_ECHO_ENV: &str = "TCP_ECHO_SERVER";
+
+/// The plain port of echo-basic's TCP test server.
+pub const TCP_ECHO_PORT: i64 = 3000;
 
 /// Reads one manifest file (path relative to the release's `conformance/` directory) with
 /// the `{GATEWAY_CLASS_NAME}` placeholder filled in, one JSON value per YAML document.
@@ -188,7 +191,9 @@ pub struct EchoDeployment {
     pub replicas: u32,
     /// The pod template's labels, for Service selectors.
     pub labels: BTreeMap<String, String>,
-    /// What its pods serve HTTPS with, when they do.
+    /// Its pods are echo-basic's TCP test server (`TCP_ECHO_SERVER`), not the HTTP echo.
+    pub tcp: bool,
+    /// What its pods serve HTTPS (or, TCP test servers, TLS) with, when they do.
     pub tls: Option<PodTls>,
 }
 
@@ -202,20 +207,27 @@ pub struct Pod {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub ip: String,
-    /// Serves HTTPS on [`ECHO_HTTPS_PORT`] with this.
+    /// echo-basic's TCP test server rather than the HTTP echo.
+    pub tcp: bool,
+    /// Serves HTTPS (TCP test servers: TLS) on [`ECHO_HTTPS_PORT`] with this.
     pub tls: Option<PodTls>,
 }
 
 impl Pod {
     /// Whether the pod listens on `port`.
     fn serves(&self, port: i64) -> bool {
-        ECHO_PORTS.contains(&port) || (self.tls.is_some() && port == i64::from(ECHO_HTTPS_PORT))
+        let plain = if self.tcp {
+            port == TCP_ECHO_PORT
+        } else {
+            ECHO_PORTS.contains(&port)
+        };
+        plain || (self.tls.is_some() && port == i64::from(ECHO_HTTPS_PORT))
     }
 }
 
-/// The HTTP echo Deployments among `objects` (the others are skipped), with the HTTPS
-/// settings of those that have some read from `sources`, the Secrets and ConfigMaps of the
-/// run.
+/// The echo-basic Deployments among `objects` (the others are skipped), HTTP echoes and
+/// TCP test servers, with the TLS settings of those that have some read from `sources`,
+/// the Secrets and ConfigMaps of the run.
 pub fn echo_deployments(
     objects: &[Value],
     sources: &[&Value],
@@ -223,33 +235,35 @@ pub fn echo_deployments(
     objects
         .iter()
         .filter(|o| kind(o) == "Deployment")
-        .filter(|o| is_http_echo(o))
-        .map(|o| {
+        .filter_map(|o| echo_basic_kind(o).map(|tcp| (o, tcp)))
+        .map(|(o, tcp)| {
             Ok(EchoDeployment {
                 namespace: namespace(o).to_string(),
                 name: name(o).to_string(),
                 replicas: o["spec"]["replicas"].as_u64().unwrap_or(1) as u32,
                 labels: string_map(&o["spec"]["template"]["metadata"]["labels"]),
-                tls: pod_tls(o, sources)?,
+                tcp,
+                tls: pod_tls(o, sources, tcp)?,
             })
         })
         .collect()
 }
 
-fn is_http_echo(deployment: &Value) -> bool {
+/// Whether `deployment` runs echo-basic: `Some(true)` as its TCP test server,
+/// `Some(false)` as the HTTP echo.
+fn echo_basic_kind(deployment: &Value) -> Option<bool> {
     let containers = deployment["spec"]["template"]["spec"]["containers"]
         .as_array()
         .cloned()
         .unwrap_or_default();
     let [container] = containers.as_slice() else {
-        return false;
+        return None;
     };
     let image = container["image"].as_str().unwrap_or_default();
     let env = container["env"].as_array().cloned().unwrap_or_default();
-    image.contains("/echo-basic:")
-        && !env
-            .iter()
-            .any(|e| NON_HTTP_ECHO_ENV.contains(&e["name"].as_str().unwrap_or_default()))
+    image
+        .contains("/echo-basic:")
+        .then(|| env.iter().any(|e| e["name"] == TCP_ECHO_ENV))
 }
 
 /// Names the replicas of `deployments`, taking one address each from `next_ip`.
@@ -263,6 +277,7 @@ pub fn plan_pods(deployments: &[EchoDeployment], mut next_ip: impl FnMut() -> St
             name: format!("{}-nantian-{n}", d.name),
             labels: d.labels.clone(),
             ip: next_ip(),
+            tcp: d.tcp,
             tls: d.tls.clone(),
         })
         .collect()
@@ -490,10 +505,10 @@ stringData: {tls.crt: CERT, tls.key: KEY}
     }
 
     #[test]
-    fn http_echo_deployments_become_named_pods() {
+    fn echo_deployments_become_named_pods() {
         let objects = parse_documents(DEPLOYMENT_AND_SERVICE).unwrap();
         let mut deployments = deployments(&objects);
-        assert_eq!(deployments.len(), 2, "the TCP echo is not ours to run");
+        assert_eq!(deployments.len(), 3);
         let tls = deployments.pop().unwrap();
         assert_eq!(tls.name, "tls-backend");
         let tls = tls.tls.unwrap();
@@ -501,6 +516,9 @@ stringData: {tls.crt: CERT, tls.key: KEY}
             (tls.cert_pem.as_str(), tls.key_pem.as_str()),
             ("CERT", "KEY")
         );
+        let tcp = deployments.pop().unwrap();
+        assert_eq!((tcp.name.as_str(), tcp.tcp), ("tcp-backend", true));
+        assert!(!deployments[0].tcp);
         assert_eq!(deployments[0].tls, None);
         let mut n = 0;
         let pods = plan_pods(&deployments, || {
@@ -563,6 +581,28 @@ stringData: {tls.crt: CERT, tls.key: KEY}
         // The slice round-trips through YAML as the controller will read it.
         let back = parse_documents(&to_yaml(&slices).unwrap()).unwrap();
         assert_eq!(back, slices);
+    }
+
+    #[test]
+    fn tcp_test_servers_serve_3000_and_with_a_certificate_8443() {
+        let mut pod = Pod {
+            namespace: "infra".into(),
+            deployment: "tcp-backend".into(),
+            name: "tcp-backend-nantian-0".into(),
+            labels: BTreeMap::new(),
+            ip: "127.0.0.9".into(),
+            tcp: true,
+            tls: None,
+        };
+        assert!(pod.serves(3000));
+        assert!(!pod.serves(3001), "the TCP test server has no h2c port");
+        assert!(!pod.serves(8443));
+        pod.tls = Some(PodTls {
+            cert_pem: "CERT".into(),
+            key_pem: "KEY".into(),
+            client_ca_pem: None,
+        });
+        assert!(pod.serves(8443));
     }
 
     #[test]

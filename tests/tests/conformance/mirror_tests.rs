@@ -33,6 +33,7 @@ fn pod(deployment: &str, n: u32) -> Pod {
         name: format!("{deployment}-nantian-{n}"),
         labels: Default::default(),
         ip: String::new(),
+        tcp: false,
         tls: None,
     }
 }

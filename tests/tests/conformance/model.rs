@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
-/// `tests/conformance/suite.yaml`: every GATEWAY-HTTP test of the pinned release, each
+/// `tests/conformance/suite.yaml`: every GATEWAY-HTTP, -GRPC and -TLS test of the release, each
 /// either replayed from `cases/<name>.yaml` or skipped with a written reason.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -116,6 +116,66 @@ pub enum Step {
     /// `includes` entry and none of the `excludes` values (GatewayStaticAddresses' checks;
     /// `kubernetes.WaitForGatewayAddress` is `includes: [{}]`).
     GatewayAddresses(GatewayAddresses),
+    /// `tcp.MakeTCPRequestAndExpectEventuallyValidResponse`: a connection (over TLS when
+    /// `tls` is given) gets echo-basic's TCP test server's welcome, `PONG`, the expected
+    /// `IS_TLS` and a `TEST` answer from the expected backend.
+    Tcp(TcpStep),
+    /// `tls.MakeTLSConnectionAndExpectEventuallyConnectionRejection`: a TLS handshake with
+    /// this server name ends with the connection closed or reset (not a TLS alert).
+    #[serde(rename = "tlsRejected")]
+    TlsRejected(TlsRejectedStep),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TcpStep {
+    pub gateway: NsName,
+    /// Which listener's port to use (default: the first listener's).
+    #[serde(default)]
+    pub listener: Option<String>,
+    /// TLS to the gateway; plain TCP when absent.
+    #[serde(default)]
+    pub tls: Option<TcpTls>,
+    pub expect: TcpExpectation,
+}
+
+/// The client side of a TLS connection to a TLS listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TcpTls {
+    /// The SNI, and the name the certificate must be valid for.
+    pub server_name: String,
+    /// A server certificate Secret of the suite's setup: its certificate is the only one
+    /// trusted (upstream's `GetTLSSecret` PEM as the root pool).
+    #[serde(default)]
+    pub secret: Option<NsName>,
+    /// A CA ConfigMap of the suite's setup: its `ca.crt` is the root the server's chain
+    /// must verify against (upstream's `GetConfigMapData(...)["ca.crt"]`).
+    #[serde(default)]
+    pub ca_config_map: Option<NsName>,
+}
+
+/// Upstream's `tcp.ExpectedResponse`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TcpExpectation {
+    /// What `IS_TLS` must answer: whether the backend itself did the TLS handshake.
+    pub backend_is_tls: bool,
+    /// The pod name's prefix (`<backend>-`).
+    pub backend: String,
+    pub namespace: String,
+    /// The SNI the backend must have seen (`tls.serverName`); not checked when empty.
+    #[serde(default)]
+    pub hostname: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsRejectedStep {
+    pub gateway: NsName,
+    #[serde(default)]
+    pub listener: Option<String>,
+    pub server_name: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,8 +302,9 @@ pub struct RoutesAccepted {
     /// Upstream names listeners here (`NewGatewayRef(gw, "listener-1")`) but compares
     /// parents without their section names, so a case names only the Gateway.
     pub routes: Vec<NsName>,
-    /// The routes' kind: `HTTPRoute` (the default) or `GRPCRoute` (upstream's
-    /// `GatewayAndRoutesMustBeAccepted` with `&v1.GRPCRoute{}`).
+    /// The routes' kind: `HTTPRoute` (the default), `GRPCRoute` (upstream's
+    /// `GatewayAndRoutesMustBeAccepted` with `&v1.GRPCRoute{}`) or `TLSRoute`
+    /// (`GatewayAndTLSRoutesMustBeAccepted`).
     #[serde(default = "http_route")]
     pub kind: String,
 }
@@ -258,6 +319,9 @@ pub struct RouteCondition {
     pub route: NsName,
     pub gateway: NsName,
     pub condition: ExpectedCondition,
+    /// The route's kind: `HTTPRoute` (the default), `GRPCRoute` or `TLSRoute`.
+    #[serde(default = "http_route")]
+    pub kind: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,6 +331,9 @@ pub struct RouteParents {
     pub parents: Vec<ExpectedParent>,
     /// Whether a parentRef without namespace fails to match (upstream's argument).
     pub namespace_required: bool,
+    /// The route's kind: `HTTPRoute` (the default), `GRPCRoute` or `TLSRoute`.
+    #[serde(default = "http_route")]
+    pub kind: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,6 +348,9 @@ pub struct ExpectedParent {
 #[serde(deny_unknown_fields)]
 pub struct RouteOnly {
     pub route: NsName,
+    /// The route's kind: `HTTPRoute` (the default), `GRPCRoute` or `TLSRoute`.
+    #[serde(default = "http_route")]
+    pub kind: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,7 +14,13 @@ use crate::manifests;
 
 /// The certificate, key and client CAs `deployment`'s pods serve HTTPS with, read from
 /// `objects` (the Secrets and ConfigMaps of the run); `None` when they serve no HTTPS.
-pub fn pod_tls(deployment: &Value, objects: &[&Value]) -> Result<Option<PodTls>, String> {
+/// `tcp`: the pods are echo-basic's TCP test server, which names its key
+/// `TLS_SERVER_PRIV_KEY` (and checks no client certificates).
+pub fn pod_tls(
+    deployment: &Value,
+    objects: &[&Value],
+    tcp: bool,
+) -> Result<Option<PodTls>, String> {
     let pod = &deployment["spec"]["template"]["spec"];
     let Some(container) = pod["containers"].as_array().and_then(|c| c.first()) else {
         return Ok(None);
@@ -30,7 +36,14 @@ pub fn pod_tls(deployment: &Value, objects: &[&Value]) -> Result<Option<PodTls>,
     };
     let (Some(cert), Some(key)) = (
         env_value(container, "TLS_SERVER_CERT"),
-        env_value(container, "TLS_SERVER_PRIVKEY"),
+        env_value(
+            container,
+            if tcp {
+                "TLS_SERVER_PRIV_KEY"
+            } else {
+                "TLS_SERVER_PRIVKEY"
+            },
+        ),
     ) else {
         return Ok(None);
     };
@@ -39,6 +52,7 @@ pub fn pod_tls(deployment: &Value, objects: &[&Value]) -> Result<Option<PodTls>,
         cert_pem: files.read(cert).map_err(what)?,
         key_pem: files.read(key).map_err(what)?,
         client_ca_pem: env_value(container, "TLS_CLIENT_CACERTS")
+            .filter(|_| !tcp)
             .map(|ca| files.read(ca))
             .transpose()
             .map_err(what)?,
@@ -188,7 +202,7 @@ spec:
     fn env_paths_resolve_through_mounts_and_items() {
         let objects = objects();
         let refs: Vec<&Value> = objects.iter().collect();
-        let tls = pod_tls(&deployment(), &refs).unwrap().unwrap();
+        let tls = pod_tls(&deployment(), &refs, false).unwrap().unwrap();
         assert_eq!(
             tls,
             PodTls {
@@ -208,9 +222,9 @@ spec:
             .as_array_mut()
             .unwrap();
         env.retain(|e| e["name"] != "TLS_SERVER_PRIVKEY");
-        assert_eq!(pod_tls(&plain, &refs).unwrap(), None);
+        assert_eq!(pod_tls(&plain, &refs, false).unwrap(), None);
 
-        let err = pod_tls(&deployment(), &refs[..1]).unwrap_err();
+        let err = pod_tls(&deployment(), &refs[..1], false).unwrap_err();
         assert!(
             err.contains("ConfigMap infra/tls-checks-ca-certificate does not exist"),
             "{err}"
@@ -218,7 +232,7 @@ spec:
         let mut unprojected = deployment();
         unprojected["spec"]["template"]["spec"]["containers"][0]["env"][2]["value"] =
             json!("/etc/secret-volume/other");
-        let err = pod_tls(&unprojected, &refs).unwrap_err();
+        let err = pod_tls(&unprojected, &refs, false).unwrap_err();
         assert!(err.contains("projects no file other"), "{err}");
     }
 
@@ -234,7 +248,7 @@ spec:
             .remove("items");
         spec["containers"][0]["env"][1]["value"] = json!("/etc/secret-volume/tls.crt");
         spec["containers"][0]["env"][2]["value"] = json!("/etc/secret-volume/tls.key");
-        let tls = pod_tls(&whole, &refs).unwrap().unwrap();
+        let tls = pod_tls(&whole, &refs, false).unwrap().unwrap();
         assert_eq!(
             (tls.cert_pem.as_str(), tls.key_pem.as_str()),
             ("CERT", "KEY")

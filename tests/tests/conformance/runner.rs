@@ -19,10 +19,11 @@ use serde_json::Value;
 use crate::addresses::{self, AddressPools};
 use crate::certificates::{self, ClientCertificate, TrustedCertificate};
 use crate::manifests::{self, Pod};
-use crate::model::{Case, Expectation, NsName, TlsRequest};
+use crate::model::{Case, Expectation, NsName, TcpTls, TlsRequest};
 use crate::roundtrip::{Target, TlsTarget};
 use crate::status::{self, StatusDoc};
 use crate::steps::step_name;
+use crate::tcp::{self, ClientTls};
 use crate::tls::ClientAuth;
 
 const BASE_FILE: &str = "base.yaml";
@@ -189,10 +190,16 @@ impl Replay {
         let mut echoes = Vec::with_capacity(pods.len());
         for (slot, pod) in (first_slot..).zip(pods) {
             let tls = pod.tls.as_ref();
-            let echo = self
-                .env
-                .start_echo_pod_with_tls(slot, &pod.name, &pod.namespace, tls)
-                .await;
+            let (name, namespace) = (&pod.name, &pod.namespace);
+            let echo = if pod.tcp {
+                self.env
+                    .start_tcp_echo_pod(slot, name, namespace, tls)
+                    .await
+            } else {
+                self.env
+                    .start_echo_pod_with_tls(slot, name, namespace, tls)
+                    .await
+            };
             echoes.push(echo);
         }
         echoes
@@ -377,6 +384,34 @@ impl Replay {
         })
     }
 
+    /// The client TLS of a `tcp` step: the certificate of a setup Secret as the only one
+    /// trusted, or the `ca.crt` of a setup ConfigMap as the root.
+    pub(crate) fn tcp_client_tls(&self, tls: &TcpTls) -> Result<ClientTls, String> {
+        let config = match (&tls.secret, &tls.ca_config_map) {
+            (Some(secret), None) => {
+                let certificate = self.certificates.get(secret).ok_or_else(|| {
+                    format!("Secret {secret} holds no server certificate of the suite's setup")
+                })?;
+                crate::tls::pinned_config(certificate)?
+            }
+            (None, Some(nn)) => {
+                let ca = self
+                    .base_config
+                    .iter()
+                    .find(|o| {
+                        manifests::kind(o) == "ConfigMap"
+                            && manifests::namespace(o) == nn.namespace
+                            && manifests::name(o) == nn.name
+                    })
+                    .and_then(|o| o["data"]["ca.crt"].as_str())
+                    .ok_or_else(|| format!("ConfigMap {nn} of the setup has no ca.crt"))?;
+                tcp::roots_config(ca).map_err(|e| format!("ConfigMap {nn}: {e}"))?
+            }
+            _ => return Err("a tcp step's tls names one secret or one caConfigMap".into()),
+        };
+        ClientTls::new(&tls.server_name, config)
+    }
+
     /// `exp` with the PEM of each client certificate it names, from the setup's Secrets.
     pub(crate) fn with_client_certs(&self, exp: &Expectation) -> Result<Expectation, String> {
         let mut exp = exp.clone();
@@ -440,7 +475,7 @@ fn status_objects<T>(config: &[Value], gateways: &BTreeMap<NsName, T>) -> Vec<(S
         .iter()
         .filter(|o| match manifests::kind(o) {
             "GatewayClass" | "Gateway" => true,
-            "HTTPRoute" | "GRPCRoute" => has_known_parent(o, gateways),
+            "HTTPRoute" | "GRPCRoute" | "TLSRoute" => has_known_parent(o, gateways),
             "ListenerSet" => {
                 let p = &o["spec"]["parentRef"];
                 let nn = NsName {

@@ -207,20 +207,22 @@ fn find_parent_of_kind(
     Err(last_mismatch)
 }
 
-/// `HTTPRouteMustHaveCondition`: some parent naming the Gateway has the condition.
+/// `HTTPRouteMustHaveCondition` (`TLSRouteMustHaveCondition` with `kind` TLSRoute): some
+/// parent naming the Gateway has the condition.
 pub fn route_condition(
     doc: &StatusDoc,
+    kind: &str,
     route: &NsName,
     gateway: &NsName,
     want: &ExpectedCondition,
 ) -> Result<(), String> {
-    let item = doc.require("HTTPRoute", route)?;
+    let item = doc.require(kind, route)?;
     let parents = array(&item["status"]["parents"]);
     for parent in parents {
         latest_generation(
             item,
             array(&parent["conditions"]),
-            &format!("HTTPRoute {route}"),
+            &format!("{kind} {route}"),
         )?;
     }
     let found = parents.iter().any(|p| {
@@ -235,7 +237,7 @@ pub fn route_condition(
         Ok(())
     } else {
         Err(format!(
-            "HTTPRoute {route} has no {} status={:?} reason={:?} for Gateway {gateway}; parents: {}",
+            "{kind} {route} has no {} status={:?} reason={:?} for Gateway {gateway}; parents: {}",
             want.type_,
             want.status,
             want.reason,
@@ -246,13 +248,13 @@ pub fn route_condition(
 
 /// `HTTPRouteMustHaveParents`.
 pub fn route_parents(doc: &StatusDoc, step: &RouteParents) -> Result<(), String> {
-    let item = doc.require("HTTPRoute", &step.route)?;
+    let item = doc.require(&step.kind, &step.route)?;
     let parents = array(&item["status"]["parents"]);
     for parent in parents {
         latest_generation(
             item,
             array(&parent["conditions"]),
-            &format!("HTTPRoute {}", step.route),
+            &format!("{} {}", step.kind, step.route),
         )?;
     }
     for expected in &step.parents {
@@ -262,7 +264,7 @@ pub fn route_parents(doc: &StatusDoc, step: &RouteParents) -> Result<(), String>
             &expected.conditions,
             step.namespace_required,
         )
-        .map_err(|e| format!("HTTPRoute {}: {e}", step.route))?;
+        .map_err(|e| format!("{} {}: {e}", step.kind, step.route))?;
     }
     Ok(())
 }
@@ -271,31 +273,32 @@ pub fn route_parents(doc: &StatusDoc, step: &RouteParents) -> Result<(), String>
 /// "not written yet" looks the same), or exactly one that is not Accepted.
 pub fn route_no_accepted_parents(
     doc: &StatusDoc,
+    kind: &str,
     route: &NsName,
     empty_seen: &mut bool,
 ) -> Result<(), String> {
-    let item = doc.require("HTTPRoute", route)?;
+    let item = doc.require(kind, route)?;
     let parents = array(&item["status"]["parents"]);
     match parents {
         [] if *empty_seen => Ok(()),
         [] => {
             *empty_seen = true;
-            Err(format!("HTTPRoute {route} has no parents yet; confirming"))
+            Err(format!("{kind} {route} has no parents yet; confirming"))
         }
         [parent] => {
             latest_generation(
                 item,
                 array(&parent["conditions"]),
-                &format!("HTTPRoute {route}"),
+                &format!("{kind} {route}"),
             )?;
             conditions_match(
                 array(&parent["conditions"]),
                 &[condition("Accepted", "False", "")],
             )
-            .map_err(|e| format!("HTTPRoute {route}: {e}"))
+            .map_err(|e| format!("{kind} {route}: {e}"))
         }
         _ => Err(format!(
-            "HTTPRoute {route} has {} parents, want at most one",
+            "{kind} {route} has {} parents, want at most one",
             parents.len()
         )),
     }
@@ -686,10 +689,14 @@ mod tests {
     #[test]
     fn route_conditions_match_status_and_reason() {
         let want = condition("ResolvedRefs", "False", "RefNotPermitted");
-        route_condition(&doc(), &nn("web/r"), &nn("infra/gw"), &want).unwrap();
+        route_condition(&doc(), "HTTPRoute", &nn("web/r"), &nn("infra/gw"), &want).unwrap();
         let wrong = condition("ResolvedRefs", "True", "");
-        assert!(route_condition(&doc(), &nn("web/r"), &nn("infra/gw"), &wrong).is_err());
-        assert!(route_condition(&doc(), &nn("web/r"), &nn("infra/other"), &want).is_err());
+        assert!(
+            route_condition(&doc(), "HTTPRoute", &nn("web/r"), &nn("infra/gw"), &wrong).is_err()
+        );
+        assert!(
+            route_condition(&doc(), "HTTPRoute", &nn("web/r"), &nn("infra/other"), &want).is_err()
+        );
     }
 
     #[test]
@@ -697,7 +704,8 @@ mod tests {
         let mut d = doc();
         d.0["items"][1]["generation"] = json!(3);
         let want = condition("Accepted", "True", "");
-        let err = route_condition(&d, &nn("web/r"), &nn("infra/gw"), &want).unwrap_err();
+        let err =
+            route_condition(&d, "HTTPRoute", &nn("web/r"), &nn("infra/gw"), &want).unwrap_err();
         assert!(err.contains("stale"), "{err}");
     }
 
@@ -721,12 +729,12 @@ mod tests {
         let mut d = doc();
         let mut seen = false;
         assert!(
-            route_no_accepted_parents(&d, &nn("web/r"), &mut seen).is_err(),
+            route_no_accepted_parents(&d, "HTTPRoute", &nn("web/r"), &mut seen).is_err(),
             "accepted parent"
         );
         d.0["items"][1]["status"]["parents"] = json!([]);
-        assert!(route_no_accepted_parents(&d, &nn("web/r"), &mut seen).is_err());
-        assert!(route_no_accepted_parents(&d, &nn("web/r"), &mut seen).is_ok());
+        assert!(route_no_accepted_parents(&d, "HTTPRoute", &nn("web/r"), &mut seen).is_err());
+        assert!(route_no_accepted_parents(&d, "HTTPRoute", &nn("web/r"), &mut seen).is_ok());
     }
 
     #[test]

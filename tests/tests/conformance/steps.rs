@@ -14,6 +14,7 @@ use crate::roundtrip::{
 };
 use crate::runner::Replay;
 use crate::status;
+use crate::tcp;
 use crate::websocket;
 use crate::weight;
 
@@ -28,14 +29,18 @@ impl Replay {
         match step {
             Step::RoutesAccepted(s) => self.poll(|d| status::routes_accepted(d, s)).await,
             Step::RouteCondition(s) => {
-                self.poll(|d| status::route_condition(d, &s.route, &s.gateway, &s.condition))
-                    .await
+                self.poll(|d| {
+                    status::route_condition(d, &s.kind, &s.route, &s.gateway, &s.condition)
+                })
+                .await
             }
             Step::RouteParents(s) => self.poll(|d| status::route_parents(d, s)).await,
             Step::RouteNoAcceptedParents(s) => {
                 let mut empty_seen = false;
-                self.poll(|d| status::route_no_accepted_parents(d, &s.route, &mut empty_seen))
-                    .await
+                self.poll(|d| {
+                    status::route_no_accepted_parents(d, &s.kind, &s.route, &mut empty_seen)
+                })
+                .await
             }
             Step::GatewayListeners(s) => self.poll(|d| status::gateway_listeners(d, s)).await,
             Step::ListenerConditions(s) => self.poll(|d| status::listener_conditions(d, s)).await,
@@ -253,6 +258,17 @@ impl Replay {
                 self.poll(|d| addresses::gateway_addresses(d, s, &pools))
                     .await
             }
+            Step::Tcp(s) => {
+                let target = self.target(&s.gateway, s.listener.as_deref(), None).await?;
+                let addr = format!("{}:{}", target.ip, target.port);
+                let tls = s.tls.as_ref().map(|t| self.tcp_client_tls(t)).transpose()?;
+                tcp::eventually_valid(&addr, tls.as_ref(), &s.expect, self.max_time).await
+            }
+            Step::TlsRejected(s) => {
+                let target = self.target(&s.gateway, s.listener.as_deref(), None).await?;
+                let addr = format!("{}:{}", target.ip, target.port);
+                tcp::eventually_rejected(&addr, &s.server_name, self.max_time).await
+            }
         }
     }
 }
@@ -329,5 +345,7 @@ pub fn step_name(step: &Step) -> &'static str {
         Step::ListenerSetListenerConditions(_) => "listenerSetListenerConditions",
         Step::ListenerSetRoutesAccepted(_) => "listenerSetRoutesAccepted",
         Step::GatewayAddresses(_) => "gatewayAddresses",
+        Step::Tcp(_) => "tcp",
+        Step::TlsRejected(_) => "tlsRejected",
     }
 }

@@ -173,6 +173,13 @@ fn origin_form(req: http::Request<Bytes>) -> Result<http::Request<Bytes>, String
     Ok(http::Request::from_parts(parts, body))
 }
 
+/// A client config that trusts only `trusted` and offers no ALPN (upstream's TCP client).
+pub fn pinned_config(trusted: &TrustedCertificate) -> Result<ClientConfig, String> {
+    let mut config = client_config(trusted, None, Alpn::Http1)?;
+    config.alpn_protocols.clear();
+    Ok(config)
+}
+
 fn client_config(
     trusted: &TrustedCertificate,
     client: Option<&ClientAuth>,
