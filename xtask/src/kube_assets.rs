@@ -458,39 +458,99 @@ fn helm_ok(p: &Path) -> bool {
 }
 
 fn build_helm(go: &Path, dest: &Path) -> Result<()> {
+    // The version stamp upstream's Makefile sets (else `helm version` says only v3.22).
+    let stamp = "helm.sh/helm/v3/internal/version";
+    go_install(
+        go,
+        dest,
+        &format!("helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"),
+        &format!("-s -w -X {stamp}.version={HELM_VERSION} -X {stamp}.gitTreeState=clean"),
+        helm_ok,
+    )
+}
+
+/// The go-containerregistry release whose `crane` the image tests (`tests/tests/image.rs`)
+/// push, validate and export the images of `cargo xtask image` with.
+pub const CRANE_VERSION: &str = "v0.22.1";
+
+/// A runnable `crane`, built once per machine into
+/// `$HOME/.cache/nantian/kube-assets/crane-<version>/` with `go install`, as helm is.
+/// `Ok(None)` when it cannot be had here for a reason the tests turn into a skip.
+pub fn ensure_crane() -> Result<Option<PathBuf>> {
+    let dir = cache_root()?.join(format!("crane-{CRANE_VERSION}"));
+    let bin = dir.join("crane");
+    if crane_ok(&bin) {
+        eprintln!("kube-assets: crane {CRANE_VERSION} in {}", dir.display());
+        return Ok(Some(bin));
+    }
+    let built = with_go(
+        &format!("crane {CRANE_VERSION}"),
+        "image tests (tests/tests/image.rs)",
+        &[],
+        |go| {
+            go_install(
+                go,
+                &dir,
+                &format!("github.com/google/go-containerregistry/cmd/crane@{CRANE_VERSION}"),
+                "-s -w",
+                crane_ok,
+            )
+        },
+    )?;
+    Ok(built.then_some(bin))
+}
+
+fn crane_ok(p: &Path) -> bool {
+    // `crane version` prints the module version `go install` records: `v0.22.1`.
+    Command::new(p).arg("version").output().is_ok_and(|out| {
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == CRANE_VERSION
+    })
+}
+
+/// `go install <package>@<version>` into `dest`, for modules without replace directives
+/// (no wrapper module needed). The binary is checked with `ok`, then renamed into place.
+fn go_install(
+    go: &Path,
+    dest: &Path,
+    package_at_version: &str,
+    ldflags: &str,
+    ok: fn(&Path) -> bool,
+) -> Result<()> {
+    let package = package_at_version
+        .split_once('@')
+        .map_or(package_at_version, |(p, _)| p);
+    let name = package.rsplit('/').next().unwrap_or(package);
     let root = dest.parent().expect("cache dir has a parent");
     std::fs::create_dir_all(dest).with_context(|| format!("create {}", dest.display()))?;
     remove_stale_work_dirs(root);
     let work = root.join(format!(".work-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    eprintln!("kube-assets: building helm {HELM_VERSION} (first time: a few minutes)");
+    eprintln!("kube-assets: building {package_at_version} (first time: a few minutes)");
     let started = Instant::now();
     let mut install = go_cmd(go, &work);
-    // The version stamp upstream's Makefile sets (else `helm version` says only v3.22).
-    let stamp = "helm.sh/helm/v3/internal/version";
     // `-mod=mod` is refused by `go install pkg@version`; the version pins everything.
     install.env_remove("GOFLAGS").env("GOBIN", &work).args([
         "install",
         "-trimpath",
-        &format!("-ldflags=-s -w -X {stamp}.version={HELM_VERSION} -X {stamp}.gitTreeState=clean"),
-        &format!("helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"),
+        &format!("-ldflags={ldflags}"),
+        package_at_version,
     ]);
     let result = go_run(&mut install).and_then(|()| {
-        let built = work.join("helm");
-        if !helm_ok(&built) {
+        let built = work.join(name);
+        if !ok(&built) {
             bail!(
-                "{} was built but does not say it is helm {HELM_VERSION}",
+                "{} was built but does not say it is {package_at_version}",
                 built.display()
             );
         }
-        // Same filesystem: the rename is atomic, a half-written helm is never seen.
-        std::fs::rename(&built, dest.join("helm"))
+        // Same filesystem: the rename is atomic, a half-written binary is never seen.
+        std::fs::rename(&built, dest.join(name))
             .with_context(|| format!("rename {} into {}", built.display(), dest.display()))
     });
     let _ = std::fs::remove_dir_all(&work);
     result?;
-    eprintln!("kube-assets: helm built in {:.0?}", started.elapsed());
+    eprintln!("kube-assets: {name} built in {:.0?}", started.elapsed());
     Ok(())
 }
 

@@ -5,15 +5,18 @@
 //!   demo backend, and print requests to try.
 //! - `test`: build, then every test of the workspace (unit, golden, filter, end to end,
 //!   the Kubernetes tests against the binaries of `kube-assets`, the chart tests with its
-//!   helm).
-//! - `kube-assets`: build kube-apiserver, etcd and helm from the Go module proxy into a
-//!   per-machine cache, or find the first two in `KUBEBUILDER_ASSETS` (`kube_assets.rs`).
+//!   helm, the image tests with its crane).
+//! - `image`: build, then the controller's and the host's OCI image archives, without
+//!   Docker (`image.rs`).
+//! - `kube-assets`: build kube-apiserver, etcd, helm and crane from the Go module proxy into
+//!   a per-machine cache, or find the first two in `KUBEBUILDER_ASSETS` (`kube_assets.rs`).
 //! - `lint`: `cargo fmt --check` and clippy with warnings denied.
 //! - `gen`: regenerate the chart's CRDs and ClusterRole from the controller's Rust
 //!   (`controller/tests/manifests.rs` with `NANTIAN_BLESS=1`).
 //! - `bench`: the side-by-side benchmark against nginx and HAProxy (`bench/README.md`).
 
 mod bench;
+mod image;
 mod kube_assets;
 mod quickstart;
 mod workspace;
@@ -43,6 +46,7 @@ fn main() -> Result<()> {
             quickstart::run(&ws)
         }
         "test" => test(&ws),
+        "image" => image::run(&ws),
         "kube-assets" => {
             let Some(dir) = kube_assets::ensure()? else {
                 bail!("no kube-apiserver and etcd for the Kubernetes tests (see above)");
@@ -52,6 +56,10 @@ fn main() -> Result<()> {
                 bail!("no helm for the chart tests (see above)");
             };
             println!("{}", helm.display());
+            let Some(crane) = kube_assets::ensure_crane()? else {
+                bail!("no crane for the image tests (see above)");
+            };
+            println!("{}", crane.display());
             Ok(())
         }
         "lint" => lint(&ws),
@@ -72,10 +80,11 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <build|build-filters|quickstart|test|kube-assets|lint|gen|bench>\n\n\
+                "usage: cargo xtask <build|build-filters|quickstart|test|image|kube-assets|lint|gen|bench>\n\n\
                  build        filter components (wasm32-wasip2) and release binaries\n\
                  quickstart   build, then run the standalone gateway on examples/quickstart\n\
                  test         build, then run every test\n\
+                 image        build, then OCI image archives [--out DIR]\n\
                  kube-assets  build kube-apiserver and etcd for the Kubernetes tests\n\
                  lint         rustfmt check and clippy -D warnings\n\
                  gen          regenerate charts/nantian's CRDs and ClusterRole\n\
@@ -165,7 +174,10 @@ fn test(ws: &Workspace) -> Result<()> {
     // Kubernetes tests, loudly).
     let kube_assets = kube_assets::ensure()?;
     let helm = kube_assets::ensure_helm()?;
+    let crane = kube_assets::ensure_crane()?;
     build(ws)?;
+    let image_dir = ws.image_dir();
+    image::write_all(ws, &image_dir)?;
     // One profile for everything: the release artifacts just built are the ones tested.
     let mut c = cargo(ws);
     c.args(["test", "--release", "--workspace", "--no-fail-fast"])
@@ -175,6 +187,10 @@ fn test(ws: &Workspace) -> Result<()> {
     }
     if let Some(helm) = helm {
         c.env("NANTIAN_HELM", helm);
+    }
+    c.env("NANTIAN_IMAGE_DIR", image_dir);
+    if let Some(crane) = crane {
+        c.env("NANTIAN_CRANE", crane);
     }
     run(&mut c)
 }

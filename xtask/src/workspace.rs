@@ -57,4 +57,9 @@ impl Workspace {
     pub fn filter_dir(&self) -> PathBuf {
         self.target_dir.join("release").join("filters")
     }
+
+    /// Where `cargo xtask image` writes the OCI image archives unless told otherwise.
+    pub fn image_dir(&self) -> PathBuf {
+        self.target_dir.join("images")
+    }
 }
