@@ -18,7 +18,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::handler::Context;
-use super::tls::{cipher_suite_name, version_name};
+use super::response::TlsAssertions;
+use super::tls::assertions;
 
 /// The first line every connection gets (echo-basic's `WelcomeMessage`).
 pub const WELCOME: &str = "Gateway API Test TCP Server\n";
@@ -50,6 +51,19 @@ pub struct TcpTlsAssertions {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub negotiated_protocol: String,
     pub cipher_suite: String,
+}
+
+/// The HTTP echo's `tls` object without the client certificates, which the TCP server does
+/// not ask for.
+impl From<TlsAssertions> for TcpTlsAssertions {
+    fn from(tls: TlsAssertions) -> Self {
+        TcpTlsAssertions {
+            version: tls.version,
+            server_name: tls.server_name,
+            negotiated_protocol: tls.negotiated_protocol,
+            cipher_suite: tls.cipher_suite,
+        }
+    }
 }
 
 /// The ports a pod's TCP server listens on, reported in every `TEST` answer.
@@ -98,23 +112,8 @@ pub async fn serve(
             let Ok(stream) = acceptor.accept(stream).await else {
                 return;
             };
-            let connection = stream.get_ref().1;
             answer.is_tls = true;
-            answer.tls = Some(TcpTlsAssertions {
-                version: connection
-                    .protocol_version()
-                    .map(version_name)
-                    .unwrap_or_default(),
-                server_name: connection.server_name().unwrap_or_default().to_owned(),
-                negotiated_protocol: connection
-                    .alpn_protocol()
-                    .map(|p| String::from_utf8_lossy(p).into_owned())
-                    .unwrap_or_default(),
-                cipher_suite: connection
-                    .negotiated_cipher_suite()
-                    .map(|s| cipher_suite_name(s.suite()))
-                    .unwrap_or_default(),
-            });
+            answer.tls = Some(assertions(stream.get_ref().1).into());
             converse(stream, answer).await
         });
     }

@@ -87,7 +87,7 @@ pub fn assertions(connection: &ServerConnection) -> TlsAssertions {
 }
 
 /// The names echo-basic gives TLS versions (`TLSv1.3`); other versions are unnamed there.
-pub fn version_name(version: ProtocolVersion) -> String {
+fn version_name(version: ProtocolVersion) -> String {
     match version {
         ProtocolVersion::TLSv1_3 => "TLSv1.3",
         ProtocolVersion::TLSv1_2 => "TLSv1.2",
