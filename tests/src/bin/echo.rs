@@ -76,12 +76,14 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let tcp_only = !args.tcp_listen.is_empty() || !args.tcp_tls_listen.is_empty();
-    if args.listen.is_empty()
-        && args.h2c_listen.is_empty()
-        && args.https_listen.is_empty()
-        && !tcp_only
-    {
+    let addresses = [
+        &args.listen,
+        &args.h2c_listen,
+        &args.https_listen,
+        &args.tcp_listen,
+        &args.tcp_tls_listen,
+    ];
+    if addresses.iter().all(|a| a.is_empty()) {
         bail!(
             "give at least one --listen, --h2c-listen, --https-listen, --tcp-listen or \
              --tcp-tls-listen address"
@@ -141,13 +143,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("binding UDP {addr}"))?;
         tokio::spawn(nantian_e2e::echo::udp::serve(socket, context.clone()));
     }
-    let mut bound = Vec::new();
-    bind_tcp_servers(
+    let tcp_servers = bind_tcp_servers(
         &args.tcp_listen,
         &args.tcp_tls_listen,
         &context,
         tls.as_ref(),
-        &mut bound,
     )
     .await?;
     let server = EchoServer::bind(&specs, context, request_log, tls)
@@ -162,7 +162,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for spec in server.local_addrs()? {
         writeln!(stdout, "{}", listening_line(&spec))?;
     }
-    for addr in bound {
+    for addr in tcp_servers {
         writeln!(stdout, "tcp test server listening on {addr}")?;
     }
     stdout.flush()?;
@@ -180,14 +180,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Starts echo-basic's TCP test server on each address (`tls`: over TLS, without ALPN as
-/// echo-basic offers none), adding the bound addresses to `bound`.
+/// echo-basic offers none): the addresses bound.
 async fn bind_tcp_servers(
     plain: &[SocketAddr],
     over_tls: &[SocketAddr],
     context: &Context,
     tls: Option<&Arc<rustls::ServerConfig>>,
-    bound: &mut Vec<SocketAddr>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<SocketAddr>> {
     let port = |addrs: &[SocketAddr]| addrs.first().map(SocketAddr::port).unwrap_or(0);
     let ports = TcpPorts {
         tcp: port(plain),
@@ -202,6 +201,7 @@ async fn bind_tcp_servers(
         .iter()
         .map(|addr| (addr, None))
         .chain(over_tls.iter().map(|addr| (addr, tcp_tls.clone())));
+    let mut bound = Vec::new();
     for (addr, tls) in listeners {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -209,7 +209,7 @@ async fn bind_tcp_servers(
         bound.push(listener.local_addr()?);
         tokio::spawn(tcp::serve(listener, context.clone(), ports.clone(), tls));
     }
-    Ok(())
+    Ok(bound)
 }
 
 /// The HTTPS listeners' TLS, from the files the flags name (read once, at start, like

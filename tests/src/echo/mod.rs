@@ -2,10 +2,10 @@
 //! conformance `echo-basic` server (same JSON, `/health`, `/status/<code>`, `?delay=`,
 //! `X-Echo-Set-Header`, WebSocket echo, an h2c-only listener mode, HTTPS with an optional
 //! client certificate check and the `tls` object, the request log the mirror tests read,
-//! and echo-basic's gRPC `GrpcEcho` service for requests with a gRPC content type), echo-basic's TCP
-//! test server for the TLSRoute tests (`tcp`), a UDP echo for the UDPRoute tests,
-//! plus a fixed-body [`BENCH_PATH`] for the benchmark. The e2e tests,
-//! the conformance replay and the benchmark all use it.
+//! and echo-basic's gRPC `GrpcEcho` service for requests with a gRPC content type),
+//! echo-basic's TCP test server for the TLSRoute tests (`tcp`), a UDP echo for the UDPRoute
+//! tests, plus a fixed-body [`BENCH_PATH`] for the benchmark. The e2e tests, the
+//! conformance replay and the benchmark all use it.
 
 #![forbid(unsafe_code)]
 

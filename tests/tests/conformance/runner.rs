@@ -19,10 +19,10 @@ use serde_json::Value;
 use crate::addresses::{self, AddressPools};
 use crate::certificates::{self, ClientCertificate, TrustedCertificate};
 use crate::manifests::{self, Pod};
-use crate::model::{Case, Expectation, NsName, TcpTls, TlsRequest};
+use crate::model::{Case, Expectation, NsName, ObjectRef, TcpTls, TlsRequest};
 use crate::roundtrip::{Target, TlsTarget};
 use crate::status::{self, StatusDoc};
-use crate::steps::step_name;
+use crate::steps::{is_object, step_name};
 use crate::tcp::{self, ClientTls};
 use crate::tls::ClientAuth;
 
@@ -395,14 +395,15 @@ impl Replay {
                 crate::tls::pinned_config(certificate)?
             }
             (None, Some(nn)) => {
+                let config_map = ObjectRef {
+                    kind: "ConfigMap".into(),
+                    namespace: nn.namespace.clone(),
+                    name: nn.name.clone(),
+                };
                 let ca = self
                     .base_config
                     .iter()
-                    .find(|o| {
-                        manifests::kind(o) == "ConfigMap"
-                            && manifests::namespace(o) == nn.namespace
-                            && manifests::name(o) == nn.name
-                    })
+                    .find(|o| is_object(o, &config_map))
                     .and_then(|o| o["data"]["ca.crt"].as_str())
                     .ok_or_else(|| format!("ConfigMap {nn} of the setup has no ca.crt"))?;
                 tcp::roots_config(ca).map_err(|e| format!("ConfigMap {nn}: {e}"))?

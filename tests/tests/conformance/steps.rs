@@ -304,7 +304,7 @@ fn object_ref(object: &Value) -> ObjectRef {
     }
 }
 
-fn is_object(object: &Value, r: &ObjectRef) -> bool {
+pub(crate) fn is_object(object: &Value, r: &ObjectRef) -> bool {
     manifests::kind(object) == r.kind
         && manifests::namespace(object) == r.namespace
         && manifests::name(object) == r.name

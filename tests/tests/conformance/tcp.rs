@@ -3,8 +3,8 @@
 //!
 //! - [`eventually_valid`] is `tcp.MakeTCPRequestAndExpectEventuallyValidResponse`: dial
 //!   (over TLS with the step's SNI and trust), then talk to echo-basic's TCP test server
-//!   through the gateway: welcome line, `PING`, `IS_TLS`, `TEST`. Retried each second until
-//!   one connection passes every check.
+//!   through the gateway: welcome line, `PING`, `IS_TLS`, `TEST`. Retried until one
+//!   connection passes every check.
 //! - [`eventually_rejected`] is `tls.MakeTLSConnectionAndExpectEventuallyConnectionRejection`:
 //!   a TLS handshake must end in EOF or a reset, which is how a gateway refuses a server
 //!   name it has no (usable) route for. A TLS alert or a finished handshake is not a
@@ -23,9 +23,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::model::TcpExpectation;
+use crate::roundtrip::{Attempt, await_consecutive};
 
-/// Upstream retries each second.
-const RETRY: Duration = Duration::from_secs(1);
 /// One attempt's connection and conversation.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -57,6 +56,10 @@ pub fn roots_config(ca_pem: &str) -> Result<ClientConfig, String> {
     if roots.is_empty() {
         return Err("no certificate in ca.crt".into());
     }
+    with_roots(roots)
+}
+
+fn with_roots(roots: RootCertStore) -> Result<ClientConfig, String> {
     Ok(
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
@@ -66,28 +69,22 @@ pub fn roots_config(ca_pem: &str) -> Result<ClientConfig, String> {
     )
 }
 
-/// Retries [`exchange`] on fresh connections until one passes [`check`] or `max_time` is
-/// up; the error is the last attempt's.
+/// Retries [`exchange`] on fresh connections until one passes [`check`] (upstream's
+/// `assert.Eventually`) or `max_time` is up; the error is the last attempt's.
 pub async fn eventually_valid(
     addr: &str,
     tls: Option<&ClientTls>,
     expected: &TcpExpectation,
     max_time: Duration,
 ) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + max_time;
-    loop {
-        let attempt = tokio::time::timeout(ATTEMPT_TIMEOUT, exchange(addr, tls))
+    await_consecutive(1, max_time, async || {
+        tokio::time::timeout(ATTEMPT_TIMEOUT, exchange(addr, tls))
             .await
             .unwrap_or_else(|_| Err("timed out".into()))
-            .and_then(|(is_tls, test)| check(is_tls, &test, expected));
-        match attempt {
-            Ok(()) => return Ok(()),
-            Err(e) if tokio::time::Instant::now() + RETRY > deadline => {
-                return Err(format!("TCP exchange with {addr}: {e}"));
-            }
-            Err(_) => tokio::time::sleep(RETRY).await,
-        }
-    }
+            .and_then(|(is_tls, test)| check(is_tls, &test, expected))
+            .map_err(|e| Attempt::NotYet(format!("TCP exchange with {addr}: {e}")))
+    })
+    .await
 }
 
 /// One connection's conversation: the `IS_TLS` answer and the `TEST` payload.
@@ -184,7 +181,7 @@ fn check(is_tls: bool, test: &TcpAssertions, expected: &TcpExpectation) -> Resul
     Ok(())
 }
 
-/// Retries a TLS handshake with `server_name` each second until the gateway ends one with
+/// Retries a TLS handshake with `server_name` until the gateway ends one with
 /// EOF or a reset, or `max_time` is up.
 pub async fn eventually_rejected(
     addr: &str,
@@ -193,29 +190,18 @@ pub async fn eventually_rejected(
 ) -> Result<(), String> {
     // Go's default roots: none of the suite's certificates chain to them, so a handshake
     // the gateway lets through fails on the certificate, which is not a rejection.
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(RootCertStore::empty())
-            .with_no_client_auth();
-    let tls = ClientTls::new(server_name, config)?;
-    let deadline = tokio::time::Instant::now() + max_time;
-    loop {
-        let outcome = match tokio::time::timeout(ATTEMPT_TIMEOUT, handshake(addr, &tls)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err("the handshake timed out".into()),
-        };
-        match outcome {
-            Ok(()) => return Ok(()),
-            Err(e) if tokio::time::Instant::now() + RETRY > deadline => {
-                return Err(format!(
+    let tls = ClientTls::new(server_name, with_roots(RootCertStore::empty())?)?;
+    await_consecutive(1, max_time, async || {
+        tokio::time::timeout(ATTEMPT_TIMEOUT, handshake(addr, &tls))
+            .await
+            .unwrap_or_else(|_| Err("the handshake timed out".into()))
+            .map_err(|e| {
+                Attempt::NotYet(format!(
                     "a TLS connection to {addr} for {server_name:?} was not rejected: {e}"
-                ));
-            }
-            Err(_) => tokio::time::sleep(RETRY).await,
-        }
-    }
+                ))
+            })
+    })
+    .await
 }
 
 /// Ok when the handshake ended in a rejection (upstream's `isConnectionRejected`).
