@@ -126,6 +126,8 @@ pub struct RouteSpec {
     /// The rule's session persistence; replaces the backends' own.
     pub session: Option<Arc<crate::session::SessionSpec>>,
     pub retry: Option<RetrySpec>,
+    /// The rule's backend is an AIService (`backends` is empty).
+    pub ai: Option<Arc<crate::ai::AiServiceSpec>>,
     /// A TLSRoute rule (chosen by SNI) or a TCPRoute rule (by listener): it carries
     /// connections, not requests.
     pub stream: Option<StreamKind>,

@@ -157,6 +157,12 @@ fn check_references(set: &ConfigSet, rejections: &mut Rejections) {
             }
             filter_lists.push(&backend_ref.filters);
         }
+        for ai_backend in route.ai.iter().flat_map(|ai| &ai.backends) {
+            if !backends.contains_key(ai_backend.backend.as_str()) {
+                rejections.add(&route.name, unknown("backend", &ai_backend.backend));
+            }
+            filter_lists.push(&ai_backend.filters);
+        }
         for filters in filter_lists {
             for filter in filters {
                 match filter {

@@ -7,6 +7,7 @@ use http::{HeaderName, Method};
 use nantian_proto::config as pb;
 use regex::Regex;
 
+use crate::ai::AiServiceSpec;
 use crate::config::{
     BackendRefSpec, ConfigError, FilterSpec, GrpcRank, HeaderMatch, MatchSpec, MirrorSpec,
     PathMatch, PathModifier, QueryMatch, RedirectSpec, RetrySpec, RewriteSpec, RouteSpec, Scheme,
@@ -67,7 +68,7 @@ impl TryFrom<&pb::Route> for RouteSpec {
         }
         let filters = convert_filters(&pb.filters)?;
         check_prefix_rewrite(&filters, &matches)?;
-        let backends = pb
+        let backends: Vec<BackendRefSpec> = pb
             .backends
             .iter()
             .map(|b| {
@@ -91,7 +92,26 @@ impl TryFrom<&pb::Route> for RouteSpec {
             .map(|s| SessionSpec::try_from(s).map(Arc::new))
             .transpose()?;
         let retry = pb.retry.as_ref().map(retry_spec).transpose()?;
+        let ai = match &pb.ai {
+            None => None,
+            Some(_) if grpc || stream.is_some() || !backends.is_empty() => {
+                return Err(invalid(
+                    "route",
+                    &pb.name,
+                    "an AIService is the only backend of an HTTPRoute rule",
+                ));
+            }
+            Some(ai) => {
+                let spec = AiServiceSpec::decode(ai, |filters| {
+                    let filters = convert_filters(filters)?;
+                    check_prefix_rewrite(&filters, &matches)?;
+                    Ok(filters)
+                })?;
+                Some(Arc::new(spec))
+            }
+        };
         Ok(RouteSpec {
+            ai,
             timeouts,
             session,
             retry,

@@ -136,6 +136,13 @@ impl FilterRun {
         Flow::Continue
     }
 
+    /// Adds the filters `later` started after this run's (an AIService backend's filters,
+    /// run once the backend was chosen), so response phases unwind through both.
+    pub fn append(&mut self, later: FilterRun) {
+        self.running.extend(later.running);
+        self.mirrors.extend(later.mirrors);
+    }
+
     /// Whether any started filter still has work once the request head is forwarded.
     pub fn needs_more_phases(&self) -> bool {
         self.running.iter().any(|r| {

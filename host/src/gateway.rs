@@ -242,8 +242,10 @@ fn bind_filters(
 
     let mut users: HashMap<&WasmFilterSpec, Vec<&str>> = HashMap::new();
     for route in &config.routes {
-        let lists =
-            std::iter::once(&route.filters).chain(route.backends.iter().map(|b| &b.filters));
+        let ai_backends = route.ai.iter().flat_map(|ai| &ai.backends);
+        let lists = std::iter::once(&route.filters)
+            .chain(route.backends.iter().map(|b| &b.filters))
+            .chain(ai_backends.map(|b| &b.filters));
         for filter in lists.flatten() {
             if let FilterSpec::Wasm(spec) = filter {
                 users.entry(spec).or_default().push(&route.name);

@@ -48,6 +48,13 @@ struct FilterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AiBackendLabels {
+    route: Arc<str>,
+    backend: Arc<str>,
+    provider: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct XdsLabels {
     result: &'static str,
 }
@@ -63,6 +70,7 @@ pub struct Metrics {
     filter_errors: Family<FilterErrorLabels, Counter>,
     filter_duration: HistogramFamily<FilterLabels>,
     xds_updates: Family<XdsLabels, Counter>,
+    ai_fallbacks: Family<AiBackendLabels, Counter>,
     unrouted: RouteMetrics,
 }
 
@@ -94,6 +102,12 @@ impl Metrics {
         let filter_duration: HistogramFamily<FilterLabels> =
             Family::new_with_constructor(filter_buckets);
         let xds_updates = Family::<XdsLabels, Counter>::default();
+        let ai_fallbacks = Family::<AiBackendLabels, Counter>::default();
+        registry.register(
+            "nantian_ai_fallbacks",
+            "LLM requests an AIService backend failed (connection, timeout, 429, 5xx) and the next fallback took, by the backend that failed",
+            ai_fallbacks.clone(),
+        );
         registry.register(
             "nantian_requests",
             "Requests answered, by route and status",
@@ -139,6 +153,7 @@ impl Metrics {
             filter_errors,
             filter_duration,
             xds_updates,
+            ai_fallbacks,
             unrouted,
         }
     }
@@ -162,6 +177,20 @@ impl Metrics {
     /// Counters for requests that matched no route.
     pub fn unrouted(&self) -> &RouteMetrics {
         &self.unrouted
+    }
+
+    /// The fallback counter of one AIService backend on one route.
+    pub fn ai_fallback(
+        &self,
+        route: Arc<str>,
+        backend: Arc<str>,
+        provider: &'static str,
+    ) -> Counter {
+        self.ai_fallbacks.get_or_create_owned(&AiBackendLabels {
+            route,
+            backend,
+            provider,
+        })
     }
 
     pub fn upstream(&self, backend: Arc<str>) -> Histogram {

@@ -46,6 +46,10 @@ where
     B: Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
+    if let Some(ai) = &p.rule.ai {
+        // Boxed: only LLM routes pay for the AI path's future.
+        return Box::pin(crate::ai::forward(p, ai, req)).await;
+    }
     // The request timeout counts from here: the request has arrived and been routed.
     let request_deadline = p.rule.timeouts.request.map(|t| Instant::now() + t);
     let (mut parts, body) = req.into_parts();
@@ -173,7 +177,7 @@ where
 
 /// Runs the response-header phases of the filters that already ran on a response the
 /// gateway made itself (redirect, filter answer, 500), then returns it.
-fn respond_locally(
+pub(crate) fn respond_locally(
     mut run: FilterRun,
     mut req: request::Parts,
     resp: Response<ProxyBody>,
@@ -187,7 +191,7 @@ fn respond_locally(
 
 /// Cleans the upstream response, runs the response filters (if any), and wires up the
 /// WebSocket tunnel when the upstream switched protocols.
-fn upstream_response(
+pub(crate) fn upstream_response(
     mut resp: Response<ProxyBody>,
     client_upgrade: Option<OnUpgrade>,
     shared: Option<&Arc<Mutex<SharedRun>>>,
@@ -255,7 +259,7 @@ pub(crate) enum SendError {
 }
 
 impl SendError {
-    fn response(&self) -> Response<ProxyBody> {
+    pub(crate) fn response(&self) -> Response<ProxyBody> {
         match self {
             SendError::Upstream(e) => upstream_error(e),
             SendError::ClientBody(e) => {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 
+use crate::ai::AiService;
 use crate::config::{ConfigDump, ConfigSet, FilterSpec, RetrySpec, Timeouts, WasmFilterSpec};
 use crate::filter_chain::{ChainStep, WasmStep};
 use crate::metrics::{Metrics, RouteMetrics};
@@ -47,6 +48,8 @@ pub struct Rule {
     /// The rule's session persistence; replaces the backends' own.
     pub session: Option<Arc<SessionSpec>>,
     pub retry: Option<RetrySpec>,
+    /// The rule's backend is an AIService (then `backends` is empty).
+    pub ai: Option<Box<AiService>>,
 }
 
 pub struct BackendChoice {
@@ -103,6 +106,15 @@ impl Snapshot {
                 grpc: route.grpc,
                 session: route.session.clone(),
                 retry: route.retry.clone(),
+                ai: route.ai.as_deref().map(|spec| {
+                    Box::new(AiService::new(spec, &route.name, metrics, |i| {
+                        let backend = &spec.backends[i];
+                        (
+                            resolved.upstreams[backend.backend.as_str()].clone(),
+                            chain(&backend.filters),
+                        )
+                    }))
+                }),
                 backends: Weighted::new(route.backends.iter().map(|b| {
                     let choice = BackendChoice {
                         upstream: b
@@ -157,6 +169,12 @@ impl<T> Weighted<T> {
             1 => Some(&self.items[0].1),
             _ => Some(self.pick_at(rand::rng().random_range(0..self.total))),
         }
+    }
+
+    /// The item a key's hash falls on: the same hash picks the same item while the
+    /// weights stay the same (sticky picks). `None` when there is nothing to pick.
+    pub fn pick_by(&self, hash: u64) -> Option<&T> {
+        (self.total > 0).then(|| self.pick_at(hash % self.total))
     }
 
     /// Every item that can be picked (weight above 0).
