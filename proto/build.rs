@@ -26,6 +26,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".nantian.config.v1.TlsCertificate.private_key_pem",
             "#[serde(skip_serializing)]",
         )
+        // And LLM API keys.
+        .field_attribute(
+            ".nantian.config.v1.AiBackend.auth_value",
+            "#[serde(skip_serializing)]",
+        )
+        // Only rules whose backend is an AIService have one.
+        .field_attribute(
+            ".nantian.config.v1.Route.ai",
+            "#[serde(skip_serializing_if = \"Option::is_none\")]",
+        )
         // Most backends are cleartext: leave the field out of their dumps.
         .field_attribute(
             ".nantian.config.v1.Backend.tls",

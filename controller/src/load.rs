@@ -12,8 +12,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
+use crate::crd;
 use crate::lb_policy::{BACKEND_LB_POLICY, X_BACKEND_TRAFFIC_POLICY};
-use crate::model::{Key, MetaExt, ObjectRef, Resources};
+use crate::model::{AI_SERVICE, Key, MetaExt, ObjectRef, Resources};
 
 /// One document (or List item) that could not be loaded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -292,6 +293,7 @@ fn scope(group: &str, kind: &str) -> Option<bool> {
             | "ReferenceGrant" | "BackendTLSPolicy" | "ListenerSet" | BACKEND_LB_POLICY,
         )
         | (GATEWAY_X_GROUP, X_BACKEND_TRAFFIC_POLICY)
+        | (crd::GROUP, AI_SERVICE)
         | ("discovery.k8s.io", "EndpointSlice") => Some(true),
         _ => None,
     }
@@ -350,6 +352,7 @@ fn load_value(
         "ListenerSet" => insert!(listener_sets),
         BACKEND_LB_POLICY => insert!(backend_lb_policies),
         X_BACKEND_TRAFFIC_POLICY => insert!(backend_traffic_policies),
+        AI_SERVICE => insert!(ai_services),
         _ => unreachable!("scope() admitted only the kinds above"),
     }
     objects.push((object.clone(), ctx.first_line));

@@ -157,6 +157,50 @@ metadata:
 }
 
 #[test]
+fn ai_services_load_and_a_bad_provider_is_an_error_naming_its_line() {
+    let text = "\
+apiVersion: gateway.nantian.dev/v1alpha1
+kind: AIService
+metadata:
+  name: llm
+spec:
+  backends:
+  - name: local
+    provider: ollama
+    endpoint: http://127.0.0.1:11434
+  sessionAffinity:
+    type: user
+---
+apiVersion: gateway.nantian.dev/v1alpha1
+kind: AIService
+metadata:
+  name: bad
+  namespace: apps
+spec:
+  backends:
+  - name: x
+    provider: cohere
+    endpoint: http://127.0.0.1:1
+";
+    let mut res = Resources::default();
+    let errors = load_str("ai.yaml", text, &mut res);
+    let llm = &res.ai_services[&("default".to_string(), "llm".to_string())];
+    assert_eq!(llm.namespace(), "default");
+    assert_eq!(llm.spec.backends[0].weight, 1);
+    assert_eq!(
+        llm.spec.session_affinity.as_ref().map(|a| a.type_),
+        Some(crate::crd::AffinityType::User)
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].line, 21, "{errors:?}");
+    assert_eq!(
+        errors[0].object,
+        Some(ObjectRef::namespaced("AIService", "apps", "bad"))
+    );
+    assert!(errors[0].reason.contains("cohere"), "{errors:?}");
+}
+
+#[test]
 fn missing_kind_name_and_non_mappings_are_errors() {
     let text = "\
 apiVersion: v1

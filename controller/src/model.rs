@@ -22,7 +22,11 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
+use crate::crd::AIService;
 use crate::lb_policy::{BACKEND_LB_POLICY, LbPolicy, X_BACKEND_TRAFFIC_POLICY};
+
+/// The kind of Nantian's [`AIService`].
+pub const AI_SERVICE: &str = "AIService";
 
 /// (namespace, name). Cluster-scoped objects use an empty namespace.
 pub type Key = (String, String);
@@ -47,6 +51,8 @@ pub struct Resources {
     pub listener_sets: BTreeMap<Key, ListenerSet>,
     pub backend_lb_policies: BTreeMap<Key, LbPolicy>,
     pub backend_traffic_policies: BTreeMap<Key, LbPolicy>,
+    /// Nantian's AIServices (`gateway.nantian.dev`), the backends of LLM routes.
+    pub ai_services: BTreeMap<Key, AIService>,
     /// Kubernetes only: the Deployments Nantian provisioned for its Gateways.
     pub host_deployments: BTreeMap<Key, HostDeployment>,
 }
@@ -97,6 +103,7 @@ impl Resources {
             + self.listener_sets.len()
             + self.backend_lb_policies.len()
             + self.backend_traffic_policies.len()
+            + self.ai_services.len()
             + self.host_deployments.len()
     }
 
@@ -129,6 +136,7 @@ impl Resources {
             &mut self.backend_traffic_policies,
             &other.backend_traffic_policies,
         );
+        copy(&mut self.ai_services, &other.ai_services);
         copy(&mut self.host_deployments, &other.host_deployments);
     }
 
@@ -153,6 +161,7 @@ impl Resources {
             "ListenerSet" => self.listener_sets.contains_key(&key),
             BACKEND_LB_POLICY => self.backend_lb_policies.contains_key(&key),
             X_BACKEND_TRAFFIC_POLICY => self.backend_traffic_policies.contains_key(&key),
+            AI_SERVICE => self.ai_services.contains_key(&key),
             _ => false,
         }
     }
@@ -280,6 +289,7 @@ meta_ext!(
     BackendTlsPolicy,
     ListenerSet,
     LbPolicy,
+    AIService,
     HostDeployment,
 );
 

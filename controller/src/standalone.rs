@@ -27,9 +27,15 @@ pub const CONTROLLER_NAME: &str = "gateway.nantian.dev/controller";
 
 /// The built-in filters a standalone controller ships, by filter name → file name.
 pub const BUILTIN_FILTERS: &[(&str, &str)] = &[
+    (translate::AI_ADAPTER, "ai-adapter.wasm"),
     (translate::CORS, "cors.wasm"),
     (translate::HEADER_MODIFIER, "header-modifier.wasm"),
 ];
+
+/// Built-in filters the controller starts without when their file is missing (a filter
+/// directory built before they existed): the routes that need one are then not accepted,
+/// and their status says which module is missing.
+const OPTIONAL_BUILTIN_FILTERS: &[&str] = &[translate::AI_ADAPTER];
 
 /// What the admin API serves: the newest statuses and load errors.
 #[derive(Default)]
@@ -64,6 +70,13 @@ fn read_builtin_modules(
     let mut modules = BTreeMap::new();
     for (filter, file) in BUILTIN_FILTERS {
         let path = filter_dir.join(file);
+        if OPTIONAL_BUILTIN_FILTERS.contains(filter) && !path.exists() {
+            warn!(
+                "built-in filter {filter}: {} is missing; routes that need it will not be accepted",
+                path.display()
+            );
+            continue;
+        }
         let bytes = std::fs::read(&path).map_err(|e| {
             anyhow::anyhow!(
                 "built-in filter {filter}: cannot read {}: {e} (run `cargo xtask build`)",
@@ -327,5 +340,27 @@ spec: {gatewayClassName: theirs, listeners: [{name: http, port: 80, protocol: HT
             fixed,
             ["127.0.0.8", "127.0.0.9"].map(|ip| ip.parse::<IpAddr>().unwrap())
         );
+    }
+
+    #[test]
+    fn a_missing_ai_adapter_is_left_out_and_a_missing_required_filter_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cors.wasm"), b"cors").unwrap();
+        std::fs::write(dir.path().join("header-modifier.wasm"), b"hm").unwrap();
+        let modules = builtin_modules(dir.path()).unwrap();
+        let names: Vec<&str> = modules.keys().map(String::as_str).collect();
+        assert_eq!(names, [translate::CORS, translate::HEADER_MODIFIER]);
+
+        std::fs::write(dir.path().join("ai-adapter.wasm"), b"ai").unwrap();
+        let modules = builtin_modules_inline(dir.path()).unwrap();
+        assert!(
+            modules[translate::AI_ADAPTER]
+                .name
+                .starts_with("module/ai-adapter@")
+        );
+
+        std::fs::remove_file(dir.path().join("cors.wasm")).unwrap();
+        let err = builtin_modules(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("cors"), "{err}");
     }
 }

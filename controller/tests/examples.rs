@@ -4,13 +4,15 @@
 use std::path::Path;
 
 use nantian_controller::load::load_dir;
-use nantian_controller::translate::{CORS, HEADER_MODIFIER, TranslateOptions, translate};
+use nantian_controller::translate::{
+    AI_ADAPTER, CORS, HEADER_MODIFIER, TranslateOptions, translate,
+};
 use nantian_proto::config::{FilterModule, filter_module};
 
 /// The built-in filters, as modules with fake digests (the host is not started here).
 fn options() -> TranslateOptions {
     let mut opts = TranslateOptions::default();
-    for filter in [HEADER_MODIFIER, CORS] {
+    for filter in [HEADER_MODIFIER, CORS, AI_ADAPTER] {
         let module = FilterModule {
             name: format!("module/{filter}@000000000000"),
             sha256: "0".repeat(64),

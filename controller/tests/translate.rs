@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use nantian_controller::load::load_str;
 use nantian_controller::model::Resources;
 use nantian_controller::translate::{
-    CORS, HEADER_MODIFIER, TranslateOptions, Translation, translate,
+    AI_ADAPTER, CORS, HEADER_MODIFIER, TranslateOptions, Translation, translate,
 };
 use nantian_proto::config::{FilterModule, filter_module};
 
@@ -70,7 +70,7 @@ fn options(res: &Resources) -> TranslateOptions {
             }
         }
     }
-    for filter in [HEADER_MODIFIER, CORS] {
+    for filter in [HEADER_MODIFIER, CORS, AI_ADAPTER] {
         opts.filter_modules
             .insert(filter.to_string(), builtin_module(filter));
     }
@@ -265,4 +265,81 @@ fn header_filters_without_the_module_make_the_route_unsupported() {
     );
     assert!(t.gateways[0].routes.is_empty());
     assert!(t.gateways[0].modules.is_empty());
+}
+
+const AI_ROUTE: &str = "\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: gw
+spec:
+  gatewayClassName: nantian
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+---
+apiVersion: gateway.nantian.dev/v1alpha1
+kind: AIService
+metadata:
+  name: llm
+spec:
+  backends:
+  - name: local
+    provider: ollama
+    endpoint: http://127.0.0.1:11434
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: chat
+spec:
+  parentRefs:
+  - name: gw
+  rules:
+  - backendRefs:
+    - group: gateway.nantian.dev
+      kind: AIService
+      name: llm
+";
+
+#[test]
+fn an_ai_service_without_the_ai_adapter_module_makes_the_route_unsupported() {
+    let mut res = base();
+    assert!(load_str("inline.yaml", AI_ROUTE, &mut res).is_empty());
+    let mut opts = options(&res);
+    opts.filter_modules.remove(AI_ADAPTER);
+    let t = translate(&res, &opts);
+    let accepted = &status_of(&t, "HTTPRoute", "chat")["parents"][0]["conditions"][0];
+    assert_eq!(accepted["type"], "Accepted");
+    assert_eq!(accepted["status"], "False");
+    assert_eq!(accepted["reason"], "UnsupportedValue");
+    assert!(
+        accepted["message"].as_str().unwrap().contains("ai-adapter"),
+        "{accepted}"
+    );
+    assert!(t.gateways[0].routes.is_empty());
+    assert!(t.gateways[0].backends.is_empty());
+    // The AIService itself is fine.
+    let condition = &status_of(&t, "AIService", "llm")["conditions"][0];
+    assert_eq!(condition["status"], "True");
+}
+
+#[test]
+fn an_ai_service_weighted_zero_gets_no_requests() {
+    let mut res = base();
+    let text = AI_ROUTE.replace("      name: llm\n", "      name: llm\n      weight: 0\n");
+    assert!(load_str("inline.yaml", &text, &mut res).is_empty());
+    let t = translate(&res, &options(&res));
+    let route = &t.gateways[0].routes[0];
+    assert!(route.ai.is_none());
+    assert_eq!(route.backends.len(), 1);
+    assert_eq!(route.backends[0].weight, 0);
+    assert!(
+        t.gateways[0].modules.is_empty(),
+        "{:?}",
+        t.gateways[0].modules
+    );
+    let resolved = &status_of(&t, "HTTPRoute", "chat")["parents"][0]["conditions"][1];
+    assert_eq!(resolved["status"], "True", "{resolved}");
 }

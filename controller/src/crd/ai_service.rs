@@ -79,6 +79,11 @@ pub struct AIServiceSpec {
         validation = target_refs_kinds(&[(GATEWAY_API_GROUP, "Gateway"), (GATEWAY_API_GROUP, "HTTPRoute")])
     )]
     pub target_refs: Vec<PolicyTargetReference>,
+    /// Keeps a client on one backend when `routing` splits a model's requests between
+    /// several: the key named here is hashed to choose. Absent: each request is routed
+    /// afresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity: Option<SessionAffinity>,
 }
 
 /// One LLM backend.
@@ -153,6 +158,33 @@ pub struct ModelRoute {
         inner(length(min = 1, max = 63), pattern(DNS_LABEL))
     )]
     pub backends: Vec<String>,
+}
+
+/// What keeps a client on one backend of a weighted split.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.header) == (self.type == 'header')")
+    .message("header is required when type is header, and allowed only then"))]
+#[serde(rename_all = "camelCase")]
+pub struct SessionAffinity {
+    /// The kind of key.
+    #[serde(rename = "type")]
+    pub type_: AffinityType,
+    /// The request header whose value is the key; only with type `header`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256), pattern(HEADER_NAME))]
+    pub header: Option<String>,
+}
+
+/// The kinds of key an AIService keeps clients on one backend by. Requests without the key
+/// are routed afresh each time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AffinityType {
+    /// The value of the request header named by `header`.
+    Header,
+    /// The end user the request names (the body's `user`, or Anthropic's
+    /// `metadata.user_id`).
+    User,
 }
 
 /// The observed state of an AIService.

@@ -18,7 +18,8 @@ mod token_policy;
 mod wasm_plugin;
 
 pub use ai_service::{
-    AIService, AIServiceBackend, AIServiceSpec, AIServiceStatus, BackendAuth, ModelRoute, Provider,
+    AIService, AIServiceBackend, AIServiceSpec, AIServiceStatus, AffinityType, BackendAuth,
+    ModelRoute, Provider, SessionAffinity,
 };
 pub use token_policy::{
     KeyType, OnLimit, RateLimitKey, RedisStorage, Storage, StorageType, TokenLimits, TokenPolicy,

@@ -165,6 +165,9 @@ spec:
   - model: "*"
     backends: [openai, local]
   fallback: [claude, local]
+  sessionAffinity:
+    type: header
+    header: x-session-id
   targetRefs:
   - group: gateway.networking.k8s.io
     kind: HTTPRoute
@@ -199,6 +202,9 @@ fn ai_service_round_trips() {
     );
     assert_eq!(svc.spec.routing[2].model, "*");
     assert_eq!(svc.spec.fallback, ["claude", "local"]);
+    let affinity = svc.spec.session_affinity.as_ref().unwrap();
+    assert_eq!(affinity.type_, AffinityType::Header);
+    assert_eq!(affinity.header.as_deref(), Some("x-session-id"));
     assert_eq!(svc.status.unwrap().conditions[0].type_, "Accepted");
 }
 
@@ -232,6 +238,16 @@ fn ai_service_schema_validates() {
         &spec["properties"]["targetRefs"],
         "t.kind == 'HTTPRoute'"
     ));
+    let affinity = &spec["properties"]["sessionAffinity"];
+    assert!(has_rule(
+        affinity,
+        "has(self.header) == (self.type == 'header')"
+    ));
+    assert_eq!(
+        affinity["properties"]["type"]["enum"],
+        serde_json::json!(["header", "user"])
+    );
+    assert!(affinity["properties"]["header"]["pattern"].is_string());
 }
 
 #[test]

@@ -8,8 +8,9 @@
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde::de::DeserializeOwned;
 
+use crate::crd;
 use crate::lb_policy::{BACKEND_LB_POLICY, X_BACKEND_TRAFFIC_POLICY};
-use crate::model::{Key, MetaExt, Resources};
+use crate::model::{AI_SERVICE, Key, MetaExt, Resources};
 
 /// One watched kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +70,7 @@ const HOST_DEPLOYMENTS: WatchedKind = WatchedKind {
 };
 
 /// Every kind the translator reads. Versions are the storage versions of Gateway API
-/// v1.5.1 (and the core API's only ones).
+/// v1.5.1 (and the core API's and Nantian's only ones).
 pub const WATCHED: &[WatchedKind] = &[
     kind("", "v1", "Namespace", "namespaces", false, true),
     kind("", "v1", "Service", "services", true, true),
@@ -123,6 +124,15 @@ pub const WATCHED: &[WatchedKind] = &[
         true,
         false,
     ),
+    // Nantian's own CRDs are optional too: a cluster may run Nantian without them.
+    kind(
+        crd::GROUP,
+        crd::VERSION,
+        AI_SERVICE,
+        "aiservices",
+        true,
+        false,
+    ),
     HOST_DEPLOYMENTS,
 ];
 
@@ -166,6 +176,7 @@ fn map_of<'a>(res: &'a mut Resources, kind: &str) -> Option<&'a mut dyn KindMap>
         "ListenerSet" => &mut res.listener_sets,
         BACKEND_LB_POLICY => &mut res.backend_lb_policies,
         X_BACKEND_TRAFFIC_POLICY => &mut res.backend_traffic_policies,
+        AI_SERVICE => &mut res.ai_services,
         "Deployment" => &mut res.host_deployments,
         _ => return None,
     })
@@ -251,6 +262,30 @@ mod tests {
         }));
         apply(&mut res, &HOST_DEPLOYMENTS, unavailable).unwrap();
         assert!(!res.host_deployments[&key].available());
+    }
+
+    #[test]
+    fn ai_services_are_watched_when_their_crd_is_installed() {
+        use kube::CustomResourceExt;
+        let kind = WATCHED.iter().find(|k| k.kind == AI_SERVICE).unwrap();
+        let crd = crd::AIService::crd();
+        assert_eq!(kind.group, crd.spec.group);
+        assert_eq!(kind.plural, crd.spec.names.plural);
+        assert!(
+            !kind.required,
+            "a cluster without Nantian's CRDs still works"
+        );
+        let mut res = Resources::default();
+        let llm = object(serde_json::json!({
+            "metadata": {"name": "llm", "namespace": "apps", "generation": 2},
+            "spec": {"backends": [
+                {"name": "a", "provider": "openai", "endpoint": "https://api.openai.com/v1"}
+            ]}
+        }));
+        apply(&mut res, kind, llm).unwrap();
+        let parsed = &res.ai_services[&("apps".to_string(), "llm".to_string())];
+        assert_eq!(parsed.spec.backends[0].provider, crd::Provider::OpenAI);
+        assert_eq!(parsed.metadata.generation, Some(2));
     }
 
     #[test]

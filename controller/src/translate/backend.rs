@@ -6,8 +6,8 @@ use nantian_proto::config;
 
 use super::listener::GATEWAY_GROUP;
 use super::policy::BackendPolicies;
-use super::reference_grant;
 use super::source::RouteSource;
+use super::{ai_service, reference_grant};
 use crate::model::{Key, MetaExt, Resources};
 use crate::status::{Problem, reason};
 
@@ -33,6 +33,16 @@ pub(super) fn resolve(
     let kind = bref.kind.as_deref().unwrap_or("Service");
     let ns = bref.namespace.as_deref().unwrap_or(route_ns);
     let name = bref.name.as_str();
+    // A rule's AIService is resolved by the rule itself: one that gets here is elsewhere
+    // (a RequestMirror's backendRef).
+    if ai_service::is_ref(bref) {
+        return Err(Problem::new(
+            reason::INVALID_KIND,
+            format!(
+                "backendRef {name}: an AIService can only be the one backendRef of an HTTPRoute rule"
+            ),
+        ));
+    }
     if !group.is_empty() || kind != "Service" {
         let shown_group = if group.is_empty() { "core" } else { group };
         return Err(Problem::new(

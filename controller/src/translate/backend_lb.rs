@@ -250,7 +250,7 @@ fn valid_hash_on(text: &str) -> bool {
 }
 
 /// An RFC 9110 token: what header and cookie names are made of.
-fn is_token(name: &str) -> bool {
+pub(super) fn is_token(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()

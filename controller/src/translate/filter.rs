@@ -180,7 +180,7 @@ fn cors_filter(
 
 /// A WasmFilter running the built-in module `filter` with `config` as its JSON, the
 /// module added to the Gateway's `modules`.
-fn builtin_wasm(
+pub(super) fn builtin_wasm(
     opts: &TranslateOptions,
     filter: &str,
     display_name: &str,

@@ -5,13 +5,15 @@
 //! 2. [`gateway`] (with [`address`], [`listener`], [`certificate`], [`conflict`]): our
 //!    Gateways, their addresses and listeners.
 //! 3. [`route`] (with [`source`], [`grpc_match`], [`kind_conflict`], [`rule`], [`filter`],
-//!    [`backend`]): HTTPRoute and GRPCRoute attachment, rules, backends; route statuses
-//!    and listener attachment counts.
+//!    [`backend`], [`ai_service`]): HTTPRoute and GRPCRoute attachment, rules, backends;
+//!    route statuses and listener attachment counts.
 //! 4. Gateway statuses and IR, then sorting.
 //!
 //! Invalid input becomes a condition on its object, never an error.
 
 mod address;
+mod ai_endpoint;
+mod ai_service;
 mod backend;
 mod backend_lb;
 mod backend_tls;
@@ -55,6 +57,9 @@ pub const DEFAULT_CONTROLLER_NAME: &str = "gateway.nantian.dev/controller";
 pub const HEADER_MODIFIER: &str = "header-modifier";
 /// The filter name of the built-in CORS filter in [`TranslateOptions::filter_modules`].
 pub const CORS: &str = "cors";
+/// The filter name of the built-in ai-adapter in [`TranslateOptions::filter_modules`]: it
+/// translates between a client's LLM API and an AIService backend's.
+pub const AI_ADAPTER: &str = "ai-adapter";
 
 #[derive(Clone, Debug)]
 pub struct TranslateOptions {
@@ -66,7 +71,8 @@ pub struct TranslateOptions {
     pub addresses: BTreeMap<(String, String), Vec<IpAddr>>,
     /// Static `spec.addresses` this machine can't bind, with why (AddressNotUsable).
     pub unusable_addresses: BTreeMap<IpAddr, String>,
-    /// Built-in Wasm filter modules by filter name ([`HEADER_MODIFIER`], [`CORS`]).
+    /// Built-in Wasm filter modules by filter name ([`HEADER_MODIFIER`], [`CORS`],
+    /// [`AI_ADAPTER`]).
     pub filter_modules: BTreeMap<String, config::FilterModule>,
     /// Where a Gateway's addresses come from: the machine's own (standalone) or the
     /// Service provisioned for it (Kubernetes).
@@ -122,8 +128,8 @@ impl Default for TranslateOptions {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Translation {
-    /// Sorted by kind (GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, policies), then
-    /// namespace and name.
+    /// Sorted by kind (GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, policies and
+    /// AIServices), then namespace and name.
     pub statuses: Vec<ObjectStatus>,
     /// One per programmed Gateway of ours, sorted by namespace and name.
     pub gateways: Vec<GatewayIr>,
@@ -185,13 +191,22 @@ pub fn translate(res: &Resources, opts: &TranslateOptions) -> Translation {
         tls: backend_tls::resolve(res),
         lb: backend_lb::resolve(res),
     };
-    route::translate_routes(res, opts, &policies, &mut gateways, &mut statuses);
+    let ai_services = ai_service::resolve(res);
+    route::translate_routes(
+        res,
+        opts,
+        &policies,
+        &ai_services,
+        &mut gateways,
+        &mut statuses,
+    );
     let reached: BTreeMap<Key, BTreeSet<Key>> = gateways
         .iter()
         .map(|(key, gw)| (key.clone(), gw.services.clone()))
         .collect();
     policies.tls.statuses(opts, &reached, &mut statuses);
     policies.lb.statuses(opts, &reached, &mut statuses);
+    ai_services.statuses(&mut statuses);
 
     let mut irs = Vec::new();
     for gw in gateways.into_values() {

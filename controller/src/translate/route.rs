@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gateway_api::experimental::httproutes::HttpRouteParentRefs;
 
+use super::ai_service::AiServices;
 use super::gateway::GatewayState;
 use super::listener::{GATEWAY_GROUP, ListenerOrigin};
 use super::listener_set::LISTENER_SET;
@@ -23,6 +24,7 @@ pub(super) fn translate_routes(
     res: &Resources,
     opts: &TranslateOptions,
     policies: &BackendPolicies,
+    ai_services: &AiServices,
     gateways: &mut BTreeMap<Key, GatewayState>,
     statuses: &mut Vec<ObjectStatus>,
 ) {
@@ -37,7 +39,7 @@ pub(super) fn translate_routes(
     for route in &sources {
         let route_ns = route.namespace.as_str();
         let generation = route.generation;
-        let rules = translate_rules(res, opts, policies, route);
+        let rules = translate_rules(res, opts, policies, ai_services, route);
         let mut parents = Vec::new();
         // Listener indexes per Gateway this route is accepted on; a set, so a route that
         // reaches one listener through two parentRefs counts once.

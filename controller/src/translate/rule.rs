@@ -12,6 +12,7 @@ use gateway_api::experimental::httproutes::{
 };
 use nantian_proto::config;
 
+use super::ai_service::{self, AiRefError, AiServices};
 use super::listener::{GRPC_ROUTE, HTTP_ROUTE, TCP_ROUTE, TLS_ROUTE, UDP_ROUTE};
 use super::policy::BackendPolicies;
 use super::source::RouteSource;
@@ -36,6 +37,7 @@ pub(super) fn translate_rules(
     res: &Resources,
     opts: &TranslateOptions,
     policies: &BackendPolicies,
+    ai_services: &AiServices,
     route: &RouteSource,
 ) -> RulesOutcome {
     let route_ns = route.namespace.as_str();
@@ -110,7 +112,12 @@ pub(super) fn translate_rules(
         });
 
         let mut backend_refs = Vec::new();
-        for bref in rule.backend_refs.iter().flatten() {
+        let mut ai = None;
+        let brefs = rule.backend_refs.as_deref().unwrap_or_default();
+        // An AIService is served only as an HTTPRoute rule's one backend.
+        let lone_ai_service =
+            route.kind == HTTP_ROUTE && brefs.len() == 1 && ai_service::is_ref(&brefs[0]);
+        for bref in brefs {
             let bfilters = filter::backend_filters(
                 opts,
                 bref.filters.as_deref().unwrap_or_default(),
@@ -121,6 +128,37 @@ pub(super) fn translate_rules(
                 Vec::new()
             });
             let weight = u32::try_from(bref.weight.unwrap_or(1)).unwrap_or(0);
+            if ai_service::is_ref(bref) {
+                // Weight 0 sends it nothing: its modules are not needed.
+                let mut unused = BTreeMap::new();
+                let outcome = if lone_ai_service {
+                    let modules = if weight > 0 {
+                        &mut modules
+                    } else {
+                        &mut unused
+                    };
+                    ai_services.for_rule(res, opts, route, bref, &bfilters, modules)
+                } else {
+                    Err(AiRefError::Unresolved(ai_service::misplaced(route, bref)))
+                };
+                match outcome {
+                    Ok(rule_ai) if weight > 0 => {
+                        backends.extend(rule_ai.backends.into_iter().map(|b| (b.name.clone(), b)));
+                        ai = Some(rule_ai.ai);
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(AiRefError::Unresolved(problem)) => ref_problems.push(problem),
+                    Err(AiRefError::Unsupported(message)) => fail(message),
+                }
+                // As for an unresolved Service: kept with an empty name, answered 500.
+                backend_refs.push(config::BackendRef {
+                    backend: String::new(),
+                    weight,
+                    filters: Vec::new(),
+                });
+                continue;
+            }
             match backend::resolve(res, policies, route, bref) {
                 Ok(resolved) => {
                     let b = resolved.backend;
@@ -170,6 +208,7 @@ pub(super) fn translate_rules(
             backend_request_timeout_millis,
             session_persistence,
             retry,
+            ai,
             kind: if route.kind == HTTP_ROUTE {
                 String::new()
             } else {
