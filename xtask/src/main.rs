@@ -18,6 +18,7 @@
 mod bench;
 mod image;
 mod kube_assets;
+mod python;
 mod quickstart;
 mod workspace;
 
@@ -31,6 +32,7 @@ use workspace::Workspace;
 const BUILTIN_FILTERS: &[(&str, &str)] = &[
     ("nantian-filter-cors", "cors.wasm"),
     ("nantian-filter-header-modifier", "header-modifier.wasm"),
+    ("nantian-filter-ai-adapter", "ai-adapter.wasm"),
 ];
 /// Filters built only for tests.
 const TEST_FILTERS: &[&str] = &["nantian-filter-fault"];
@@ -175,6 +177,8 @@ fn test(ws: &Workspace) -> Result<()> {
     let kube_assets = kube_assets::ensure()?;
     let helm = kube_assets::ensure_helm()?;
     let crane = kube_assets::ensure_crane()?;
+    // The official LLM SDKs the AI tests drive (tests/ai/client.py).
+    let python = python::ensure()?;
     build(ws)?;
     let image_dir = ws.image_dir();
     image::write_all(ws, &image_dir)?;
@@ -191,6 +195,9 @@ fn test(ws: &Workspace) -> Result<()> {
     c.env("NANTIAN_IMAGE_DIR", image_dir);
     if let Some(crane) = crane {
         c.env("NANTIAN_CRANE", crane);
+    }
+    if let Some(python) = python {
+        c.env("NANTIAN_PYTHON", python);
     }
     run(&mut c)
 }
