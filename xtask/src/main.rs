@@ -15,6 +15,7 @@
 //!   (`controller/tests/manifests.rs` with `NANTIAN_BLESS=1`).
 //! - `bench`: the side-by-side benchmark against nginx and HAProxy (`bench/README.md`).
 
+mod ai_example;
 mod bench;
 mod image;
 mod kube_assets;
@@ -47,6 +48,13 @@ fn main() -> Result<()> {
             build(&ws)?;
             quickstart::run(&ws)
         }
+        "example" => match std::env::args().nth(2).as_deref() {
+            Some("ai-gateway") => {
+                build(&ws)?;
+                ai_example::run(&ws)
+            }
+            other => bail!("unknown example {other:?}; there is: ai-gateway"),
+        },
         "test" => test(&ws),
         "image" => image::run(&ws),
         "kube-assets" => {
@@ -82,9 +90,10 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <build|build-filters|quickstart|test|image|kube-assets|lint|gen|bench>\n\n\
+                "usage: cargo xtask <build|build-filters|quickstart|example|test|image|kube-assets|lint|gen|bench>\n\n\
                  build        filter components (wasm32-wasip2) and release binaries\n\
                  quickstart   build, then run the standalone gateway on examples/quickstart\n\
+                 example NAME build, then run examples/NAME (ai-gateway: with mock LLM providers)\n\
                  test         build, then run every test\n\
                  image        build, then OCI image archives [--out DIR]\n\
                  kube-assets  build kube-apiserver and etcd for the Kubernetes tests\n\

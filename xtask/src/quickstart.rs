@@ -12,7 +12,7 @@ const CONTROLLER_ADMIN: &str = "127.0.0.1:19000";
 const GATEWAY: &str = "127.0.10.1:8080";
 
 /// Kills the child when dropped, so a failed start leaves nothing behind.
-struct Guard(Child);
+pub struct Guard(pub Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -60,7 +60,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
             .args(["--admin-addr", CONTROLLER_ADMIN])
             .spawn()?,
     );
-    wait_ready(Duration::from_secs(30))?;
+    wait_ready(CONTROLLER_ADMIN, Duration::from_secs(30))?;
     println!(
         "\nNantian Gateway is running (standalone, config: {dir}).\n\
          Try:\n\
@@ -80,10 +80,11 @@ pub fn run(ws: &Workspace) -> Result<()> {
     Ok(())
 }
 
-fn wait_ready(limit: Duration) -> Result<()> {
+/// Waits until the controller's admin API at `admin` says every host has its config.
+pub fn wait_ready(admin: &str, limit: Duration) -> Result<()> {
     let start = Instant::now();
     while start.elapsed() < limit {
-        if http_status(CONTROLLER_ADMIN, "/readyz") == Some(200) {
+        if http_status(admin, "/readyz") == Some(200) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -30,6 +30,9 @@ use crate::crd::{self, AIService, AIServiceBackend, AffinityType, Provider};
 use crate::model::{AI_SERVICE, Key, MetaExt, Resources};
 use crate::status::{Condition, Problem, kind, reason};
 
+/// The ai-adapter's linear-memory cap (the host's ceiling, 64 MiB).
+const ADAPTER_MAX_MEMORY: u64 = 64 << 20;
+
 /// The apiVersion AIService statuses are written with.
 const API_VERSION: &str = "gateway.nantian.dev/v1alpha1";
 
@@ -209,10 +212,15 @@ impl AiServices {
         })?;
         let mut ai = resolved.ir.clone();
         for (backend, adapter) in ai.backends.iter_mut().zip(&resolved.adapters) {
-            let adapter = filter::builtin_wasm(opts, AI_ADAPTER, AI_ADAPTER, adapter, modules)
+            let mut adapter = filter::builtin_wasm(opts, AI_ADAPTER, AI_ADAPTER, adapter, modules)
                 .map_err(|message| {
                     AiRefError::Unsupported(format!("backendRef {name}: {message}"))
                 })?;
+            // The adapter holds a whole request (up to the host's 4 MiB) and its
+            // translation at once: give it the engine's memory ceiling.
+            if let config::route_filter::Kind::Wasm(wasm) = &mut adapter {
+                wasm.max_memory_bytes = ADAPTER_MAX_MEMORY;
+            }
             backend.filters = std::iter::once(config::RouteFilter {
                 kind: Some(adapter),
             })

@@ -7,8 +7,9 @@ use nantian_proto::config as pb;
 
 use crate::config::{ConfigError, FilterSpec, invalid};
 
-/// The request body the host reads for routing when the IR names no limit.
-pub const DEFAULT_MAX_REQUEST_BYTES: usize = 8 << 20;
+/// The request body the host reads for routing when the IR names no limit. The
+/// ai-adapter holds a request and its translation at once, within its 64 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 << 20;
 
 /// The API a backend speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
