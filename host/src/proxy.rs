@@ -41,6 +41,20 @@ pub struct ProxyRequest<'a> {
     pub scheme: Scheme,
 }
 
+impl ProxyRequest<'_> {
+    /// What a redirect or rewrite filter needs to know about how this request matched.
+    pub(crate) fn redirect_context(&self) -> RedirectContext<'_> {
+        RedirectContext {
+            scheme: self.scheme,
+            listener_port: self.listener_port,
+            matched_prefix: match &self.candidate.spec.path {
+                PathMatch::Prefix(prefix) => Some(prefix),
+                PathMatch::Exact(_) | PathMatch::Regex(_) => None,
+            },
+        }
+    }
+}
+
 pub async fn forward<B>(p: ProxyRequest<'_>, req: Request<B>) -> Response<ProxyBody>
 where
     B: Body<Data = bytes::Bytes> + Send + Unpin + 'static,
@@ -53,14 +67,7 @@ where
     // The request timeout counts from here: the request has arrived and been routed.
     let request_deadline = p.rule.timeouts.request.map(|t| Instant::now() + t);
     let (mut parts, body) = req.into_parts();
-    let redirect = RedirectContext {
-        scheme: p.scheme,
-        listener_port: p.listener_port,
-        matched_prefix: match &p.candidate.spec.path {
-            PathMatch::Prefix(prefix) => Some(prefix),
-            PathMatch::Exact(_) | PathMatch::Regex(_) => None,
-        },
-    };
+    let redirect = p.redirect_context();
     let mut run = FilterRun::default();
     if let Flow::Respond(resp) = run.request_headers(&p.rule.filters, &mut parts, &redirect) {
         return respond_locally(run, parts, resp);
@@ -163,15 +170,19 @@ where
     }
     match result {
         Ok(resp) => upstream_response(resp, client_upgrade, Some(&shared)),
-        Err(e) => {
-            let (mut head, body) = e.response().into_parts();
-            let mut guard = lock(&shared);
-            let SharedRun { run, request, .. } = &mut *guard;
-            match run.response_headers(request, &mut head) {
-                Some(replacement) => replacement,
-                None => Response::from_parts(head, body),
-            }
-        }
+        Err(e) => failure_response(&e, &shared),
+    }
+}
+
+/// The gateway's answer when no upstream response came, through the response-header
+/// phases of the filters that ran.
+pub(crate) fn failure_response(e: &SendError, shared: &Mutex<SharedRun>) -> Response<ProxyBody> {
+    let (mut head, body) = e.response().into_parts();
+    let mut guard = lock(shared);
+    let SharedRun { run, request, .. } = &mut *guard;
+    match run.response_headers(request, &mut head) {
+        Some(replacement) => replacement,
+        None => Response::from_parts(head, body),
     }
 }
 
@@ -259,7 +270,7 @@ pub(crate) enum SendError {
 }
 
 impl SendError {
-    pub(crate) fn response(&self) -> Response<ProxyBody> {
+    fn response(&self) -> Response<ProxyBody> {
         match self {
             SendError::Upstream(e) => upstream_error(e),
             SendError::ClientBody(e) => {

@@ -16,12 +16,12 @@ use tracing::debug;
 
 use super::models::models_response;
 use super::select::{AiService, RoutingFields};
-use crate::config::PathMatch;
 use crate::filter_body::SharedRun;
-use crate::filter_chain::{FilterRun, Flow, RedirectContext, full_body, status_response};
+use crate::filter_chain::{FilterRun, Flow, full_body, status_response};
 use crate::forwarding::prepare_request_headers;
 use crate::proxy::{
-    ProxyRequest, SendError, copy_request_head, respond_locally, send_within, upstream_response,
+    ProxyRequest, SendError, copy_request_head, failure_response, respond_locally, send_within,
+    upstream_response,
 };
 use crate::timeout::backend_deadline;
 use crate::upstream::{BoxError, ProxyBody};
@@ -37,14 +37,7 @@ where
 {
     let request_deadline = p.rule.timeouts.request.map(|t| Instant::now() + t);
     let (mut parts, body) = req.into_parts();
-    let redirect = RedirectContext {
-        scheme: p.scheme,
-        listener_port: p.listener_port,
-        matched_prefix: match &p.candidate.spec.path {
-            PathMatch::Prefix(prefix) => Some(prefix),
-            PathMatch::Exact(_) | PathMatch::Regex(_) => None,
-        },
-    };
+    let redirect = p.redirect_context();
     let mut run = FilterRun::default();
     if let Flow::Respond(resp) = run.request_headers(&p.rule.filters, &mut parts, &redirect) {
         return respond_locally(run, parts, resp);
@@ -136,15 +129,7 @@ where
         let shared = SharedRun::new(run, forwarded);
         return match result {
             Ok(resp) => upstream_response(resp, None, Some(&shared)),
-            Err(e) => {
-                let (mut head, body) = e.response().into_parts();
-                let mut guard = crate::filter_body::lock(&shared);
-                let SharedRun { run, request, .. } = &mut *guard;
-                match run.response_headers(request, &mut head) {
-                    Some(replacement) => replacement,
-                    None => Response::from_parts(head, body),
-                }
-            }
+            Err(e) => failure_response(&e, &shared),
         };
     }
     unreachable!("the last attempt always returns")
