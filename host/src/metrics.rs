@@ -48,13 +48,6 @@ struct FilterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AiBackendLabels {
-    route: Arc<str>,
-    backend: Arc<str>,
-    provider: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct XdsLabels {
     result: &'static str,
 }
@@ -70,7 +63,8 @@ pub struct Metrics {
     filter_errors: Family<FilterErrorLabels, Counter>,
     filter_duration: HistogramFamily<FilterLabels>,
     xds_updates: Family<XdsLabels, Counter>,
-    ai_fallbacks: Family<AiBackendLabels, Counter>,
+    /// LLM traffic's series (AIService routes).
+    pub ai: crate::ai::AiMetrics,
     unrouted: RouteMetrics,
 }
 
@@ -102,12 +96,6 @@ impl Metrics {
         let filter_duration: HistogramFamily<FilterLabels> =
             Family::new_with_constructor(filter_buckets);
         let xds_updates = Family::<XdsLabels, Counter>::default();
-        let ai_fallbacks = Family::<AiBackendLabels, Counter>::default();
-        registry.register(
-            "nantian_ai_fallbacks",
-            "LLM requests an AIService backend failed (connection, timeout, 429, 5xx) and the next fallback took, by the backend that failed",
-            ai_fallbacks.clone(),
-        );
         registry.register(
             "nantian_requests",
             "Requests answered, by route and status",
@@ -143,6 +131,7 @@ impl Metrics {
             "Config snapshots received, by outcome",
             xds_updates.clone(),
         );
+        let ai = crate::ai::AiMetrics::register(&mut registry);
         let unrouted = RouteMetrics::new(Arc::from("none"), requests.clone(), retries.clone());
         Metrics {
             registry,
@@ -153,7 +142,7 @@ impl Metrics {
             filter_errors,
             filter_duration,
             xds_updates,
-            ai_fallbacks,
+            ai,
             unrouted,
         }
     }
@@ -177,20 +166,6 @@ impl Metrics {
     /// Counters for requests that matched no route.
     pub fn unrouted(&self) -> &RouteMetrics {
         &self.unrouted
-    }
-
-    /// The fallback counter of one AIService backend on one route.
-    pub fn ai_fallback(
-        &self,
-        route: Arc<str>,
-        backend: Arc<str>,
-        provider: &'static str,
-    ) -> Counter {
-        self.ai_fallbacks.get_or_create_owned(&AiBackendLabels {
-            route,
-            backend,
-            provider,
-        })
     }
 
     pub fn upstream(&self, backend: Arc<str>) -> Histogram {

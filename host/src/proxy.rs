@@ -331,13 +331,18 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
-/// The request head as forwarded, for filters that run after it left (no extensions).
+/// The request head as forwarded, for filters that run after it left (of its extensions,
+/// only the filters' attributes).
 pub(crate) fn copy_request_head(parts: &request::Parts) -> request::Parts {
     let mut copy = Request::new(());
     *copy.method_mut() = parts.method.clone();
     *copy.uri_mut() = parts.uri.clone();
     *copy.version_mut() = parts.version;
     *copy.headers_mut() = parts.headers.clone();
+    // Filters' attributes travel with the request (the response phases read them).
+    if let Some(attributes) = parts.extensions.get::<nantian_wasm::Attributes>() {
+        copy.extensions_mut().insert(attributes.clone());
+    }
     copy.into_parts().0
 }
 

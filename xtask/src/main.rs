@@ -34,6 +34,7 @@ const BUILTIN_FILTERS: &[(&str, &str)] = &[
     ("nantian-filter-cors", "cors.wasm"),
     ("nantian-filter-header-modifier", "header-modifier.wasm"),
     ("nantian-filter-ai-adapter", "ai-adapter.wasm"),
+    ("nantian-filter-pii-mask", "pii-mask.wasm"),
 ];
 /// Filters built only for tests.
 const TEST_FILTERS: &[&str] = &["nantian-filter-fault"];

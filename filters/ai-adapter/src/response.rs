@@ -11,6 +11,7 @@ use crate::codec::{self, StreamEncoder};
 use crate::error::{ApiError, ErrorKind};
 use crate::ids::ResponseContext;
 use crate::stream::{Output, StreamTranslator};
+use crate::tokens::Generated;
 
 /// What the response head says, as far as the plan depends on it.
 pub struct ResponseHead<'a> {
@@ -125,13 +126,15 @@ impl ResponsePlan {
         (plan, changes)
     }
 
-    /// Takes one body chunk; `usage` is updated with what the provider reported.
+    /// Takes one body chunk; `usage` is updated with what the provider reported, and
+    /// `generated` gets the response's text by the end of the body.
     pub fn on_body(
         &mut self,
         exchange: &Exchange,
         chunk: Vec<u8>,
         end_of_stream: bool,
         usage: &mut Usage,
+        generated: &mut Generated,
     ) -> BodyOutcome {
         match self {
             ResponsePlan::Untouched => BodyOutcome::Continue,
@@ -142,6 +145,7 @@ impl ResponsePlan {
                         codec::decode_response(exchange.provider, copy, &exchange.ctx)
                 {
                     usage.merge(response.usage);
+                    generated.response(&response);
                 }
                 BodyOutcome::Continue
             }
@@ -159,6 +163,7 @@ impl ResponsePlan {
                 match codec::decode_response(exchange.provider, body, &exchange.ctx) {
                     Ok(response) => {
                         usage.merge(response.usage);
+                        generated.response(&response);
                         BodyOutcome::Replace(encode_whole(exchange, &response, *as_stream))
                     }
                     Err(e) => unreadable(exchange, &e),
@@ -169,6 +174,7 @@ impl ResponsePlan {
                 translator.feed(&chunk, &mut out);
                 if end_of_stream {
                     translator.finish(&mut out);
+                    *generated = translator.take_generated();
                 }
                 usage.merge(translator.usage());
                 match translator.output() {

@@ -29,10 +29,12 @@ fn run_body(
 ) -> (BodyOutcome, Usage) {
     let (mut plan, _) = ResponsePlan::new(exchange, head);
     let mut usage = Usage::default();
+    let mut generated = Generated::default();
     let chunks: Vec<&[u8]> = body.chunks(size).collect();
     let mut out = Vec::new();
     for (i, chunk) in chunks.iter().enumerate() {
-        match plan.on_body(exchange, chunk.to_vec(), i == chunks.len() - 1, &mut usage) {
+        let last = i == chunks.len() - 1;
+        match plan.on_body(exchange, chunk.to_vec(), last, &mut usage, &mut generated) {
             BodyOutcome::Replace(bytes) => out.extend(bytes),
             BodyOutcome::Continue => out.extend_from_slice(chunk),
             fail @ BodyOutcome::Fail { .. } => return (fail, usage),

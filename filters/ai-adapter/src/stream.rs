@@ -9,6 +9,7 @@ use crate::codec::{StreamDecoder, StreamEncoder};
 use crate::error::{ApiError, ErrorKind};
 use crate::framing::{Format, Frame, FrameTooLarge, Framer, MAX_FRAME_BYTES};
 use crate::ids::ResponseContext;
+use crate::tokens::Generated;
 
 /// What becomes of the decoded events.
 pub enum Output {
@@ -35,6 +36,8 @@ pub struct StreamTranslator {
 #[derive(Default)]
 struct State {
     usage: Usage,
+    /// What the events generated, to count when the provider reports no usage.
+    generated: Generated,
     saw_finish: bool,
     /// The provider ended the stream, or it failed: later frames are not decoded.
     ended: bool,
@@ -113,6 +116,11 @@ impl StreamTranslator {
         self.state.usage
     }
 
+    /// The text the stream generated so far (taken: the next call starts empty).
+    pub fn take_generated(&mut self) -> Generated {
+        std::mem::take(&mut self.state.generated)
+    }
+
     pub fn output(&self) -> &Output {
         &self.output
     }
@@ -165,6 +173,7 @@ fn handle_frame(
     let mut any = false;
     decoder.decode(data, &mut |event| {
         any = true;
+        state.generated.event(&event);
         match &event {
             StreamEvent::Usage(usage) => state.usage.merge(*usage),
             StreamEvent::Start(start) => {

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::models::models_response;
+use super::observe::{ObservedBody, Observer};
 use super::select::{AiService, RoutingFields};
 use crate::filter_body::SharedRun;
 use crate::filter_chain::{FilterRun, Flow, full_body, status_response};
@@ -35,7 +36,8 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let request_deadline = p.rule.timeouts.request.map(|t| Instant::now() + t);
+    let arrived = Instant::now();
+    let request_deadline = p.rule.timeouts.request.map(|t| arrived + t);
     let (mut parts, body) = req.into_parts();
     let redirect = p.redirect_context();
     let mut run = FilterRun::default();
@@ -122,15 +124,28 @@ where
         .await;
         if n < last && should_fall_back(&result) {
             debug!(service = %ai.name, backend = %backend.name, "AI backend failed; falling back");
-            backend.fallbacks.inc();
+            backend.series.fallbacks.inc();
             continue;
         }
         run.append(attempt);
         let shared = SharedRun::new(run, forwarded);
-        return match result {
+        let resp = match result {
             Ok(resp) => upstream_response(resp, None, Some(&shared)),
             Err(e) => failure_response(&e, &shared),
         };
+        let series = &backend.series;
+        let model = series.model(fields.model.as_deref().unwrap_or(""));
+        series.answered(model, resp.status().as_u16());
+        let observer = Observer {
+            started: arrived,
+            timed: resp.status().is_success(),
+            first_token: series.first_token.clone(),
+            inter_token: series.inter_token.clone(),
+            input_tokens: model.input.clone(),
+            output_tokens: model.output.clone(),
+            shared,
+        };
+        return resp.map(|body| ObservedBody::new(body, observer).boxed_unsync());
     }
     unreachable!("the last attempt always returns")
 }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 use http::uri::Authority;
-use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
 use smallvec::SmallVec;
 
+use super::metrics::BackendSeries;
 use super::spec::{AiServiceSpec, ModelPattern, Provider, StickyKey};
 use crate::filter_chain::ChainStep;
 use crate::metrics::Metrics;
@@ -36,8 +36,8 @@ pub struct AiService {
 
 pub struct AiBackend {
     pub name: Box<str>,
-    /// Counts the requests this backend failed and a fallback took.
-    pub fallbacks: Counter,
+    /// Its series: tokens, answers, latencies, fallbacks.
+    pub series: BackendSeries,
     pub provider: Provider,
     pub upstream: Arc<Upstream>,
     pub models: Box<[Box<str>]>,
@@ -111,6 +111,18 @@ impl AiService {
         } else {
             weighted(&mut serving_any.into_iter())
         };
+        // The model names metrics label by: the ones the configuration names.
+        let mut configured: Vec<Arc<str>> = spec
+            .backends
+            .iter()
+            .flat_map(|b| b.models.iter().map(|m| Arc::from(&**m)))
+            .chain(spec.routing.iter().filter_map(|(p, _)| match p {
+                ModelPattern::Exact(name) => Some(Arc::from(&**name)),
+                ModelPattern::Any | ModelPattern::Prefix(_) => None,
+            }))
+            .collect();
+        configured.sort();
+        configured.dedup();
         let backends = spec
             .backends
             .iter()
@@ -118,11 +130,9 @@ impl AiService {
             .map(|(i, b)| {
                 let (upstream, filters) = backend(i);
                 AiBackend {
-                    fallbacks: metrics.ai_fallback(
-                        route.clone(),
-                        Arc::from(&*b.name),
-                        b.provider.as_str(),
-                    ),
+                    series: metrics
+                        .ai
+                        .backend(route, &b.name, b.provider.as_str(), &configured),
                     name: b.name.clone(),
                     provider: b.provider,
                     upstream,

@@ -14,6 +14,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use wasmtime::component::Resource;
 
+use crate::attributes::Attributes;
 use crate::bindings::nantian::filter::http::{Host, HostRequest, HostResponse, Request, Response};
 use crate::error::GuestMisuse;
 use crate::state::StoreState;
@@ -159,6 +160,16 @@ impl HostRequest for StoreState {
 
     fn remove_header(&mut self, _: Resource<Request>, name: String) -> Result<()> {
         remove_header(&mut self.request.headers, &name)
+    }
+
+    fn attribute(&mut self, _: Resource<Request>, name: String) -> Result<Option<String>> {
+        let attributes = self.request.extensions.get::<Attributes>();
+        Ok(attributes.and_then(|a| a.get(&name)).map(str::to_owned))
+    }
+
+    fn set_attribute(&mut self, _: Resource<Request>, name: String, value: String) -> Result<()> {
+        let attributes = self.request.extensions.get_or_insert_default::<Attributes>();
+        attributes.set(&name, &value).map_err(misuse)
     }
 
     fn drop(&mut self, _: Resource<Request>) -> Result<()> {

@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 
 mod active;
+mod attributes;
 mod binding;
 #[allow(missing_docs, clippy::all)]
 mod bindings;
@@ -33,6 +34,7 @@ mod state;
 mod wasi;
 
 pub use active::{ActiveFilter, BodyAction, HeadersAction, LocalResponse};
+pub use attributes::Attributes;
 pub use binding::{BindingSpec, FilterBinding, FilterInfo, Phases};
 pub use built::{built_filter, filter_dir};
 pub use engine::{EngineConfig, WasmEngine};

@@ -112,7 +112,7 @@ pub trait Filter: Sized + 'static {
 /// Exports a [`Filter`] type as the component's `nantian:filter/filter` interface.
 /// Use it once, in the filter crate's root.
 ///
-/// Only `wasm32` builds export anything: the export names (`nantian:filter/filter@0.2.0#init`)
+/// Only `wasm32` builds export anything: the export names (`nantian:filter/filter@0.3.0#init`)
 /// are not valid native symbols, so native builds (clippy, unit tests of the filter's own
 /// logic) just check that the type implements [`Filter`].
 #[macro_export]

@@ -1,7 +1,9 @@
 //! Pushing whole `http` messages through a bound filter, phase by phase.
 
 use bytes::{Bytes, BytesMut};
-use nantian_wasm::{ActiveFilter, BodyAction, FilterError, HeadersAction, LocalResponse};
+use nantian_wasm::{
+    ActiveFilter, Attributes, BodyAction, FilterError, HeadersAction, LocalResponse,
+};
 
 use crate::BoundFilter;
 
@@ -69,6 +71,25 @@ pub struct Exchange {
     pub forwarded: Option<http::Request<Bytes>>,
     /// What the client gets.
     pub response: http::Response<Bytes>,
+    /// The request's attributes (`request.set-attribute`) after the last phase, also
+    /// when the filter answered locally.
+    pub attributes: Attributes,
+}
+
+impl Exchange {
+    /// An attribute the filter set on the request, by the end of the exchange.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes.get(name)
+    }
+}
+
+/// The attributes a request carries in its extensions (none set: empty).
+fn attributes_of(parts: &http::request::Parts) -> Attributes {
+    parts
+        .extensions
+        .get::<Attributes>()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Splits `body` into chunks of `size` bytes (the last may be shorter), to feed body
@@ -203,12 +224,14 @@ impl BoundFilter {
                 return Ok(Exchange {
                     forwarded: None,
                     response: local,
+                    attributes: attributes_of(&parts),
                 });
             }
         };
         let (response, response_body) = upstream.into_parts();
         let response = response_phases(&mut active, &mut parts, response, vec![response_body])?;
         Ok(Exchange {
+            attributes: attributes_of(&parts),
             forwarded: Some(http::Request::from_parts(parts, forwarded_body)),
             response: response.into_response(),
         })

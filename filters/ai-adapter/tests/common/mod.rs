@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use nantian_filter_testing::{BoundFilter, FilterUnderTest};
-use nantian_wasm::{BodyAction, HeadersAction, LocalResponse};
+use nantian_wasm::{Attributes, BodyAction, HeadersAction, LocalResponse};
 use serde_json::Value;
 
 pub use clients::{Message, Streamed};
@@ -125,8 +125,18 @@ pub fn adapter(provider: Api) -> BoundFilter {
     .unwrap()
 }
 
+/// The call budget the controller gives the adapter (its `timeout_millis`): a fresh
+/// instance compiles the tokenizer's pattern in `init`, and a 4 MiB request is
+/// translated and estimated in one call.
+pub const ADAPTER_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub fn bind(config: &str) -> Result<BoundFilter, nantian_filter_testing::WasmError> {
-    component().bind(config)
+    component().bind_with(nantian_filter_testing::BindingSpec {
+        display_name: "ai-adapter".into(),
+        config: config.as_bytes().to_vec(),
+        timeout: Some(ADAPTER_TIMEOUT),
+        max_memory: Some(64 << 20),
+    })
 }
 
 /// A client's POST to `path`, with the headers SDKs send.
@@ -172,6 +182,8 @@ pub struct Call {
     pub outputs: Vec<Bytes>,
     /// The filter replaced the response with its own (a 502).
     pub replaced: bool,
+    /// The request's attributes after the last phase.
+    pub attributes: Attributes,
 }
 
 impl Call {
@@ -189,6 +201,22 @@ impl Call {
     pub fn body(&self) -> &[u8] {
         self.response.body()
     }
+
+    /// An attribute the filter set on the request, by the end of the exchange.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes.get(name)
+    }
+
+    /// An attribute the filter had set by the end of the request phases.
+    pub fn request_attribute(&self, name: &str) -> Option<&str> {
+        let extensions = self.forwarded.as_ref()?.extensions();
+        extensions.get::<Attributes>()?.get(name)
+    }
+}
+
+/// The attributes kept in a request's extensions (none set: empty).
+pub fn attributes(extensions: &http::Extensions) -> Attributes {
+    extensions.get::<Attributes>().cloned().unwrap_or_default()
 }
 
 fn local(local: LocalResponse) -> http::Response<Bytes> {
@@ -236,6 +264,7 @@ pub fn call_chunked(
             response: http::Response::from_parts(head, body),
             outputs: Vec::new(),
             replaced: false,
+            attributes: attributes(&parts.extensions),
         }
     };
     if let HeadersAction::Respond(answer) = active.on_request_headers(&mut parts).unwrap() {
@@ -275,6 +304,7 @@ pub fn call_chunked(
             response: local(answer),
             outputs: Vec::new(),
             replaced: true,
+            attributes: attributes(&parts.extensions),
         };
     }
     let mut outputs = Vec::new();
@@ -293,6 +323,7 @@ pub fn call_chunked(
                     response: local(answer),
                     outputs,
                     replaced: true,
+                    attributes: attributes(&parts.extensions),
                 };
             }
         }
@@ -303,6 +334,7 @@ pub fn call_chunked(
         response: http::Response::from_parts(head, Bytes::from(body)),
         outputs,
         replaced: false,
+        attributes: attributes(&parts.extensions),
     }
 }
 

@@ -1,0 +1,134 @@
+//! o200k_base byte-pair encoding over static tables (see `build.rs`): text is split by
+//! o200k's pre-tokenizing pattern, and each piece is a token or merged from its bytes,
+//! lowest rank first, exactly as tiktoken does.
+
+use std::sync::OnceLock;
+
+use fancy_regex::Regex;
+
+use crate::vocab_hash::{TABLE_SLOTS, slot_of};
+
+static TOKEN_BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_bytes.bin"));
+static OFFSETS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_offsets.bin"));
+static SLOTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_slots.bin"));
+
+/// o200k_base's pre-tokenizing pattern (tiktoken's `o200k_base` `pat_str`).
+pub const O200K_PATTERN: &str = concat!(
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    "|",
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    "|",
+    r"\p{N}{1,3}",
+    "|",
+    r" ?[^\s\p{L}\p{N}]+[\r\n/]*",
+    "|",
+    r"\s*[\r\n]+",
+    "|",
+    r"\s+(?!\S)",
+    "|",
+    r"\s+"
+);
+
+/// Pieces longer than this are merged in slices of this size: merging is quadratic in a
+/// piece's length (a 2 KiB piece takes about a millisecond), and such pieces (a run of
+/// thousands of `=`, a word of base64) are rare. Each slice boundary can make the count
+/// differ from tiktoken's by a few tokens.
+pub(crate) const MAX_PIECE: usize = 2048;
+
+type Rank = u32;
+
+fn read_u32(table: &[u8], index: usize) -> u32 {
+    let at = index * 4;
+    u32::from_le_bytes([table[at], table[at + 1], table[at + 2], table[at + 3]])
+}
+
+fn token(rank: Rank) -> &'static [u8] {
+    let rank = rank as usize;
+    let start = read_u32(OFFSETS, rank) as usize;
+    let end = read_u32(OFFSETS, rank + 1) as usize;
+    &TOKEN_BYTES[start..end]
+}
+
+/// The rank of the token whose bytes are `bytes`, if there is one.
+fn rank(bytes: &[u8]) -> Option<Rank> {
+    let mut slot = slot_of(bytes);
+    loop {
+        let entry = read_u32(SLOTS, slot);
+        if entry == 0 {
+            return None;
+        }
+        if token(entry - 1) == bytes {
+            return Some(entry - 1);
+        }
+        slot = (slot + 1) & (TABLE_SLOTS - 1);
+    }
+}
+
+/// The pre-tokenizer, compiled once per instance (a few milliseconds).
+fn pattern() -> &'static Regex {
+    static PATTERN: OnceLock<Regex> = OnceLock::new();
+    PATTERN.get_or_init(|| Regex::new(O200K_PATTERN).expect("o200k's pattern compiles"))
+}
+
+/// Compiles the pre-tokenizer now.
+pub fn warm_up() {
+    pattern();
+}
+
+/// The tokens of `text`.
+pub fn count(text: &str) -> u64 {
+    let mut tokens = 0;
+    let mut parts = Vec::new();
+    for piece in pattern().find_iter(text) {
+        // The pattern has no construct that can fail at run time on valid UTF-8 but
+        // backtracking limits; a piece it cannot match is counted by bytes.
+        let piece = match piece {
+            Ok(piece) => piece.as_str().as_bytes(),
+            Err(_) => return tokens + text.len() as u64 / 4,
+        };
+        for slice in piece.chunks(MAX_PIECE) {
+            tokens += count_piece(slice, &mut parts);
+        }
+    }
+    tokens
+}
+
+/// The tokens of one pre-tokenized piece: itself if it is a token, else the number of
+/// parts left once its bytes are merged, the lowest-ranked pair first.
+fn count_piece(piece: &[u8], parts: &mut Vec<(usize, Rank)>) -> u64 {
+    if piece.len() <= 1 || rank(piece).is_some() {
+        return 1;
+    }
+    // (start, rank of the pair starting here), and a sentinel for the end.
+    parts.clear();
+    for start in 0..piece.len() - 1 {
+        parts.push((start, rank(&piece[start..start + 2]).unwrap_or(Rank::MAX)));
+    }
+    parts.push((piece.len() - 1, Rank::MAX));
+    parts.push((piece.len(), Rank::MAX));
+    // The rank of the pair at `i` once parts[i + 1] is merged into parts[i].
+    let merged_rank = |parts: &[(usize, Rank)], i: usize| {
+        if i + 3 < parts.len() {
+            rank(&piece[parts[i].0..parts[i + 3].0]).unwrap_or(Rank::MAX)
+        } else {
+            Rank::MAX
+        }
+    };
+    loop {
+        let (i, lowest) = parts[..parts.len() - 1]
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (_, rank))| *rank)
+            .map(|(i, &(_, rank))| (i, rank))
+            .unwrap_or((0, Rank::MAX));
+        if lowest == Rank::MAX {
+            break;
+        }
+        if i > 0 {
+            parts[i - 1].1 = merged_rank(parts, i - 1);
+        }
+        parts[i].1 = merged_rank(parts, i);
+        parts.remove(i + 1);
+    }
+    (parts.len() - 1) as u64
+}

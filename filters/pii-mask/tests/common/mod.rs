@@ -1,0 +1,3 @@
+//! Shared by the component tests.
+
+pub mod clients;
