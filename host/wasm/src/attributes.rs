@@ -62,9 +62,9 @@ mod tests {
     #[test]
     fn set_replaces_and_limits_hold() {
         let mut a = Attributes::default();
-        a.set("ai.usage.input_tokens", "12").unwrap();
-        a.set("ai.usage.input_tokens", "13").unwrap();
-        assert_eq!(a.get_u64("ai.usage.input_tokens"), Some(13));
+        a.set("ai.input_tokens", "12").unwrap();
+        a.set("ai.input_tokens", "13").unwrap();
+        assert_eq!(a.get_u64("ai.input_tokens"), Some(13));
         assert_eq!(a.get("missing"), None);
         assert!(a.set("", "x").is_err());
         assert!(a.set("big", &"x".repeat(MAX_VALUE_LEN + 1)).is_err());
