@@ -64,6 +64,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".nantian.config.v1.RouteMatch.grpc_method",
             "#[serde(skip_serializing_if = \"Option::is_none\")]",
         )
+        // Only token limits keep their counters in a named (possibly shared) store.
+        .field_attribute(
+            ".nantian.config.v1.WasmFilter.counters",
+            "#[serde(skip_serializing_if = \"Option::is_none\")]",
+        )
+        // A Redis URL may carry a password: kept out of dumps, like API keys.
+        .field_attribute(
+            ".nantian.config.v1.CounterStore.redis_url",
+            "#[serde(skip_serializing)]",
+        )
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use http::{HeaderName, Method};
 use nantian_proto::config as pb;
 use nantian_proto::xds::{ErrorDetail, RejectedResource};
+use nantian_wasm::CounterScope;
 use regex::Regex;
 
 use crate::hostname::{Hostname, HostnameError};
@@ -250,6 +251,8 @@ pub struct WasmFilterSpec {
     pub fail_open: bool,
     pub timeout: Option<Duration>,
     pub max_memory: Option<u64>,
+    /// Where the filter's counters live; `None`: private to its binding on this host.
+    pub counters: Option<CounterScope>,
 }
 
 #[derive(Debug, Clone)]

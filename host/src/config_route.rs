@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::{HeaderName, Method};
 use nantian_proto::config as pb;
+use nantian_wasm::CounterScope;
 use regex::Regex;
 
 use crate::ai::AiServiceSpec;
@@ -511,6 +512,23 @@ impl TryFrom<&pb::WasmFilter> for WasmFilterSpec {
             timeout: (pb.timeout_millis > 0)
                 .then(|| Duration::from_millis(pb.timeout_millis.into())),
             max_memory: (pb.max_memory_bytes > 0).then_some(pb.max_memory_bytes),
+            counters: pb.counters.as_ref().map(counter_scope).transpose()?,
         })
     }
+}
+
+/// A filter's counter store. The Redis URL is checked when the filter is bound (an invalid
+/// one fails the binding, naming the routes using it).
+fn counter_scope(pb: &pb::CounterStore) -> Result<CounterScope, ConfigError> {
+    if pb.scope.is_empty() {
+        return Err(invalid(
+            "wasm filter counters scope",
+            "",
+            "must name the counters (e.g. the policy they belong to)",
+        ));
+    }
+    Ok(CounterScope {
+        scope: pb.scope.clone(),
+        redis_url: (!pb.redis_url.is_empty()).then(|| pb.redis_url.clone()),
+    })
 }

@@ -582,3 +582,66 @@ fn udp_listeners_have_sockets_of_their_own() {
         "a UDPRoute cannot attach to the TCP listener",
     );
 }
+
+#[test]
+fn wasm_filter_counters_are_parsed_and_an_empty_scope_is_rejected() {
+    let module = pb::FilterModule {
+        name: "module/limit@1".into(),
+        sha256: "ab".repeat(32),
+        source: Some(pb::filter_module::Source::Path("/tmp/limit.wasm".into())),
+    };
+    let with_counters = |name: &str, counters: Option<pb::CounterStore>| {
+        let mut r = route(name);
+        r.filters.push(pb::RouteFilter {
+            kind: Some(pb::route_filter::Kind::Wasm(pb::WasmFilter {
+                module: "module/limit@1".into(),
+                counters,
+                ..Default::default()
+            })),
+        });
+        entry(&r)
+    };
+    let store = |scope: &str, redis_url: &str| pb::CounterStore {
+        scope: scope.into(),
+        redis_url: redis_url.into(),
+    };
+    let mut items = valid_base();
+    items.extend([
+        entry(&module),
+        with_counters(
+            "route/ns/r/rule/0",
+            Some(store("tokenpolicy/ns/p", "redis://redis:6379/2")),
+        ),
+        with_counters("route/ns/r/rule/1", Some(store("tokenpolicy/ns/q", ""))),
+        with_counters("route/ns/r/rule/2", None),
+    ]);
+    let set = decode(&map_of(items)).unwrap();
+    let counters = |rule: &str| {
+        let route = set.routes.iter().find(|r| &*r.name == rule).unwrap();
+        match &route.filters[0] {
+            FilterSpec::Wasm(spec) => spec.counters.clone(),
+            other => panic!("not a wasm filter: {other:?}"),
+        }
+    };
+    assert_eq!(
+        counters("route/ns/r/rule/0"),
+        Some(CounterScope::redis(
+            "tokenpolicy/ns/p",
+            "redis://redis:6379/2"
+        ))
+    );
+    assert_eq!(
+        counters("route/ns/r/rule/1"),
+        Some(CounterScope::local("tokenpolicy/ns/q"))
+    );
+    assert_eq!(counters("route/ns/r/rule/2"), None);
+
+    assert_rejected(
+        vec![
+            entry(&module),
+            with_counters("route/ns/r/rule/0", Some(store("", "redis://redis:6379"))),
+        ],
+        "route/ns/r/rule/0",
+        "counters scope",
+    );
+}

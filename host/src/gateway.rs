@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use nantian_proto::xds::ErrorDetail;
-use nantian_wasm::{BindingSpec, FilterBinding, FilterModule, WasmEngine};
+use nantian_wasm::{BindingSpec, CounterScope, FilterBinding, FilterModule, WasmEngine};
 use tokio::net::{TcpListener, UdpSocket};
 use tracing::info;
 
@@ -50,6 +50,7 @@ struct BindingKey {
     config: Vec<u8>,
     timeout: Option<Duration>,
     max_memory: Option<u64>,
+    counters: Option<CounterScope>,
 }
 
 #[derive(Default)]
@@ -263,6 +264,7 @@ fn bind_filters(
             config: spec.config.clone(),
             timeout: spec.timeout,
             max_memory: spec.max_memory,
+            counters: spec.counters.clone(),
         };
         let binding = match bindings.get(&key).or_else(|| previous.get(&key)) {
             Some(b) => Arc::clone(b),
@@ -274,6 +276,7 @@ fn bind_filters(
                         config: spec.config.clone(),
                         timeout: spec.timeout,
                         max_memory: spec.max_memory,
+                        counters: spec.counters.clone(),
                     },
                 );
                 match bound {

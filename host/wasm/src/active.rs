@@ -1,6 +1,7 @@
 //! An instance checked out for one request, and the results of its calls.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -140,6 +141,7 @@ impl ActiveFilter {
             .set_epoch_deadline(self.binding.deadline_ticks);
         let state = instance.store.data_mut();
         state.guest_error = None;
+        state.io_wait = Duration::ZERO;
         std::mem::swap(&mut state.request, messages.request);
         if let Some(response) = messages.response {
             std::mem::swap(&mut state.response, response);

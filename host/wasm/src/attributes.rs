@@ -19,10 +19,7 @@ pub struct Attributes(SmallVec<[(Box<str>, Box<str>); 4]>);
 
 impl Attributes {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| **n == *name)
-            .map(|(_, v)| &**v)
+        self.0.iter().find(|(n, _)| **n == *name).map(|(_, v)| &**v)
     }
 
     /// Sets `name` to `value`; `Err` says which limit it would pass.

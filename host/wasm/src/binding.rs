@@ -7,6 +7,7 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::active::ActiveFilter;
 use crate::bindings::nantian::filter::types;
+use crate::counters::CounterScope;
 use crate::engine::EngineInner;
 use crate::epoch::TickerHold;
 use crate::error::{FilterError, WasmError};
@@ -26,6 +27,9 @@ pub struct BindingSpec {
     pub timeout: Option<Duration>,
     /// Linear-memory cap of one instance; `None` takes the engine's default.
     pub max_memory: Option<u64>,
+    /// Where the filter's counters live; `None`: in this host's memory, private to this
+    /// binding and gone with it.
+    pub counters: Option<CounterScope>,
 }
 
 /// The phases a filter takes part in. Calls for other phases return `Continue` without
@@ -109,25 +113,35 @@ impl FilterBinding {
         }
         let max_memory = requested_memory.min(engine.memory_ceiling);
         let timeout = spec.timeout.unwrap_or(engine.config.default_timeout);
+        let counters = engine
+            .counters
+            .for_binding(spec.counters.as_ref(), engine.next_binding_id())
+            .map_err(|message| WasmError::Counters {
+                binding: spec.display_name.clone(),
+                message,
+            })?;
         let context = Arc::new(BindingContext {
             display_name: spec.display_name,
             module: module.name().to_owned(),
             config: spec.config,
-            counter_namespace: engine.next_binding_id(),
-            counters: engine.counters.clone(),
+            counters,
         });
         let deadline_ticks = engine.deadline_ticks(timeout);
         // Before `init` runs: its deadline needs the epoch to move.
         let ticking = engine.ticker.hold();
         let max_memory = usize::try_from(max_memory).unwrap_or(usize::MAX);
-        let (instance, init) =
-            FilterInstance::create(&module.pre, &context, max_memory, deadline_ticks).map_err(
-                |source| WasmError::Init {
-                    binding: context.display_name.clone(),
-                    module: module.name().to_owned(),
-                    source,
-                },
-            )?;
+        let (instance, init) = FilterInstance::create(
+            &module.pre,
+            &context,
+            max_memory,
+            deadline_ticks,
+            engine.config.epoch_tick,
+        )
+        .map_err(|source| WasmError::Init {
+            binding: context.display_name.clone(),
+            module: module.name().to_owned(),
+            source,
+        })?;
         let declared = init.map_err(WasmError::Config)?;
         let info = FilterInfo::from(&declared);
         let header_ops =
@@ -213,6 +227,7 @@ impl FilterBinding {
             &self.context,
             self.max_memory,
             self.deadline_ticks,
+            self.engine.config.epoch_tick,
         )?;
         // The configuration was accepted at bind time; a filter that now rejects it is
         // not deterministic, and this request cannot use it.
@@ -242,7 +257,6 @@ impl Drop for FilterBinding {
     fn drop(&mut self) {
         let idle = u32::try_from(self.idle.len()).unwrap_or(u32::MAX);
         self.engine.release_idle(idle);
-        self.engine.counters.forget(self.context.counter_namespace);
     }
 }
 

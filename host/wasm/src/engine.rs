@@ -12,7 +12,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::binding::{BindingSpec, FilterBinding};
 use crate::bindings::HttpFilter;
-use crate::counters::CounterStore;
+use crate::counters::CounterStores;
 use crate::epoch::EpochTicker;
 use crate::error::WasmError;
 use crate::module::{self, FilterModule};
@@ -81,7 +81,7 @@ pub(crate) struct EngineInner {
     /// Short hash of the engine's code-generation settings, part of `.cwasm` file names.
     pub compat_hash: String,
     pub modules: Mutex<HashMap<String, Weak<FilterModule>>>,
-    pub counters: Arc<CounterStore>,
+    pub counters: CounterStores,
     next_binding_id: AtomicU64,
     idle_instances: AtomicU32,
     idle_budget: u32,
@@ -168,7 +168,7 @@ impl WasmEngine {
             linker,
             memory_ceiling,
             modules: Mutex::new(HashMap::new()),
-            counters: Arc::new(CounterStore::new()),
+            counters: CounterStores::new(),
             next_binding_id: AtomicU64::new(1),
             idle_instances: AtomicU32::new(0),
             idle_budget: max_instances / 2,

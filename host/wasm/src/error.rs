@@ -32,6 +32,9 @@ pub enum WasmError {
     /// imports the host cannot satisfy).
     #[error("filter module {module}: not a nantian:filter http-filter component: {message}")]
     Link { module: String, message: String },
+    /// The binding's counter scope is unusable (empty, or an invalid Redis URL).
+    #[error("filter {binding}: counters: {message}")]
+    Counters { binding: String, message: String },
     /// The filter's `init` rejected its configuration; the message is the filter's own.
     #[error("filter configuration rejected: {0}")]
     Config(String),

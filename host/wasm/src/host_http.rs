@@ -168,7 +168,10 @@ impl HostRequest for StoreState {
     }
 
     fn set_attribute(&mut self, _: Resource<Request>, name: String, value: String) -> Result<()> {
-        let attributes = self.request.extensions.get_or_insert_default::<Attributes>();
+        let attributes = self
+            .request
+            .extensions
+            .get_or_insert_default::<Attributes>();
         attributes.set(&name, &value).map_err(misuse)
     }
 

@@ -1,9 +1,12 @@
 //! `nantian:filter/host`: configuration, logging, clocks and counters for every filter.
+//! The counters themselves are in `counters/`.
 
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::bindings::nantian::filter::{host, types};
+use crate::counters::{CounterError, Rate, RateState, Take};
+use crate::error::GuestMisuse;
 use crate::state::StoreState;
 
 type Result<T> = wasmtime::Result<T>;
@@ -68,22 +71,56 @@ impl host::Host for StoreState {
         Ok(monotonic_nanos())
     }
 
-    fn counter_add(&mut self, key: String, delta: i64, window_millis: u64) -> Result<i64> {
-        let binding = &self.binding;
-        Ok(binding.counters.add(
-            binding.counter_namespace,
-            &key,
-            delta,
-            window_millis,
-            now_millis(),
-        ))
+    fn counter_add(
+        &mut self,
+        key: String,
+        delta: i64,
+        window_millis: u64,
+    ) -> Result<std::result::Result<i64, String>> {
+        Ok(self.counter_call(|counters| counters.add(&key, delta, window_millis)))
     }
 
-    fn counter_get(&mut self, key: String, window_millis: u64) -> Result<i64> {
-        let binding = &self.binding;
-        Ok(binding
-            .counters
-            .get(binding.counter_namespace, &key, window_millis, now_millis()))
+    fn counter_get(
+        &mut self,
+        key: String,
+        window_millis: u64,
+    ) -> Result<std::result::Result<i64, String>> {
+        Ok(self.counter_call(|counters| counters.get(&key, window_millis)))
+    }
+
+    fn rate_take(
+        &mut self,
+        key: String,
+        cost: i64,
+        limit: u64,
+        period_millis: u64,
+        burst: u64,
+        force: bool,
+    ) -> Result<std::result::Result<host::RateState, String>> {
+        let rate = Rate::new(limit, period_millis, burst)
+            .map_err(|message| wasmtime::Error::new(GuestMisuse(message)))?;
+        let take = Take { cost, force };
+        let state = self.counter_call(|counters| counters.take(&key, rate, take));
+        Ok(state.map(|state: RateState| host::RateState {
+            allowed: state.allowed,
+            remaining: state.remaining,
+            reset_millis: state.reset_millis,
+            retry_after_millis: state.retry_after_millis,
+        }))
+    }
+}
+
+impl StoreState {
+    /// Runs a counter operation, adding the time it took to the call's I/O wait (which the
+    /// deadline gives back: a Redis round trip is not the filter's CPU time).
+    fn counter_call<T>(
+        &mut self,
+        op: impl FnOnce(&crate::counters::Counters) -> std::result::Result<T, CounterError>,
+    ) -> std::result::Result<T, String> {
+        let started = Instant::now();
+        let result = op(&self.binding.counters);
+        self.io_wait += started.elapsed();
+        result.map_err(|CounterError(message)| message)
     }
 }
 

@@ -1,8 +1,9 @@
 //! One filter instance: a store with its instantiated component.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use wasmtime::Store;
+use wasmtime::{Store, StoreContextMut, UpdateDeadline};
 
 use crate::bindings::nantian::filter::types;
 use crate::bindings::{HttpFilter, HttpFilterPre};
@@ -26,10 +27,12 @@ impl FilterInstance {
         context: &Arc<BindingContext>,
         max_memory: usize,
         deadline_ticks: u64,
+        epoch_tick: Duration,
     ) -> Result<(Self, InitOutcome), FilterError> {
         let mut store = Store::new(pre.engine(), StoreState::new(context.clone(), max_memory));
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(deadline_ticks);
+        store.epoch_deadline_callback(move |store| Ok(credit_io_wait(store, epoch_tick)));
         let filter = pre.instantiate(&mut store).map_err(|e| {
             match classify(&e, store.data().limiter.exceeded, None) {
                 FilterError::Trap(message) => FilterError::Instantiate(message),
@@ -52,4 +55,20 @@ impl FilterInstance {
             init,
         ))
     }
+}
+
+/// At the deadline: the time the call waited on the counter store (a Redis round trip) is
+/// not the filter's work, so the deadline moves on by that much, once per wait; with
+/// nothing to credit the call is interrupted, as a timeout.
+fn credit_io_wait(
+    mut store: StoreContextMut<'_, StoreState>,
+    epoch_tick: Duration,
+) -> UpdateDeadline {
+    let waited = std::mem::take(&mut store.data_mut().io_wait);
+    if waited.is_zero() {
+        return UpdateDeadline::Interrupt;
+    }
+    let tick = epoch_tick.as_nanos().max(1);
+    let ticks = waited.as_nanos().div_ceil(tick);
+    UpdateDeadline::Continue(u64::try_from(ticks).unwrap_or(u64::MAX))
 }

@@ -9,6 +9,8 @@
 //! - [`ActiveFilter`]: the instance serving one request. Each call moves the request or
 //!   response `http` parts into the store for the duration of the call, so a filter
 //!   reads and changes only the headers it asks for.
+//! - [`CounterScope`]: where a binding's counters (`counter-add`, `rate-take`) live: its
+//!   own, a named scope in this host's memory, or a Redis server shared by every host.
 //!
 //! A filter that traps, runs past its time budget or grows past its memory cap fails
 //! only its own call ([`FilterError`]); its instance is discarded and the next request
@@ -37,6 +39,7 @@ pub use active::{ActiveFilter, BodyAction, HeadersAction, LocalResponse};
 pub use attributes::Attributes;
 pub use binding::{BindingSpec, FilterBinding, FilterInfo, Phases};
 pub use built::{built_filter, filter_dir};
+pub use counters::CounterScope;
 pub use engine::{EngineConfig, WasmEngine};
 pub use error::{FilterError, WasmError};
 pub use header_ops::{DeclaredHeaderOps, HeaderOp};

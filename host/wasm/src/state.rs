@@ -2,10 +2,11 @@
 //! call, the request/response the call is about.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
-use crate::counters::CounterStore;
+use crate::counters::Counters;
 use crate::wasi::GuestStdio;
 
 /// Per-binding facts the host imports need: shared by all instances of the binding.
@@ -13,9 +14,8 @@ pub(crate) struct BindingContext {
     pub display_name: String,
     pub module: String,
     pub config: Vec<u8>,
-    /// Namespace of this binding's counter keys (unique per bind).
-    pub counter_namespace: u64,
-    pub counters: Arc<CounterStore>,
+    /// Where `counter-add`, `counter-get` and `rate-take` keep their counts.
+    pub counters: Counters,
 }
 
 /// Store data of one filter instance.
@@ -33,6 +33,9 @@ pub(crate) struct StoreState {
     pub guest_error: Option<String>,
     /// Guest stdout/stderr output not yet logged.
     pub stdio: GuestStdio,
+    /// Time the current call spent waiting on the counter store and not yet added to its
+    /// deadline: the time budget is for the filter's own work (see `instance.rs`).
+    pub io_wait: Duration,
 }
 
 impl StoreState {
@@ -44,6 +47,7 @@ impl StoreState {
             response: empty_response(),
             guest_error: None,
             stdio: GuestStdio::default(),
+            io_wait: Duration::ZERO,
         }
     }
 }

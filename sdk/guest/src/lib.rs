@@ -19,8 +19,9 @@
 //!     }
 //!     fn on_request_headers(&mut self, req: &Request) -> HeadersAction {
 //!         let client = req.header("x-client-id").unwrap_or_default();
+//!         // Fails open: with the counter store unreachable, the request goes on.
 //!         let count = host::counter_add(&client, 1, std::time::Duration::from_secs(60));
-//!         if count > self.limit {
+//!         if count.is_ok_and(|count| count > self.limit) {
 //!             return HeadersAction::Respond(LocalResponse::new(429).with_body("slow down"));
 //!         }
 //!         HeadersAction::Continue

@@ -17,15 +17,31 @@ mod drive;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use nantian_wasm::{EngineConfig, FilterBinding, FilterModule, WasmEngine};
 use sha2::{Digest, Sha256};
 
 pub use drive::{Exchange, RequestOutcome, ResponseOutcome, chunks_of};
 pub use nantian_wasm::{
-    BindingSpec, FilterError, FilterInfo, LocalResponse, Phases, WasmError, built_filter,
+    CounterScope, FilterError, FilterInfo, LocalResponse, Phases, WasmError, built_filter,
     filter_dir,
 };
+
+/// How a test binds its filter: the engine's [`nantian_wasm::BindingSpec`] less the counter
+/// scope, which [`FilterUnderTest::bind_with_counters`] sets. A type of its own, so that
+/// the engine's spec can grow without breaking tests that spell out every field.
+#[derive(Debug, Clone, Default)]
+pub struct BindingSpec {
+    /// For logs and metrics.
+    pub display_name: String,
+    /// Passed verbatim to the filter through `host.config`.
+    pub config: Vec<u8>,
+    /// CPU budget of one call; `None` takes the engine's default.
+    pub timeout: Option<Duration>,
+    /// Linear-memory cap of one instance; `None` takes the engine's default.
+    pub max_memory: Option<u64>,
+}
 
 /// A filter component loaded into its own engine.
 pub struct FilterUnderTest {
@@ -72,6 +88,32 @@ impl FilterUnderTest {
 
     /// [`FilterUnderTest::bind`] with explicit limits.
     pub fn bind_with(&self, spec: BindingSpec) -> Result<BoundFilter, WasmError> {
+        self.bind_spec(spec, None)
+    }
+
+    /// [`FilterUnderTest::bind_with`] with the filter's counters kept under `counters`:
+    /// bindings of this component with the same scope share them (as they do on a host),
+    /// and with a Redis URL they live in that server.
+    pub fn bind_with_counters(
+        &self,
+        spec: BindingSpec,
+        counters: CounterScope,
+    ) -> Result<BoundFilter, WasmError> {
+        self.bind_spec(spec, Some(counters))
+    }
+
+    fn bind_spec(
+        &self,
+        spec: BindingSpec,
+        counters: Option<CounterScope>,
+    ) -> Result<BoundFilter, WasmError> {
+        let spec = nantian_wasm::BindingSpec {
+            display_name: spec.display_name,
+            config: spec.config,
+            timeout: spec.timeout,
+            max_memory: spec.max_memory,
+            counters,
+        };
         let binding = self.engine.bind(&self.module, spec)?;
         Ok(BoundFilter { binding })
     }

@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 use nantian_filter_testing::{
-    FilterError, FilterUnderTest, RequestOutcome, ResponseOutcome, WasmError, chunks_of,
+    BindingSpec, CounterScope, FilterError, FilterUnderTest, RequestOutcome, ResponseOutcome,
+    WasmError, chunks_of,
 };
 
 fn fault() -> FilterUnderTest {
@@ -125,4 +126,33 @@ fn failures_surface_as_filter_errors() {
         fault().bind(r#"{"fail-init":"x"}"#),
         Err(WasmError::Config(_))
     ));
+}
+
+#[test]
+fn bindings_with_one_counter_scope_share_counts() {
+    let fault = fault();
+    let spec = || BindingSpec {
+        config: b"{}".to_vec(),
+        ..Default::default()
+    };
+    let first = fault
+        .bind_with_counters(spec(), CounterScope::local("policy"))
+        .unwrap();
+    let second = fault
+        .bind_with_counters(spec(), CounterScope::local("policy"))
+        .unwrap();
+    let private = fault.bind_with(spec()).unwrap();
+    let count = |bound: &nantian_filter_testing::BoundFilter| {
+        let forwarded = bound
+            .request(get(&[("x-fault", "count")]))
+            .unwrap()
+            .forwarded();
+        forwarded.headers()["x-fault-count"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(count(&first), "1");
+    assert_eq!(count(&second), "2");
+    assert_eq!(count(&private), "1");
 }

@@ -110,8 +110,11 @@ fn misbehave(req: &Request, fault: &str) -> Option<HeadersAction> {
             None
         }
         "count" => {
-            let count = host::counter_add("hits", 1, Duration::from_secs(60));
-            req.set_header("x-fault-count", &count.to_string());
+            let count = match host::counter_add("hits", 1, Duration::from_secs(60)) {
+                Ok(count) => count.to_string(),
+                Err(e) => e.to_string(),
+            };
+            req.set_header("x-fault-count", &count);
             None
         }
         "respond" => Some(HeadersAction::Respond(
