@@ -14,7 +14,7 @@ use serde_yaml::Value;
 
 use crate::crd;
 use crate::lb_policy::{BACKEND_LB_POLICY, X_BACKEND_TRAFFIC_POLICY};
-use crate::model::{AI_SERVICE, Key, MetaExt, ObjectRef, Resources};
+use crate::model::{AI_SERVICE, Key, MetaExt, ObjectRef, Resources, TOKEN_POLICY};
 
 /// One document (or List item) that could not be loaded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -293,7 +293,7 @@ fn scope(group: &str, kind: &str) -> Option<bool> {
             | "ReferenceGrant" | "BackendTLSPolicy" | "ListenerSet" | BACKEND_LB_POLICY,
         )
         | (GATEWAY_X_GROUP, X_BACKEND_TRAFFIC_POLICY)
-        | (crd::GROUP, AI_SERVICE)
+        | (crd::GROUP, AI_SERVICE | TOKEN_POLICY)
         | ("discovery.k8s.io", "EndpointSlice") => Some(true),
         _ => None,
     }
@@ -353,6 +353,7 @@ fn load_value(
         BACKEND_LB_POLICY => insert!(backend_lb_policies),
         X_BACKEND_TRAFFIC_POLICY => insert!(backend_traffic_policies),
         AI_SERVICE => insert!(ai_services),
+        TOKEN_POLICY => insert!(token_policies),
         _ => unreachable!("scope() admitted only the kinds above"),
     }
     objects.push((object.clone(), ctx.first_line));

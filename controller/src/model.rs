@@ -22,11 +22,13 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
-use crate::crd::AIService;
+use crate::crd::{AIService, TokenPolicy};
 use crate::lb_policy::{BACKEND_LB_POLICY, LbPolicy, X_BACKEND_TRAFFIC_POLICY};
 
 /// The kind of Nantian's [`AIService`].
 pub const AI_SERVICE: &str = "AIService";
+/// The kind of Nantian's [`TokenPolicy`].
+pub const TOKEN_POLICY: &str = "TokenPolicy";
 
 /// (namespace, name). Cluster-scoped objects use an empty namespace.
 pub type Key = (String, String);
@@ -53,6 +55,8 @@ pub struct Resources {
     pub backend_traffic_policies: BTreeMap<Key, LbPolicy>,
     /// Nantian's AIServices (`gateway.nantian.dev`), the backends of LLM routes.
     pub ai_services: BTreeMap<Key, AIService>,
+    /// Nantian's TokenPolicies: token and request budgets on LLM routes.
+    pub token_policies: BTreeMap<Key, TokenPolicy>,
     /// Kubernetes only: the Deployments Nantian provisioned for its Gateways.
     pub host_deployments: BTreeMap<Key, HostDeployment>,
 }
@@ -104,6 +108,7 @@ impl Resources {
             + self.backend_lb_policies.len()
             + self.backend_traffic_policies.len()
             + self.ai_services.len()
+            + self.token_policies.len()
             + self.host_deployments.len()
     }
 
@@ -137,6 +142,7 @@ impl Resources {
             &other.backend_traffic_policies,
         );
         copy(&mut self.ai_services, &other.ai_services);
+        copy(&mut self.token_policies, &other.token_policies);
         copy(&mut self.host_deployments, &other.host_deployments);
     }
 
@@ -162,6 +168,7 @@ impl Resources {
             BACKEND_LB_POLICY => self.backend_lb_policies.contains_key(&key),
             X_BACKEND_TRAFFIC_POLICY => self.backend_traffic_policies.contains_key(&key),
             AI_SERVICE => self.ai_services.contains_key(&key),
+            TOKEN_POLICY => self.token_policies.contains_key(&key),
             _ => false,
         }
     }
@@ -290,6 +297,7 @@ meta_ext!(
     ListenerSet,
     LbPolicy,
     AIService,
+    TokenPolicy,
     HostDeployment,
 );
 

@@ -30,12 +30,18 @@ pub const BUILTIN_FILTERS: &[(&str, &str)] = &[
     (translate::AI_ADAPTER, "ai-adapter.wasm"),
     (translate::CORS, "cors.wasm"),
     (translate::HEADER_MODIFIER, "header-modifier.wasm"),
+    (translate::PII_MASK, "pii-mask.wasm"),
+    (translate::TOKEN_LIMIT, "token-limit.wasm"),
 ];
 
 /// Built-in filters the controller starts without when their file is missing (a filter
 /// directory built before they existed): the routes that need one are then not accepted,
 /// and their status says which module is missing.
-const OPTIONAL_BUILTIN_FILTERS: &[&str] = &[translate::AI_ADAPTER];
+const OPTIONAL_BUILTIN_FILTERS: &[&str] = &[
+    translate::AI_ADAPTER,
+    translate::PII_MASK,
+    translate::TOKEN_LIMIT,
+];
 
 /// What the admin API serves: the newest statuses and load errors.
 #[derive(Default)]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use nantian_controller::load::load_str;
 use nantian_controller::model::Resources;
 use nantian_controller::translate::{
-    AI_ADAPTER, CORS, HEADER_MODIFIER, TranslateOptions, Translation, translate,
+    AI_ADAPTER, CORS, HEADER_MODIFIER, PII_MASK, TOKEN_LIMIT, TranslateOptions, Translation, translate,
 };
 use nantian_proto::config::{FilterModule, filter_module};
 
@@ -70,7 +70,7 @@ fn options(res: &Resources) -> TranslateOptions {
             }
         }
     }
-    for filter in [HEADER_MODIFIER, CORS, AI_ADAPTER] {
+    for filter in [HEADER_MODIFIER, CORS, AI_ADAPTER, TOKEN_LIMIT, PII_MASK] {
         opts.filter_modules
             .insert(filter.to_string(), builtin_module(filter));
     }

@@ -107,7 +107,8 @@ impl Snapshot {
                 session: route.session.clone(),
                 retry: route.retry.clone(),
                 ai: route.ai.as_deref().map(|spec| {
-                    Box::new(AiService::new(spec, &route.name, metrics, |i| {
+                    let policies = token_policies(&route.filters);
+                    Box::new(AiService::new(spec, &route.name, metrics, policies, |i| {
                         let backend = &spec.backends[i];
                         (
                             resolved.upstreams[backend.backend.as_str()].clone(),
@@ -187,6 +188,19 @@ impl<T> Weighted<T> {
         let i = self.items.partition_point(|(upper, _)| *upper <= n);
         &self.items[i].1
     }
+}
+
+/// The display name the controller gives a TokenPolicy's token-limit binding is
+/// `TokenPolicy <namespace>/<name>`: the policies a rule's rejections are counted under.
+fn token_policies(filters: &[FilterSpec]) -> Vec<Arc<str>> {
+    filters
+        .iter()
+        .filter_map(|f| match f {
+            FilterSpec::Wasm(w) => w.display_name.strip_prefix("TokenPolicy "),
+            _ => None,
+        })
+        .map(Arc::from)
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,3 +6,5 @@ pub mod echo;
 pub mod harness;
 pub mod kube;
 pub mod kube_support;
+pub mod metrics;
+pub mod redis;

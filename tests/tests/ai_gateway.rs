@@ -8,6 +8,7 @@ use bytes::Bytes;
 use nantian_e2e::ai_mock::sdk::{SdkArgs, is_skip, run_sdk_client};
 use nantian_e2e::ai_mock::{AiMockProcess, Provider};
 use nantian_e2e::harness::{Env, send, wait_for, yaml};
+use nantian_e2e::metrics::{host_metrics, series};
 use serde_json::Value;
 
 const NS: &str = "ai";
@@ -196,46 +197,55 @@ async fn openai_and_anthropic_sdks_cross_over_both_ways_streaming_or_not() {
     }
     // Two answers from each backend: counted by backend, model and status, timed to the
     // first token, and their tokens (as each backend reported them) added up.
-    let metrics = host_metrics(&env).await;
+    let metrics = host_metrics(&env, 1).await;
     for (backend, model, input, output) in [
         ("anthropic", "claude-sonnet-4", 8.0, 10.0),
         ("openai", "gpt-4o", 4.0, 10.0),
     ] {
-        let at = |direction| [("backend", backend), ("model", model), ("direction", direction)];
+        let at = |direction| {
+            [
+                ("backend", backend),
+                ("model", model),
+                ("direction", direction),
+            ]
+        };
         let answered = [("backend", backend), ("model", model), ("status", "200")];
-        assert_eq!(series(&metrics, "nantian_ai_requests_total", &answered), Some(2.0), "{metrics}");
-        let timed = [("backend", backend)];
         assert_eq!(
-            series(&metrics, "nantian_ai_time_to_first_token_seconds_count", &timed),
+            series(&metrics, "nantian_ai_requests_total", &answered),
             Some(2.0),
             "{metrics}"
         );
-        assert_eq!(series(&metrics, "nantian_ai_tokens_total", &at("input")), Some(input), "{metrics}");
-        assert_eq!(series(&metrics, "nantian_ai_tokens_total", &at("output")), Some(output), "{metrics}");
+        let timed = [("backend", backend)];
+        assert_eq!(
+            series(
+                &metrics,
+                "nantian_ai_time_to_first_token_seconds_count",
+                &timed
+            ),
+            Some(2.0),
+            "{metrics}"
+        );
+        assert_eq!(
+            series(&metrics, "nantian_ai_tokens_total", &at("input")),
+            Some(input),
+            "{metrics}"
+        );
+        assert_eq!(
+            series(&metrics, "nantian_ai_tokens_total", &at("output")),
+            Some(output),
+            "{metrics}"
+        );
     }
     // The streamed answers' chunks were timed apart.
-    let gaps = series(&metrics, "nantian_ai_inter_token_latency_seconds_count", &[("backend", "anthropic")]);
+    let gaps = series(
+        &metrics,
+        "nantian_ai_inter_token_latency_seconds_count",
+        &[("backend", "anthropic")],
+    );
     assert!(gaps.is_some_and(|n| n >= 4.0), "{metrics}");
 }
 
 /// The value of the series `name` whose labels include every pair of `labels`.
-fn series(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
-        let (set, value) = rest.split_once("} ")?;
-        labels
-            .iter()
-            .all(|(k, v)| set.contains(&format!("{k}=\"{v}\"")))
-            .then(|| value.parse().ok())?
-    })
-}
-
-async fn host_metrics(env: &Env) -> String {
-    let addr = format!("{}:15000", env.gateway_ip(1));
-    let reply = send(nantian_e2e::harness::get(&addr, "x", "/metrics")).await.unwrap();
-    String::from_utf8_lossy(&reply.body).into_owned()
-}
-
 #[tokio::test]
 async fn tool_calls_and_tool_results_cross_the_apis() {
     let mut env = Env::new();
@@ -378,9 +388,13 @@ async fn failures_fall_back_to_the_next_backend_before_the_client_sees_them() {
         primary.process.clear_requests().unwrap();
         secondary.process.clear_requests().unwrap();
     }
-    let metrics = host_metrics(&env).await;
+    let metrics = host_metrics(&env, 1).await;
     let dead = [("backend", "dead"), ("provider", "openai")];
-    assert_eq!(series(&metrics, "nantian_ai_fallbacks_total", &dead), Some(1.0), "{metrics}");
+    assert_eq!(
+        series(&metrics, "nantian_ai_fallbacks_total", &dead),
+        Some(1.0),
+        "{metrics}"
+    );
 }
 
 /// A raw OpenAI chat request (no SDK: hundreds of them run in a loop).

@@ -35,6 +35,7 @@ const BUILTIN_FILTERS: &[(&str, &str)] = &[
     ("nantian-filter-header-modifier", "header-modifier.wasm"),
     ("nantian-filter-ai-adapter", "ai-adapter.wasm"),
     ("nantian-filter-pii-mask", "pii-mask.wasm"),
+    ("nantian-filter-token-limit", "token-limit.wasm"),
 ];
 /// Filters built only for tests.
 const TEST_FILTERS: &[&str] = &["nantian-filter-fault"];

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::crd;
 use crate::lb_policy::{BACKEND_LB_POLICY, X_BACKEND_TRAFFIC_POLICY};
-use crate::model::{AI_SERVICE, Key, MetaExt, Resources};
+use crate::model::{AI_SERVICE, Key, MetaExt, Resources, TOKEN_POLICY};
 
 /// One watched kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +133,14 @@ pub const WATCHED: &[WatchedKind] = &[
         true,
         false,
     ),
+    kind(
+        crd::GROUP,
+        crd::VERSION,
+        TOKEN_POLICY,
+        "tokenpolicies",
+        true,
+        false,
+    ),
     HOST_DEPLOYMENTS,
 ];
 
@@ -177,6 +185,7 @@ fn map_of<'a>(res: &'a mut Resources, kind: &str) -> Option<&'a mut dyn KindMap>
         BACKEND_LB_POLICY => &mut res.backend_lb_policies,
         X_BACKEND_TRAFFIC_POLICY => &mut res.backend_traffic_policies,
         AI_SERVICE => &mut res.ai_services,
+        TOKEN_POLICY => &mut res.token_policies,
         "Deployment" => &mut res.host_deployments,
         _ => return None,
     })

@@ -200,6 +200,7 @@ pub(super) fn builtin_wasm(
         fail_policy: "FailClosed".to_string(),
         timeout_millis: 0,
         max_memory_bytes: 0,
+        counters: None,
     }))
 }
 

@@ -36,6 +36,7 @@ mod route;
 mod rule;
 mod selector;
 mod source;
+mod token_policy;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -60,6 +61,12 @@ pub const CORS: &str = "cors";
 /// The filter name of the built-in ai-adapter in [`TranslateOptions::filter_modules`]: it
 /// translates between a client's LLM API and an AIService backend's.
 pub const AI_ADAPTER: &str = "ai-adapter";
+/// The filter name of the built-in token-limit filter in [`TranslateOptions::filter_modules`]:
+/// it enforces TokenPolicies on LLM rules.
+pub const TOKEN_LIMIT: &str = "token-limit";
+/// The filter name of the built-in PII mask in [`TranslateOptions::filter_modules`]: it
+/// masks personal data in LLM requests and answers for AIServices that ask for it.
+pub const PII_MASK: &str = "pii-mask";
 
 #[derive(Clone, Debug)]
 pub struct TranslateOptions {
@@ -72,7 +79,7 @@ pub struct TranslateOptions {
     /// Static `spec.addresses` this machine can't bind, with why (AddressNotUsable).
     pub unusable_addresses: BTreeMap<IpAddr, String>,
     /// Built-in Wasm filter modules by filter name ([`HEADER_MODIFIER`], [`CORS`],
-    /// [`AI_ADAPTER`]).
+    /// [`AI_ADAPTER`], [`TOKEN_LIMIT`], [`PII_MASK`]).
     pub filter_modules: BTreeMap<String, config::FilterModule>,
     /// Where a Gateway's addresses come from: the machine's own (standalone) or the
     /// Service provisioned for it (Kubernetes).
@@ -207,12 +214,15 @@ pub fn translate(res: &Resources, opts: &TranslateOptions) -> Translation {
     policies.tls.statuses(opts, &reached, &mut statuses);
     policies.lb.statuses(opts, &reached, &mut statuses);
     ai_services.statuses(&mut statuses);
+    let token_policies = token_policy::resolve(res, opts);
+    token_policies.statuses(&mut statuses);
 
     let mut irs = Vec::new();
     for gw in gateways.into_values() {
         statuses.push(gw.status());
         statuses.extend(gw.listener_set_statuses());
-        if let Some(ir) = gw.into_ir() {
+        if let Some(mut ir) = gw.into_ir() {
+            token_policies.apply(opts, &mut ir);
             irs.push(ir);
         }
     }

@@ -31,6 +31,11 @@ use crate::upstream::{BoxError, ProxyBody};
 /// replaces them: a client's key is never forwarded upstream.
 const CLIENT_CREDENTIALS: [&str; 3] = ["authorization", "x-api-key", "api-key"];
 
+/// The attributes a token limit sets on a request it refuses: the limit that was spent
+/// and the policy's `<namespace>/<name>`.
+const RATE_LIMITED: &str = "ai.rate_limited";
+const RATE_LIMIT_POLICY: &str = "ai.rate_limit_policy";
+
 pub async fn forward<B>(p: ProxyRequest<'_>, ai: &AiService, req: Request<B>) -> Response<ProxyBody>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -55,7 +60,10 @@ where
     let body = if run.has_request_body_phase() {
         match run.request_chunk(&mut parts, body, true) {
             Ok(body) => body,
-            Err(answer) => return respond_locally(run, parts, *answer),
+            Err(answer) => {
+                count_rejection(ai, &parts);
+                return respond_locally(run, parts, *answer);
+            }
         }
     } else {
         body
@@ -148,6 +156,17 @@ where
         return resp.map(|body| ObservedBody::new(body, observer).boxed_unsync());
     }
     unreachable!("the last attempt always returns")
+}
+
+/// A token limit that refused the request says so in its attributes (see wit/README.md).
+fn count_rejection(ai: &AiService, parts: &http::request::Parts) {
+    let Some(attributes) = parts.extensions.get::<nantian_wasm::Attributes>() else {
+        return;
+    };
+    if let Some(limit) = attributes.get(RATE_LIMITED) {
+        let policy = attributes.get(RATE_LIMIT_POLICY).unwrap_or_default();
+        ai.rejections.rejected(policy, limit);
+    }
 }
 
 /// A failure the next backend may not have: the connection, a timeout, rate limiting or

@@ -1,5 +1,6 @@
 //! Prometheus series of LLM traffic: tokens in and out and requests by model, provider
-//! and route; time to first token and the gaps between streamed chunks; fallbacks.
+//! and route; time to first token and the gaps between streamed chunks; fallbacks; requests
+//! a token limit refused.
 //!
 //! Models are labelled only by names the configuration lists (a backend's `models`, an
 //! exact `routing` entry); any other name a client sends counts as `other`, so clients
@@ -45,6 +46,22 @@ struct BackendLabels {
     provider: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectionLabels {
+    route: Arc<str>,
+    policy: Arc<str>,
+    limit: &'static str,
+}
+
+/// The limits a token-limit filter names in `ai.rate_limited` (see wit/README.md); any
+/// other value counts as `other`, so a filter cannot mint series.
+const LIMIT_NAMES: [&str; 4] = [
+    "requests_per_minute",
+    "tokens_per_minute",
+    "tokens_per_hour",
+    "tokens_per_day",
+];
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_buckets() -> Histogram {
@@ -60,6 +77,7 @@ pub struct AiMetrics {
     first_token: HistogramFamily<BackendLabels>,
     inter_token: HistogramFamily<BackendLabels>,
     fallbacks: Family<BackendLabels, Counter>,
+    limit_rejections: Family<RejectionLabels, Counter>,
 }
 
 impl AiMetrics {
@@ -70,6 +88,7 @@ impl AiMetrics {
             first_token: Family::new_with_constructor(latency_buckets),
             inter_token: Family::new_with_constructor(latency_buckets),
             fallbacks: Family::default(),
+            limit_rejections: Family::default(),
         };
         registry.register(
             "nantian_ai_tokens",
@@ -96,7 +115,21 @@ impl AiMetrics {
             "LLM requests a backend failed (connection, timeout, 429, 5xx) and the next fallback took, by the backend that failed",
             metrics.fallbacks.clone(),
         );
+        registry.register(
+            "nantian_ai_limit_rejections",
+            "LLM requests a TokenPolicy refused before they reached a backend, by policy and the limit that was spent",
+            metrics.limit_rejections.clone(),
+        );
         metrics
+    }
+
+    /// The rejection counters of one route, for the TokenPolicies its rule names.
+    pub fn rejections(&self, route: &Arc<str>, policies: Vec<Arc<str>>) -> LimitRejections {
+        LimitRejections {
+            route: route.clone(),
+            policies: policies.into_boxed_slice(),
+            family: self.limit_rejections.clone(),
+        }
     }
 
     /// The series of one AIService backend on one route, for the models the
@@ -143,6 +176,39 @@ impl AiMetrics {
             requests: self.requests.clone(),
             labels,
         }
+    }
+}
+
+/// Requests refused by the token limits of one route.
+pub struct LimitRejections {
+    route: Arc<str>,
+    /// `<namespace>/<name>` of the TokenPolicies bound on the route.
+    policies: Box<[Arc<str>]>,
+    family: Family<RejectionLabels, Counter>,
+}
+
+impl LimitRejections {
+    /// Counts a refusal reported by a filter as (`policy`, `limit`); names the route's
+    /// configuration does not know count as `other`.
+    pub fn rejected(&self, policy: &str, limit: &str) {
+        let policy = self
+            .policies
+            .iter()
+            .find(|p| ***p == *policy)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(OTHER_MODEL));
+        let limit = LIMIT_NAMES
+            .iter()
+            .find(|l| **l == limit)
+            .copied()
+            .unwrap_or(OTHER_MODEL);
+        self.family
+            .get_or_create(&RejectionLabels {
+                route: self.route.clone(),
+                policy,
+                limit,
+            })
+            .inc();
     }
 }
 

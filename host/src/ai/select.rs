@@ -11,7 +11,7 @@ use http::uri::Authority;
 use serde::Deserialize;
 use smallvec::SmallVec;
 
-use super::metrics::BackendSeries;
+use super::metrics::{BackendSeries, LimitRejections};
 use super::spec::{AiServiceSpec, ModelPattern, Provider, StickyKey};
 use crate::filter_chain::ChainStep;
 use crate::metrics::Metrics;
@@ -29,6 +29,8 @@ pub struct AiService {
     any_model: Weighted<usize>,
     fallback: Box<[usize]>,
     pub max_request_bytes: usize,
+    /// Requests the rule's token limits refused.
+    pub rejections: LimitRejections,
     sticky: Option<StickyKey>,
     /// Sticky picks hash with a fixed key so every host of a Gateway agrees.
     hasher: std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
@@ -83,6 +85,7 @@ impl AiService {
         spec: &AiServiceSpec,
         route: &Arc<str>,
         metrics: &Metrics,
+        policies: Vec<Arc<str>>,
         mut backend: impl FnMut(usize) -> (Arc<Upstream>, Box<[ChainStep]>),
     ) -> Self {
         let weighted = |indexes: &mut dyn Iterator<Item = usize>| {
@@ -151,6 +154,7 @@ impl AiService {
             any_model,
             fallback: spec.fallback.clone().into_boxed_slice(),
             max_request_bytes: spec.max_request_bytes,
+            rejections: metrics.ai.rejections(route, policies),
             sticky: spec.sticky.clone(),
             hasher: Default::default(),
         }
@@ -213,15 +217,21 @@ mod tests {
 
     fn service(spec: AiServiceSpec) -> AiService {
         let client = Arc::new(UpstreamClient::new(UpstreamProtocol::Http1, None));
-        AiService::new(&spec, &Arc::from("route/t"), &Metrics::new(), |i| {
-            let upstream = Upstream::new(
-                Arc::from(spec.backends[i].backend.as_str()),
-                client.clone(),
-                Vec::new(),
-                prometheus_client::metrics::histogram::Histogram::new([1.0]),
-            );
-            (Arc::new(upstream), Box::default())
-        })
+        AiService::new(
+            &spec,
+            &Arc::from("route/t"),
+            &Metrics::new(),
+            Vec::new(),
+            |i| {
+                let upstream = Upstream::new(
+                    Arc::from(spec.backends[i].backend.as_str()),
+                    client.clone(),
+                    Vec::new(),
+                    prometheus_client::metrics::histogram::Histogram::new([1.0]),
+                );
+                (Arc::new(upstream), Box::default())
+            },
+        )
     }
 
     fn spec(backends: Vec<AiBackendSpec>) -> AiServiceSpec {
