@@ -5,6 +5,7 @@ use kube::CustomResourceExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::ai_service::{PiiAction, PiiDetector, PiiDirection};
 use super::*;
 
 /// Parses `yaml`, checks that serialising and parsing again gives the same object, and
@@ -261,6 +262,132 @@ fn ai_service_cel_rules_say_what_is_wrong() {
         .collect();
     assert!(messages.iter().any(|m| m.contains("routing")));
     assert!(messages.iter().any(|m| m.contains("fallback")));
+}
+
+const PII_MASK: &str = r#"
+apiVersion: gateway.nantian.dev/v1alpha1
+kind: AIService
+metadata:
+  name: llm
+  namespace: team-a
+spec:
+  backends:
+  - name: openai
+    provider: openai
+    endpoint: https://api.openai.com/v1
+  piiMask:
+    detectors: [email, phone, creditCard, ssn, ipv4, ipv6, iban]
+    custom:
+    - name: employee-id
+      pattern: EMP-[0-9]{6}
+    action: Redact
+    actions:
+      email: Reject
+      employee-id: Mask
+    direction: Request
+"#;
+
+#[test]
+fn ai_service_pii_mask_round_trips() {
+    let svc: AIService = round_trip(PII_MASK);
+    let pii = svc.spec.pii_mask.unwrap();
+    assert_eq!(pii.detectors.as_deref(), Some(&PiiDetector::ALL[..]));
+    let names: Vec<_> = PiiDetector::ALL.map(PiiDetector::as_str).into();
+    assert_eq!(
+        names,
+        [
+            "email",
+            "phone",
+            "creditCard",
+            "ssn",
+            "ipv4",
+            "ipv6",
+            "iban"
+        ]
+    );
+    assert_eq!(pii.custom[0].name, "employee-id");
+    assert_eq!(pii.custom[0].pattern, "EMP-[0-9]{6}");
+    assert_eq!(pii.action, PiiAction::Redact);
+    assert_eq!(pii.actions["email"], PiiAction::Reject);
+    assert_eq!(pii.actions["employee-id"], PiiAction::Mask);
+    assert_eq!(pii.direction, PiiDirection::Request);
+
+    // An empty piiMask: every built-in detector, masking, both ways.
+    let small: AIService = round_trip(
+        r#"
+apiVersion: gateway.nantian.dev/v1alpha1
+kind: AIService
+metadata: {name: small}
+spec:
+  backends: [{name: local, provider: ollama, endpoint: "http://ollama:11434"}]
+  piiMask: {}
+"#,
+    );
+    let pii = small.spec.pii_mask.unwrap();
+    assert_eq!(pii.detectors, None);
+    assert!(pii.custom.is_empty() && pii.actions.is_empty());
+    assert_eq!(pii.action, PiiAction::Mask);
+    assert_eq!(pii.direction, PiiDirection::Both);
+    // Written back, the defaults are explicit and nothing else appears.
+    assert_eq!(
+        serde_json::to_value(&pii).unwrap(),
+        serde_json::json!({"action": "Mask", "direction": "Both"})
+    );
+}
+
+#[test]
+fn ai_service_pii_mask_schema_validates() {
+    let schema = schema::<AIService>();
+    let pii = &schema["properties"]["spec"]["properties"]["piiMask"];
+    assert!(has_rule(pii, "size(self.detectors) > 0"));
+    assert!(has_rule(
+        pii,
+        "self.actions.all(k, (k in ['email', 'phone', 'creditCard',"
+    ));
+    assert!(has_rule(pii, "self.custom.exists(c, c.name == k)"));
+    let props = &pii["properties"];
+    let detectors = &props["detectors"];
+    assert_eq!(
+        detectors["items"]["enum"],
+        serde_json::json!([
+            "email",
+            "phone",
+            "creditCard",
+            "ssn",
+            "ipv4",
+            "ipv6",
+            "iban"
+        ])
+    );
+    assert_eq!(detectors["x-kubernetes-list-type"], "set");
+    assert_eq!(detectors["maxItems"], 7);
+    let custom = &props["custom"];
+    assert_eq!(custom["maxItems"], 64);
+    assert_eq!(custom["x-kubernetes-list-type"], "map");
+    assert!(has_rule(custom, "self.exists_one(b, a.name == b.name)"));
+    assert!(has_rule(
+        &custom["items"],
+        "!(self.name in ['email', 'phone', 'creditcard',"
+    ));
+    let item = &custom["items"]["properties"];
+    assert_eq!(item["name"]["maxLength"], 64);
+    assert_eq!(item["name"]["pattern"], DNS_LABEL);
+    assert_eq!(item["pattern"]["minLength"], 1);
+    assert_eq!(item["pattern"]["maxLength"], 1024);
+    let required = custom["items"]["required"].as_array().unwrap();
+    assert!(required.iter().any(|r| r == "name") && required.iter().any(|r| r == "pattern"));
+    let actions = serde_json::json!(["Mask", "Redact", "Reject"]);
+    assert_eq!(props["action"]["enum"], actions);
+    assert_eq!(props["action"]["default"], "Mask");
+    // A map: built-in or custom detector names to actions, at most one per detector.
+    assert_eq!(props["actions"]["type"], "object");
+    assert_eq!(props["actions"]["additionalProperties"]["enum"], actions);
+    assert_eq!(props["actions"]["maxProperties"], 71);
+    assert_eq!(
+        props["direction"]["enum"],
+        serde_json::json!(["Request", "Response", "Both"])
+    );
+    assert_eq!(props["direction"]["default"], "Both");
 }
 
 const TOKEN_POLICY: &str = r#"

@@ -13,6 +13,9 @@
 //! message naming each problem); routes naming it get `ResolvedRefs=False
 //! BackendNotFound` with that message, and their rule no `ai`: the host answers 500.
 //! `spec.targetRefs` is not implemented yet: only backendRefs use an AIService.
+//!
+//! An AIService with `piiMask` puts the built-in pii-mask filter first among the own
+//! filters of every rule that uses it ([`pii_mask`]).
 
 use std::collections::BTreeMap;
 
@@ -29,6 +32,8 @@ use super::{
 use crate::crd::{self, AIService, AIServiceBackend, AffinityType, Provider};
 use crate::model::{AI_SERVICE, Key, MetaExt, Resources};
 use crate::status::{Condition, Problem, kind, reason};
+
+mod pii_mask;
 
 /// The ai-adapter's linear-memory cap (the host's ceiling, 64 MiB).
 const ADAPTER_MAX_MEMORY: u64 = 64 << 20;
@@ -83,6 +88,8 @@ struct Resolved {
     backends: Vec<config::Backend>,
     /// The ai-adapter's configuration for each backend, in the same order.
     adapters: Vec<AdapterConfig>,
+    /// The pii-mask filter's configuration, when it has `piiMask`.
+    pii_mask: Option<pii_mask::PiiMaskConfig>,
 }
 
 /// The ai-adapter component's configuration (shared contract with the filter).
@@ -97,6 +104,8 @@ struct AdapterConfig {
 pub(super) struct RuleAi {
     pub ai: config::AiService,
     pub backends: Vec<config::Backend>,
+    /// Filters to run before the rule's own (the PII mask), in order.
+    pub rule_filters: Vec<config::RouteFilter>,
 }
 
 /// Why a rule gets no `ai`.
@@ -232,9 +241,18 @@ impl AiServices {
             .chain(backend_filters.iter().cloned())
             .collect();
         }
+        let rule_filters = match &resolved.pii_mask {
+            Some(config) => vec![
+                pii_mask::rule_filter(opts, ns, name, config, modules).map_err(|message| {
+                    AiRefError::Unsupported(format!("backendRef {name}: {message}"))
+                })?,
+            ],
+            None => Vec::new(),
+        };
         Ok(RuleAi {
             ai,
             backends: resolved.backends.clone(),
+            rule_filters,
         })
     }
 }
@@ -302,6 +320,10 @@ fn resolve_one(res: &Resources, svc: &AIService) -> Result<Resolved, Problem> {
         problems.push(message);
         String::new()
     });
+    let pii_mask = pii_mask::resolve(spec).unwrap_or_else(|messages| {
+        problems.extend(messages);
+        None
+    });
     if !problems.is_empty() {
         return Err(Problem::new(reason::INVALID, problems.join("; ")));
     }
@@ -316,6 +338,7 @@ fn resolve_one(res: &Resources, svc: &AIService) -> Result<Resolved, Problem> {
         },
         backends: resources,
         adapters,
+        pii_mask,
     })
 }
 

@@ -99,7 +99,7 @@ pub(super) fn translate_rules(
                 }
             }
         };
-        let filters = filter::rule_filters(
+        let mut filters = filter::rule_filters(
             opts,
             rule.filters.as_deref().unwrap_or_default(),
             &matches,
@@ -145,6 +145,9 @@ pub(super) fn translate_rules(
                     Ok(rule_ai) if weight > 0 => {
                         backends.extend(rule_ai.backends.into_iter().map(|b| (b.name.clone(), b)));
                         ai = Some(rule_ai.ai);
+                        // Ahead of the route's own filters: a PII mask sees the client's
+                        // request as it came, and the answer as it leaves.
+                        filters.splice(0..0, rule_ai.rule_filters);
                         continue;
                     }
                     Ok(_) => {}
