@@ -11,9 +11,11 @@
 //! `NANTIAN_BENCH_WARMUP_SECONDS` (2),
 //! `NANTIAN_BENCH_CONNECTIONS` (32), `NANTIAN_BENCH_PIN` (1: proxy on CPU 1, load and
 //! backend on CPU 0), `NANTIAN_BENCH_TARGETS` (comma list of direct, nginx, haproxy,
-//! nantian, nantian-wasm; a subset does not touch bench/README.md) and
+//! nantian, nantian-wasm, the TLS rows and ai; a subset does not touch bench/README.md),
+//! `NANTIAN_BENCH_AI_RATE` (200 requests/s on the AI path, `ai.rs`) and
 //! `NANTIAN_BENCH_KEEP` (keep the run directory with configs and logs).
 
+mod ai;
 mod certificate;
 mod http;
 mod kube_scale;
@@ -52,6 +54,9 @@ struct Settings {
     warmup: Duration,
     pin: bool,
     kinds: Vec<Kind>,
+    /// The AI path (`ai` in `NANTIAN_BENCH_TARGETS`).
+    ai: bool,
+    ai_rate: u64,
     keep_run_dir: bool,
 }
 
@@ -63,17 +68,22 @@ impl Settings {
                 Err(_) => Ok(default),
             }
         };
-        let kinds = match std::env::var("NANTIAN_BENCH_TARGETS") {
-            Ok(list) => list
-                .split(',')
-                .map(|key| {
-                    Kind::ALL
-                        .into_iter()
-                        .find(|kind| kind.key() == key.trim())
-                        .with_context(|| format!("unknown bench target {key:?}"))
-                })
-                .collect::<Result<_>>()?,
-            Err(_) => Kind::ALL.to_vec(),
+        let (kinds, ai) = match std::env::var("NANTIAN_BENCH_TARGETS") {
+            Ok(list) => {
+                let keys: Vec<&str> = list.split(',').map(str::trim).collect();
+                let kinds = keys
+                    .iter()
+                    .filter(|key| **key != "ai")
+                    .map(|key| {
+                        Kind::ALL
+                            .into_iter()
+                            .find(|kind| kind.key() == *key)
+                            .with_context(|| format!("unknown bench target {key:?}"))
+                    })
+                    .collect::<Result<_>>()?;
+                (kinds, keys.contains(&"ai"))
+            }
+            Err(_) => (Kind::ALL.to_vec(), true),
         };
         Ok(Self {
             load: wrk::Load {
@@ -85,6 +95,8 @@ impl Settings {
             warmup: Duration::from_secs(number("NANTIAN_BENCH_WARMUP_SECONDS", 2)?.clamp(1, 60)),
             pin: number("NANTIAN_BENCH_PIN", 1)? != 0,
             kinds,
+            ai,
+            ai_rate: number("NANTIAN_BENCH_AI_RATE", 200)?.clamp(1, 100_000),
             keep_run_dir: number("NANTIAN_BENCH_KEEP", 0)? != 0,
         })
     }
@@ -92,6 +104,9 @@ impl Settings {
 
 pub fn run(ws: &Workspace) -> Result<()> {
     let settings = Settings::from_env()?;
+    if settings.kinds.is_empty() {
+        return run_ai_only(ws, &settings);
+    }
     let tools = tools::ensure()?;
     let echo = ws.bin("nantian-echo");
     if !echo.is_file() {
@@ -210,6 +225,11 @@ pub fn run(ws: &Workspace) -> Result<()> {
         None
     };
 
+    let ai = settings.ai.then(|| {
+        eprintln!("bench: the AI path …");
+        measure_ai(ws, &settings, &run_dir, load_cpu, proxy_cpu)
+    });
+
     let preamble = preamble(&settings, &tools, load_cpu.is_some());
     let mut section = report::render(&rows, &preamble);
     append_measured(
@@ -224,8 +244,9 @@ pub fn run(ws: &Workspace) -> Result<()> {
         "Kubernetes mode (real kube-apiserver + etcd, the controller and one host of the release build)",
         "Kubernetes scale",
     );
+    append_ai(&mut section, ai.as_ref());
     println!("\n{section}");
-    if settings.kinds == Kind::ALL {
+    if settings.kinds == Kind::ALL && settings.ai {
         let readme = ws.root.join("bench").join("README.md");
         report::update_readme(&readme, &section)?;
         eprintln!("bench: results written to {}", readme.display());
@@ -234,6 +255,57 @@ pub fn run(ws: &Workspace) -> Result<()> {
     }
     finish(run_dir, settings.keep_run_dir, &rows);
     Ok(())
+}
+
+/// `NANTIAN_BENCH_TARGETS=ai`: the AI path alone, without the proxies, their tools and
+/// the echo backend.
+fn run_ai_only(ws: &Workspace, settings: &Settings) -> Result<()> {
+    let run_dir = std::env::temp_dir().join(format!("nantian-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&run_dir)?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (load_cpu, proxy_cpu) = if settings.pin && cpus >= 2 && tools::find("taskset").is_some() {
+        (Some(0), Some(1))
+    } else {
+        (None, None)
+    };
+    eprintln!("bench: the AI path …");
+    let result = measure_ai(ws, settings, &run_dir, load_cpu, proxy_cpu);
+    let mut section = String::new();
+    append_ai(&mut section, Some(&result));
+    println!("{section}");
+    eprintln!("bench: a subset of targets ran; bench/README.md left as it was");
+    finish(run_dir, settings.keep_run_dir || result.is_err(), &[]);
+    result.map(drop)
+}
+
+fn measure_ai(
+    ws: &Workspace,
+    settings: &Settings,
+    run_dir: &std::path::Path,
+    load_cpu: Option<usize>,
+    proxy_cpu: Option<usize>,
+) -> Result<ai::AiPath> {
+    ai::measure(&ai::AiSettings {
+        ws,
+        run_dir,
+        rate: settings.ai_rate,
+        duration: settings.load.duration,
+        rounds: settings.rounds,
+        warmup: settings.warmup,
+        proxy_cpu,
+        load_cpu,
+    })
+}
+
+fn append_ai(section: &mut String, result: Option<&Result<ai::AiPath>>) {
+    match result {
+        Some(Ok(path)) => section.push_str(&format!(
+            "\nAI path (streamed chat completions, OpenAI client → Anthropic mock):\n\n{}",
+            path.markdown()
+        )),
+        Some(Err(err)) => section.push_str(&format!("\nAI path: not measured ({err:#})\n")),
+        None => {}
+    }
 }
 
 /// A target that is up, checked and warm, with its rounds so far.
