@@ -214,8 +214,9 @@ pub struct PiiMask {
     #[schemars(length(max = 7))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub detectors: Option<Vec<PiiDetector>>,
-    /// Detectors of your own: named regular expressions (RE2-like syntax, as Rust's `regex`
-    /// crate reads it: no look-around or backreferences), run before the built-in ones.
+    /// Detectors of your own: named regular expressions, in the syntax of Rust's `regex`
+    /// crate (close to RE2: no look-around, no backreferences). They run before the
+    /// built-in ones and win ties with them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     #[x_kube(
@@ -312,8 +313,8 @@ pub struct CustomPiiDetector {
     /// (`employee-id` masks as `[EMPLOYEE-ID]`). Not the name of a built-in detector.
     #[schemars(length(min = 1, max = 64), pattern(DNS_LABEL))]
     pub name: String,
-    /// The regular expression text is searched for, e.g. `EMP-[0-9]{6}`. It must not match
-    /// the empty string.
+    /// The regular expression to look for, e.g. `EMP-[0-9]{6}`. It must not match the
+    /// empty string.
     #[schemars(length(min = 1, max = 1024))]
     pub pattern: String,
 }

@@ -626,6 +626,9 @@ fn us(value: f64) -> String {
 }
 
 fn signed_us(value: f64) -> String {
+    if !value.is_finite() {
+        return us(value);
+    }
     let sign = if value < 0.0 { "−" } else { "+" };
     format!("{sign}{}", us(value.abs()))
 }
@@ -713,6 +716,7 @@ mod tests {
             "{text}"
         );
         assert_eq!(signed_us(-1234.0), "−1.23 ms");
+        assert_eq!(signed_us(f64::INFINITY), "failed");
     }
 
     #[test]
