@@ -62,10 +62,14 @@
 //! # State and costs
 //!
 //! Instances are reused (`per-request-isolation: false`): nothing outlives a request but
-//! the body of one request while it arrives. `init` compiles the tokenizer's pattern
-//! (about 15–30 ms in the engine), so the binding's call budget (`timeout_millis`) must
-//! allow for it, as for the ai-adapter; estimating a prompt costs about 0.3 ms per KiB up
-//! to 32 KiB, past which the estimate is extrapolated.
+//! the body of one request while it arrives. Measured in the engine on a busy 2-core
+//! machine (`tests/token_limit.rs`'s `measure`): instantiating and `init`, which compiles
+//! the tokenizer's pattern, 35–55 ms; a whole exchange 0.2–0.4 ms for a small prompt,
+//! 11–15 ms at 32 KiB (past which the estimate is extrapolated), 25–35 ms at 1 MiB and
+//! about 100 ms at 4 MiB. The binding's call budget (`timeout_millis`) must allow for
+//! these: 250 ms, as the ai-adapter's. The tokenizer's vocabulary is static data (about
+//! 5 MiB of linear memory), and a held body needs a few times its size: 64 MiB
+//! (`max_memory_bytes`) covers 4 MiB bodies.
 #![forbid(unsafe_code)]
 
 mod budget;

@@ -82,7 +82,6 @@ struct LoadRun {
 struct Quantiles {
     p50: f64,
     p99: f64,
-    max: f64,
 }
 
 /// One measured round of one path.
@@ -107,111 +106,169 @@ pub struct AiPath {
 }
 
 pub fn measure(s: &AiSettings<'_>) -> Result<AiPath> {
-    let load = s.ws.bin("nantian-ai-load");
-    let mock_bin = s.ws.bin("nantian-ai-mock");
-    let (build, controller, host) = binaries(s.ws)?;
-    for binary in [&load, &mock_bin, &controller, &host] {
-        if !binary.is_file() {
-            bail!("{} is not built", binary.display());
-        }
-    }
-    let mock_addr: SocketAddr = MOCK_ADDR.parse()?;
-    ensure_free(mock_addr)?;
-    let mut mock_command = Command::new(&mock_bin);
-    mock_command.args(["--listen", MOCK_ADDR, "--provider", "anthropic"]);
-    mock_command.args(["--api-key", MOCK_KEY, "--name", MOCK_NAME]);
-    let mut mock = Process::spawn("ai-mock", &mut mock_command, s.load_cpu, s.run_dir)?;
-    http::wait_for(
-        mock_addr,
-        "/_mock/held",
-        Duration::from_secs(10),
-        |answer| answer.status == 200,
-        || mock.check_running(),
-    )
-    .context("starting nantian-ai-mock")?;
-    let (mut gateway, gateway_addr) = start_gateway(s, &controller, &host, mock_addr)?;
-    let host_pids = host_processes(&gateway)?;
-
-    let origin = |path: Via| match path {
-        Via::Direct => format!("http://{mock_addr}"),
-        Via::Gateway => format!("http://{gateway_addr}"),
-    };
-    let load_at = |path: Via, rate: u64, seconds: f64, warmup: f64| {
-        run_load(s, &load, path, &origin(path), rate, seconds, warmup)
-    };
-
+    let mut bench = Running::start(s)?;
     // Honest checks: the mock answers its own API with the expected text, and the gateway
     // answers OpenAI chunks with the same text, having sent the mock Anthropic requests
     // with the backend's key.
-    let direct = load_at(Via::Direct, 20, 1.0, 0.0).context("direct check")?;
+    let direct = bench
+        .load(Via::Direct, 20, 1.0, 0.0)
+        .context("direct check")?;
     check_all_good(&direct).context("direct check")?;
-    clear_mock_log(mock_addr)?;
-    let through = load_at(Via::Gateway, 20, 1.0, 0.0).context("gateway check")?;
+    clear_mock_log(bench.mock_addr)?;
+    let through = bench
+        .load(Via::Gateway, 20, 1.0, 0.0)
+        .context("gateway check")?;
     check_all_good(&through).context("gateway check")?;
-    check_mock_saw(mock_addr, through.ok)?;
+    check_mock_saw(bench.mock_addr, through.ok)?;
 
-    for path in [Via::Direct, Via::Gateway] {
-        load_at(path, s.rate, 1.0, s.warmup.as_secs_f64()).context("warm-up")?;
+    for via in [Via::Direct, Via::Gateway] {
+        bench
+            .load(via, s.rate, 1.0, s.warmup.as_secs_f64())
+            .context("warm-up")?;
     }
     let mut result = AiPath {
         rate: s.rate,
         duration: s.duration,
-        build,
+        build: bench.build,
         ..AiPath::default()
     };
-    let hz = procfs::clock_ticks_per_second() as f64;
     for round in 1..=s.rounds {
         let order = if round % 2 == 1 {
             [Via::Direct, Via::Gateway]
         } else {
             [Via::Gateway, Via::Direct]
         };
-        for path in order {
-            eprintln!("bench: AI path round {round}/{}: {path:?} …", s.rounds);
-            // Everything of ours: the mock, the controller and its host, the load
-            // generator (reaped when it exits); the rest of the busy time is foreign.
-            let mut ours = procfs::tree(mock.pid());
-            ours.extend(procfs::tree(gateway.pid()));
-            let busy_before = procfs::system_busy_ticks();
-            let ours_before = procfs::cpu_ticks(&ours) + procfs::reaped_children_ticks();
-            let host_before = procfs::cpu_ticks(&host_pids);
-            let started = std::time::Instant::now();
-            let load = load_at(path, s.rate, s.duration.as_secs_f64(), ROUND_WARMUP_S)?;
-            let elapsed = started.elapsed().as_secs_f64();
-            let host_ticks = procfs::cpu_ticks(&host_pids).saturating_sub(host_before);
-            let ours_ticks = (procfs::cpu_ticks(&ours) + procfs::reaped_children_ticks())
-                .saturating_sub(ours_before);
-            let foreign = procfs::system_busy_ticks()
-                .saturating_sub(busy_before)
-                .saturating_sub(ours_ticks) as f64
-                / hz
-                / elapsed.max(1e-3);
-            mock.check_running()?;
-            gateway.check_running()?;
-            if load.ok == 0 {
-                bail!("{path:?}: no request succeeded: {:?}", load.error_samples);
-            }
-            // The host's CPU over the warm-up and the measured phase, per request.
-            let host_cpu_us = (path == Via::Gateway).then(|| {
-                let requests =
-                    load.scheduled as f64 * (1.0 + ROUND_WARMUP_S / s.duration.as_secs_f64());
-                host_ticks as f64 / hz * 1e6 / requests
-            });
-            let round = Round {
-                load,
-                host_cpu_us,
-                host_busy: host_ticks as f64 / hz / elapsed.max(1e-3),
-                foreign,
-            };
-            match path {
-                Via::Direct => result.direct.push(round),
-                Via::Gateway => result.gateway.push(round),
+        for via in order {
+            eprintln!("bench: AI path round {round}/{}: {via:?} …", s.rounds);
+            let measured = bench.round(via)?;
+            match via {
+                Via::Direct => result.direct.push(measured),
+                Via::Gateway => result.gateway.push(measured),
             }
         }
         // The mock logs every request; keep its memory flat.
-        clear_mock_log(mock_addr)?;
+        clear_mock_log(bench.mock_addr)?;
     }
     Ok(result)
+}
+
+/// The mock and the gateway in front of it, checked and ready. Dropping it stops them.
+struct Running<'a> {
+    s: &'a AiSettings<'a>,
+    build: &'static str,
+    load_bin: PathBuf,
+    mock: Process,
+    mock_addr: SocketAddr,
+    gateway: Process,
+    gateway_addr: SocketAddr,
+    /// The host processes under the controller: what is measured.
+    host_pids: Vec<u32>,
+}
+
+impl<'a> Running<'a> {
+    fn start(s: &'a AiSettings<'a>) -> Result<Self> {
+        let load_bin = s.ws.bin("nantian-ai-load");
+        let mock_bin = s.ws.bin("nantian-ai-mock");
+        let (build, controller, host) = binaries(s.ws)?;
+        for binary in [&load_bin, &mock_bin, &controller, &host] {
+            if !binary.is_file() {
+                bail!("{} is not built", binary.display());
+            }
+        }
+        let mock_addr: SocketAddr = MOCK_ADDR.parse()?;
+        ensure_free(mock_addr)?;
+        let mut command = Command::new(&mock_bin);
+        command.args(["--listen", MOCK_ADDR, "--provider", "anthropic"]);
+        command.args(["--api-key", MOCK_KEY, "--name", MOCK_NAME]);
+        let mut mock = Process::spawn("ai-mock", &mut command, s.load_cpu, s.run_dir)?;
+        http::wait_for(
+            mock_addr,
+            "/_mock/held",
+            Duration::from_secs(10),
+            |answer| answer.status == 200,
+            || mock.check_running(),
+        )
+        .context("starting nantian-ai-mock")?;
+        let (gateway, gateway_addr) = start_gateway(s, &controller, &host, mock_addr)?;
+        let host_pids = host_processes(&gateway)?;
+        Ok(Self {
+            s,
+            build,
+            load_bin,
+            mock,
+            mock_addr,
+            gateway,
+            gateway_addr,
+            host_pids,
+        })
+    }
+
+    /// `nantian-ai-load` in `via`'s API against its address, pinned with the mock.
+    fn load(&self, via: Via, rate: u64, seconds: f64, warmup: f64) -> Result<LoadRun> {
+        let (api, addr, key) = match via {
+            Via::Direct => ("anthropic", self.mock_addr, MOCK_KEY),
+            Via::Gateway => ("openai", self.gateway_addr, CLIENT_KEY),
+        };
+        let mut command = Command::new(&self.load_bin);
+        command
+            .args(["--api", api, "--origin", &format!("http://{addr}")])
+            .args(["--model", MODEL, "--prompt", PROMPT])
+            .args(["--expect", &expected_text(), "--api-key", key])
+            .arg(format!("--rate={rate}"))
+            .arg(format!("--duration={seconds}"))
+            .arg(format!("--warmup={warmup}"));
+        let output = pinned(&command, self.s.load_cpu)
+            .output()
+            .with_context(|| format!("running {}", self.load_bin.display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            bail!(
+                "nantian-ai-load failed ({}): {stdout}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        parse_load(&stdout).with_context(|| format!("reading nantian-ai-load's output: {stdout}"))
+    }
+
+    /// One measured round of `via`, with the host's CPU time and everyone else's.
+    fn round(&mut self, via: Via) -> Result<Round> {
+        let s = self.s;
+        let hz = procfs::clock_ticks_per_second() as f64;
+        // Everything of ours: the mock, the controller and its host, the load generator
+        // (reaped when it exits); the rest of the machine's busy time is foreign.
+        let mut ours = procfs::tree(self.mock.pid());
+        ours.extend(procfs::tree(self.gateway.pid()));
+        let busy_before = procfs::system_busy_ticks();
+        let ours_before = procfs::cpu_ticks(&ours) + procfs::reaped_children_ticks();
+        let host_before = procfs::cpu_ticks(&self.host_pids);
+        let started = std::time::Instant::now();
+        let load = self.load(via, s.rate, s.duration.as_secs_f64(), ROUND_WARMUP_S)?;
+        let elapsed = started.elapsed().as_secs_f64().max(1e-3);
+        let host_ticks = procfs::cpu_ticks(&self.host_pids).saturating_sub(host_before);
+        let ours_ticks = (procfs::cpu_ticks(&ours) + procfs::reaped_children_ticks())
+            .saturating_sub(ours_before);
+        let foreign_ticks = procfs::system_busy_ticks()
+            .saturating_sub(busy_before)
+            .saturating_sub(ours_ticks);
+        self.mock.check_running()?;
+        self.gateway.check_running()?;
+        if load.ok == 0 {
+            bail!("{via:?}: no request succeeded: {:?}", load.error_samples);
+        }
+        // The host's CPU over the round's warm-up and measured phase, per request.
+        let host_cpu_us = (via == Via::Gateway).then(|| {
+            let requests =
+                load.scheduled as f64 * (1.0 + ROUND_WARMUP_S / s.duration.as_secs_f64());
+            host_ticks as f64 / hz * 1e6 / requests
+        });
+        Ok(Round {
+            load,
+            host_cpu_us,
+            host_busy: host_ticks as f64 / hz / elapsed,
+            foreign: foreign_ticks as f64 / hz / elapsed,
+        })
+    }
 }
 
 /// The controller and host binaries: the shipping build, or the release build with
@@ -332,50 +389,6 @@ fn host_processes(controller: &Process) -> Result<Vec<u32>> {
     Ok(hosts.iter().flat_map(|pid| procfs::tree(*pid)).collect())
 }
 
-/// `nantian-ai-load` against `origin` in `path`'s API, pinned with the mock.
-fn run_load(
-    s: &AiSettings<'_>,
-    load: &Path,
-    path: Via,
-    origin: &str,
-    rate: u64,
-    seconds: f64,
-    warmup: f64,
-) -> Result<LoadRun> {
-    let mut command = Command::new(load);
-    command
-        .args([
-            "--api",
-            if path == Via::Direct {
-                "anthropic"
-            } else {
-                "openai"
-            },
-        ])
-        .args(["--origin", origin, "--model", MODEL, "--prompt", PROMPT])
-        .args(["--expect", &expected_text(), "--api-key"])
-        .arg(if path == Via::Direct {
-            MOCK_KEY
-        } else {
-            CLIENT_KEY
-        })
-        .arg(format!("--rate={rate}"))
-        .arg(format!("--duration={seconds}"))
-        .arg(format!("--warmup={warmup}"));
-    let output = pinned(&command, s.load_cpu)
-        .output()
-        .with_context(|| format!("running {}", load.display()))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!(
-            "nantian-ai-load failed ({}): {stdout}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    parse_load(&stdout).with_context(|| format!("reading nantian-ai-load's output: {stdout}"))
-}
-
 /// What the mock streams for the bench's prompt.
 fn expected_text() -> String {
     format!("{MOCK_NAME} (anthropic) heard: {PROMPT}")
@@ -391,7 +404,6 @@ fn parse_load(text: &str) -> Result<LoadRun> {
         Quantiles {
             p50: at("p50"),
             p99: at("p99"),
-            max: at("max"),
         }
     };
     Ok(LoadRun {
