@@ -534,8 +534,11 @@ fn free_loopback_addr() -> Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-/// The figures of the table: (label, figure of a run).
-const FIGURES: [(&str, fn(&LoadRun) -> f64); 4] = [
+/// A figure of a load run, in microseconds.
+type Figure = fn(&LoadRun) -> f64;
+
+/// The figures of the table, with their labels.
+const FIGURES: [(&str, Figure); 4] = [
     ("total p50", |r| r.total.p50),
     ("total p99", |r| r.total.p99),
     ("TTFT p50", |r| r.ttft.p50),
@@ -544,12 +547,12 @@ const FIGURES: [(&str, fn(&LoadRun) -> f64); 4] = [
 
 impl AiPath {
     /// A figure's median over the rounds of one path.
-    fn median_of(rounds: &[Round], figure: fn(&LoadRun) -> f64) -> f64 {
+    fn median_of(rounds: &[Round], figure: Figure) -> f64 {
         median(rounds.iter().map(|r| figure(&r.load)).collect())
     }
 
     /// What the gateway adds to a figure, round by round, and their median.
-    fn added(&self, figure: fn(&LoadRun) -> f64) -> (f64, Vec<f64>) {
+    fn added(&self, figure: Figure) -> (f64, Vec<f64>) {
         let per_round: Vec<f64> = self
             .gateway
             .iter()
