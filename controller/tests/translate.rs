@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use nantian_controller::load::load_str;
 use nantian_controller::model::Resources;
 use nantian_controller::translate::{
-    AI_ADAPTER, CORS, HEADER_MODIFIER, PII_MASK, TOKEN_LIMIT, TranslateOptions, Translation, translate,
+    AI_ADAPTER, CORS, HEADER_MODIFIER, PII_MASK, TOKEN_LIMIT, TranslateOptions, Translation,
+    translate,
 };
 use nantian_proto::config::{FilterModule, filter_module};
 

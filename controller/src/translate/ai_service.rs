@@ -27,11 +27,12 @@ use serde::Serialize;
 use super::listener::{GATEWAY_GROUP, HTTP_ROUTE};
 use super::source::RouteSource;
 use super::{
-    AI_ADAPTER, ObjectStatus, TranslateOptions, ai_endpoint, backend_lb, filter, reference_grant,
+    AI_ADAPTER, ObjectStatus, TranslateOptions, accepted_status, ai_endpoint, backend_lb, filter,
+    reference_grant,
 };
 use crate::crd::{self, AIService, AIServiceBackend, AffinityType, Provider};
 use crate::model::{AI_SERVICE, Key, MetaExt, Resources};
-use crate::status::{Condition, Problem, kind, reason};
+use crate::status::{Problem, reason};
 
 mod pii_mask;
 
@@ -41,9 +42,6 @@ const ADAPTER_MAX_MEMORY: u64 = 64 << 20;
 /// The ai-adapter's per-call budget: its `init` compiles the tokenizer's pre-split regex
 /// (15-29 ms measured) and a 4 MiB request's translation and estimate take up to 50 ms.
 const ADAPTER_TIMEOUT_MILLIS: u32 = 250;
-
-/// The apiVersion AIService statuses are written with.
-const API_VERSION: &str = "gateway.nantian.dev/v1alpha1";
 
 /// Whether a backendRef names an AIService.
 pub(super) fn is_ref(bref: &HttpRouteRulesBackendRefs) -> bool {
@@ -136,40 +134,20 @@ pub(super) fn resolve(res: &Resources) -> AiServices {
 impl AiServices {
     /// One status per AIService: Accepted, or Invalid naming every problem.
     pub fn statuses(&self, statuses: &mut Vec<ObjectStatus>) {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Status {
-            conditions: Vec<Condition>,
-            observed_generation: i64,
-        }
-        for ((ns, name), verdict) in &self.by_key {
+        for (key, verdict) in &self.by_key {
             let ok_message = if verdict.target_refs {
                 "AIService is accepted; its targetRefs are not implemented yet and have no effect"
             } else {
                 "AIService is accepted"
             };
-            let outcome = match &verdict.resolved {
-                Ok(_) => Ok(()),
-                Err(problem) => Err(problem.clone()),
-            };
-            let status = Status {
-                conditions: vec![Condition::from_outcome(
-                    kind::ACCEPTED,
-                    &outcome,
-                    reason::ACCEPTED,
-                    ok_message,
-                    verdict.generation,
-                )],
-                observed_generation: verdict.generation,
-            };
-            statuses.push(ObjectStatus {
-                api_version: API_VERSION.to_string(),
-                kind: AI_SERVICE.to_string(),
-                namespace: ns.clone(),
-                name: name.clone(),
-                generation: verdict.generation,
-                status: serde_json::to_value(status).unwrap_or_default(),
-            });
+            let outcome = verdict.resolved.as_ref().map(|_| ()).map_err(Clone::clone);
+            statuses.push(accepted_status(
+                AI_SERVICE,
+                key,
+                verdict.generation,
+                &outcome,
+                ok_message,
+            ));
         }
     }
 

@@ -189,6 +189,43 @@ impl ObjectStatus {
 
 const GATEWAY_API_VERSION: &str = "gateway.networking.k8s.io/v1";
 
+/// The apiVersion of Nantian's own kinds (AIService, TokenPolicy).
+const NANTIAN_API_VERSION: &str = "gateway.nantian.dev/v1alpha1";
+
+/// The status of one of Nantian's own objects whose only condition is `Accepted`.
+fn accepted_status(
+    kind: &str,
+    (namespace, name): &crate::model::Key,
+    generation: i64,
+    outcome: &Result<(), status::Problem>,
+    ok_message: &str,
+) -> ObjectStatus {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Status {
+        conditions: Vec<status::Condition>,
+        observed_generation: i64,
+    }
+    let status = Status {
+        conditions: vec![status::Condition::from_outcome(
+            status::kind::ACCEPTED,
+            outcome,
+            status::reason::ACCEPTED,
+            ok_message,
+            generation,
+        )],
+        observed_generation: generation,
+    };
+    ObjectStatus {
+        api_version: NANTIAN_API_VERSION.to_string(),
+        kind: kind.to_string(),
+        namespace: namespace.clone(),
+        name: name.clone(),
+        generation,
+        status: serde_json::to_value(status).unwrap_or_default(),
+    }
+}
+
 pub fn translate(res: &Resources, opts: &TranslateOptions) -> Translation {
     let mut statuses = Vec::new();
 
