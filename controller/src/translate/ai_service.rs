@@ -39,8 +39,8 @@ mod pii_mask;
 /// The ai-adapter's linear-memory cap (the host's ceiling, 64 MiB).
 const ADAPTER_MAX_MEMORY: u64 = 64 << 20;
 
-/// The ai-adapter's per-call budget: its `init` compiles the tokenizer's pre-split regex
-/// (15-29 ms measured) and a 4 MiB request's translation and estimate take up to 50 ms.
+/// The ai-adapter's per-call budget: a 4 MiB request's parse, translation and token
+/// estimate take up to 50 ms measured, more on a busy machine.
 const ADAPTER_TIMEOUT_MILLIS: u32 = 250;
 
 /// Whether a backendRef names an AIService.

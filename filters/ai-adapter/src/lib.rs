@@ -184,10 +184,6 @@ impl AiAdapter {
 impl Filter for AiAdapter {
     fn new(config: &[u8]) -> Result<Self, String> {
         let config = Config::parse(config)?;
-        // Compiles the tokenizer's pattern (~20 ms in an instance) here, in `init`, rather
-        // than in a request's call: the instance the host makes at bind time, and every
-        // idle one it reuses, then serve requests without that cost.
-        nantian_llm_tokens::warm_up();
         Ok(AiAdapter {
             config,
             in_flight: None,

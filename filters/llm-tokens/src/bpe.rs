@@ -1,18 +1,16 @@
 //! o200k_base byte-pair encoding over static tables (see `build.rs`): text is split by
-//! o200k's pre-tokenizing pattern, and each piece is a token or merged from its bytes,
+//! o200k's pre-tokenizer (`pretokenize.rs`), and each piece is a token or merged from its bytes,
 //! lowest rank first, exactly as tiktoken does.
 
-use std::sync::OnceLock;
-
-use fancy_regex::Regex;
-
+use crate::pretokenize;
 use crate::vocab_hash::{TABLE_SLOTS, slot_of};
 
 static TOKEN_BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_bytes.bin"));
 static OFFSETS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_offsets.bin"));
 static SLOTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_slots.bin"));
 
-/// o200k_base's pre-tokenizing pattern (tiktoken's `o200k_base` `pat_str`).
+/// o200k_base's pre-tokenizing pattern (tiktoken's `o200k_base` `pat_str`), which
+/// `pretokenize.rs` implements.
 pub const O200K_PATTERN: &str = concat!(
     r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
     "|",
@@ -64,28 +62,12 @@ fn rank(bytes: &[u8]) -> Option<Rank> {
     }
 }
 
-/// The pre-tokenizer, compiled once per instance (a few milliseconds).
-fn pattern() -> &'static Regex {
-    static PATTERN: OnceLock<Regex> = OnceLock::new();
-    PATTERN.get_or_init(|| Regex::new(O200K_PATTERN).expect("o200k's pattern compiles"))
-}
-
-/// Compiles the pre-tokenizer now.
-pub fn warm_up() {
-    pattern();
-}
-
 /// The tokens of `text`.
 pub fn count(text: &str) -> u64 {
     let mut tokens = 0;
     let mut parts = Vec::new();
-    for piece in pattern().find_iter(text) {
-        // The pattern has no construct that can fail at run time on valid UTF-8 but
-        // backtracking limits; a piece it cannot match is counted by bytes.
-        let piece = match piece {
-            Ok(piece) => piece.as_str().as_bytes(),
-            Err(_) => return tokens + text.len() as u64 / 4,
-        };
+    for piece in pretokenize::pieces(text) {
+        let piece = piece.as_bytes();
         for slice in piece.chunks(MAX_PIECE) {
             tokens += count_piece(slice, &mut parts);
         }

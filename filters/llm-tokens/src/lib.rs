@@ -22,8 +22,8 @@
 //! component), taken from tiktoken-rs, which embeds OpenAI's `o200k_base.tiktoken`. The
 //! counts are tiktoken's (tested against tiktoken-rs on a varied corpus); building
 //! tiktoken-rs' own encoder instead would take over half a second and ~30 MB in every
-//! Wasm instance. What is built, once per instance on first use (or by [`warm_up`]), is
-//! the pre-tokenizing pattern: about 10 ms natively.
+//! Wasm instance. Nor is the pre-tokenizing pattern compiled: it is written out as code
+//! over static Unicode tables (`pretokenize.rs`), so a new instance counts at once.
 //!
 //! Counting runs at about 10 MB/s natively, a few MB/s in Wasm: prompt estimates count
 //! the first [`EXACT_COUNT_BYTES`] exactly and extrapolate the rest. Images count a
@@ -32,6 +32,7 @@
 
 mod bpe;
 mod json;
+mod pretokenize;
 mod prompt;
 mod vocab_hash;
 
@@ -63,12 +64,6 @@ impl Api {
             _ => None,
         }
     }
-}
-
-/// Prepares the encoder now rather than at the first count: it compiles the
-/// pre-tokenizing pattern (the vocabulary needs nothing; see the crate doc).
-pub fn warm_up() {
-    bpe::warm_up();
 }
 
 /// The tokens of `text` in o200k_base, as tiktoken counts them. Special tokens

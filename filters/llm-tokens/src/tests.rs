@@ -304,6 +304,46 @@ fn counts_match_tiktoken_rs() {
     }
 }
 
+/// Characters of every class the pattern tells apart, and the edges between them:
+/// titlecase (ǅ), modifier (ʰ) and other (中) letters, combining (U+0301), spacing
+/// (U+0903) and enclosing (U+20DD) marks, letter (Ⅻ) and other (½) numbers, white space
+/// that is not ASCII (U+85, U+A0, U+2028, U+3000), the long s that `(?i)'s` matches, and
+/// the contractions' letters in both cases.
+const EDGE_ALPHABET: &str = "aAzZ09 \t\n\r\u{b}\u{c}'\"!?/.,-_ǅʰ中\u{301}\u{903}\u{20dd}Ⅻ½\u{85}\u{a0}\u{2028}\u{3000}ſsStTrReEvVmMlLdD😀\u{200d}";
+
+fn edge_corpus() -> Vec<String> {
+    let alphabet: Vec<char> = EDGE_ALPHABET.chars().collect();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut texts = Vec::new();
+    for length in [1usize, 2, 3, 4, 6, 9, 16, 50] {
+        for _ in 0..400 {
+            let text: String = (0..length)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    alphabet[(seed >> 11) as usize % alphabet.len()]
+                })
+                .collect();
+            texts.push(text);
+        }
+    }
+    texts
+}
+
+#[test]
+fn pieces_are_the_patterns_matches() {
+    let pattern = fancy_regex::Regex::new(O200K_PATTERN).unwrap();
+    for text in corpus().into_iter().chain(edge_corpus()) {
+        let expected: Vec<&str> = pattern
+            .find_iter(&text)
+            .map(|piece| piece.unwrap().as_str())
+            .collect();
+        let pieces: Vec<&str> = pretokenize::pieces(&text).collect();
+        assert_eq!(pieces, expected, "{text:?}");
+    }
+}
+
 #[test]
 fn pieces_past_the_merge_limit_stay_close() {
     let reference = tiktoken_rs::o200k_base_singleton();
@@ -329,8 +369,12 @@ fn pieces_past_the_merge_limit_stay_close() {
 #[ignore]
 fn measure() {
     let start = std::time::Instant::now();
-    warm_up();
-    eprintln!("pattern compiled in {:?}", start.elapsed());
+    let pattern = fancy_regex::Regex::new(O200K_PATTERN).unwrap();
+    eprintln!(
+        "the pattern (not used: pretokenize.rs) compiles in {:?}",
+        start.elapsed()
+    );
+    drop(pattern);
     let start = std::time::Instant::now();
     let _ = tiktoken_rs::o200k_base().unwrap();
     eprintln!(

@@ -144,8 +144,6 @@ impl Held {
 impl Filter for TokenLimit {
     fn new(config: &[u8]) -> Result<Self, String> {
         let config = Config::parse(config)?;
-        // Compiles the tokenizer's pattern now rather than in a request's call.
-        nantian_llm_tokens::warm_up();
         Ok(TokenLimit {
             attribute: ticket::attribute(&config.policy),
             config,

@@ -59,7 +59,10 @@ impl ObservedBody {
                 .observer
                 .first_token
                 .observe((now - self.observer.started).as_secs_f64()),
-            Some(last) => self.observer.inter_token.observe((now - last).as_secs_f64()),
+            Some(last) => self
+                .observer
+                .inter_token
+                .observe((now - last).as_secs_f64()),
         }
         self.last_chunk = Some(now);
     }
