@@ -12,8 +12,10 @@
 //! `NANTIAN_BENCH_CONNECTIONS` (32), `NANTIAN_BENCH_PIN` (1: proxy on CPU 1, load and
 //! backend on CPU 0), `NANTIAN_BENCH_TARGETS` (comma list of direct, nginx, haproxy,
 //! nantian, nantian-wasm, the TLS rows and ai; a subset does not touch bench/README.md),
-//! `NANTIAN_BENCH_AI_RATE` (200 requests/s on the AI path, `ai.rs`) and
-//! `NANTIAN_BENCH_KEEP` (keep the run directory with configs and logs).
+//! `NANTIAN_BENCH_AI_RATE` (200 requests/s on the AI path, `ai.rs`),
+//! `NANTIAN_BENCH_BUILD` (`dist`, the shipping build, or `release`: quicker to build, for
+//! trying a change; the tables say which) and `NANTIAN_BENCH_KEEP` (keep the run
+//! directory with configs and logs).
 
 mod ai;
 mod certificate;
@@ -38,6 +40,30 @@ use crate::workspace::Workspace;
 use procfs::Process;
 use report::{Measurement, Outcome, Row};
 use targets::{BENCH_BODY, BENCH_PATH, Env, Kind};
+
+/// Whether the gateway is measured in its shipping build (`dist`), the default, or the
+/// release build (`NANTIAN_BENCH_BUILD=release`).
+pub fn measures_release_build() -> Result<bool> {
+    match std::env::var("NANTIAN_BENCH_BUILD").as_deref() {
+        Ok("release") => Ok(true),
+        Ok("dist") | Err(_) => Ok(false),
+        Ok(other) => bail!("NANTIAN_BENCH_BUILD={other:?}: dist or release"),
+    }
+}
+
+/// The build measured (`dist` or `release`), and its controller and host binaries.
+fn gateway_binaries(ws: &Workspace) -> Result<(&'static str, PathBuf, PathBuf)> {
+    let (build, path): (_, fn(&Workspace, &str) -> PathBuf) = if measures_release_build()? {
+        ("release", Workspace::bin)
+    } else {
+        ("dist", Workspace::dist_bin)
+    };
+    Ok((
+        build,
+        path(ws, "nantian-controller"),
+        path(ws, "nantian-host"),
+    ))
+}
 
 /// The shared echo backend (the quickstart's demo address).
 const BACKEND_ADDR: &str = "127.0.20.1:3000";
@@ -246,7 +272,9 @@ pub fn run(ws: &Workspace) -> Result<()> {
     );
     append_ai(&mut section, ai.as_ref());
     println!("\n{section}");
-    if settings.kinds == Kind::ALL && settings.ai {
+    if measures_release_build()? {
+        eprintln!("bench: the release build was measured; bench/README.md left as it was");
+    } else if settings.kinds == Kind::ALL && settings.ai {
         let readme = ws.root.join("bench").join("README.md");
         report::update_readme(&readme, &section)?;
         eprintln!("bench: results written to {}", readme.display());

@@ -169,7 +169,7 @@ impl<'a> Running<'a> {
     fn start(s: &'a AiSettings<'a>) -> Result<Self> {
         let load_bin = s.ws.bin("nantian-ai-load");
         let mock_bin = s.ws.bin("nantian-ai-mock");
-        let (build, controller, host) = binaries(s.ws)?;
+        let (build, controller, host) = super::gateway_binaries(s.ws)?;
         for binary in [&load_bin, &mock_bin, &controller, &host] {
             if !binary.is_file() {
                 bail!("{} is not built", binary.display());
@@ -268,24 +268,6 @@ impl<'a> Running<'a> {
             host_busy: host_ticks as f64 / hz / elapsed,
             foreign: foreign_ticks as f64 / hz / elapsed,
         })
-    }
-}
-
-/// The controller and host binaries: the shipping build, or the release build with
-/// `NANTIAN_BENCH_BUILD=release` (faster to build; the table says which).
-fn binaries(ws: &Workspace) -> Result<(&'static str, PathBuf, PathBuf)> {
-    match std::env::var("NANTIAN_BENCH_BUILD").as_deref() {
-        Ok("release") => Ok((
-            "release",
-            ws.bin("nantian-controller"),
-            ws.bin("nantian-host"),
-        )),
-        Ok("dist") | Err(_) => Ok((
-            "dist",
-            ws.dist_bin("nantian-controller"),
-            ws.dist_bin("nantian-host"),
-        )),
-        Ok(other) => bail!("NANTIAN_BENCH_BUILD={other:?}: dist or release"),
     }
 }
 

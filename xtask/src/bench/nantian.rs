@@ -79,14 +79,10 @@ fn start_with(
     tls: bool,
     extra_routes: String,
 ) -> Result<(Running, std::path::PathBuf)> {
-    let controller = env.ws.dist_bin("nantian-controller");
-    let host = env.ws.dist_bin("nantian-host");
+    let (build, controller, host) = super::gateway_binaries(env.ws)?;
     for binary in [&controller, &host] {
         if !binary.is_file() {
-            bail!(
-                "{} is not built (cargo build --profile dist)",
-                binary.display()
-            );
+            bail!("{} is not built (the {build} profile)", binary.display());
         }
     }
     let addr = SocketAddr::new(gateway_address.parse()?, port);
