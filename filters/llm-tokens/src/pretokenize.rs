@@ -135,13 +135,12 @@ impl Matcher<'_> {
     /// character is there, else at the run's last character that is also LOWER.
     fn lower_word(&self, start: usize) -> Option<usize> {
         let mut last_lower = None;
-        let mut upper_end = self.text.len();
         for (offset, c) in self.text[start..].char_indices() {
             let bits = class(c);
             if bits & UPPER == 0 {
-                upper_end = start + offset;
+                // The end of the UPPER run.
                 if bits & LOWER != 0 {
-                    last_lower = Some(upper_end);
+                    last_lower = Some(start + offset);
                 }
                 break;
             }
@@ -162,7 +161,7 @@ impl Matcher<'_> {
     /// Past `(?i:'s|'t|'re|'ve|'m|'ll|'d)` at `at` if one is there. Case-insensitive
     /// in Unicode's simple folding, where `s` also matches `ſ` (U+017F).
     fn contraction(&self, at: usize) -> usize {
-        let rest = self.text[at..].as_bytes();
+        let rest = &self.text.as_bytes()[at..];
         if rest.first() != Some(&b'\'') {
             return at;
         }
