@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Response, request, response};
 use http_body::{Body, Frame, SizeHint};
 
+use crate::coalesced_body::CoalescedBody;
 use crate::filter_chain::FilterRun;
 use crate::upstream::{BoxError, ProxyBody};
 
@@ -55,8 +56,9 @@ pub enum Direction {
 
 /// A body whose data frames pass through the filters' body phases. The filters see
 /// `end_of_stream` on a final (possibly empty) chunk, before trailers are forwarded.
+/// Frames that arrived together are passed in one call ([`CoalescedBody`]).
 pub struct FilteredBody<B> {
-    inner: B,
+    inner: CoalescedBody<B>,
     shared: Arc<Mutex<SharedRun>>,
     direction: Direction,
     trailers: Option<HeaderMap>,
@@ -66,7 +68,7 @@ pub struct FilteredBody<B> {
 impl<B> FilteredBody<B> {
     pub fn new(inner: B, shared: Arc<Mutex<SharedRun>>, direction: Direction) -> Self {
         FilteredBody {
-            inner,
+            inner: CoalescedBody::new(inner),
             shared,
             direction,
             trailers: None,
@@ -129,7 +131,7 @@ where
                 None => return Poll::Ready(this.finish()),
                 Some(Err(e)) => {
                     this.done = true;
-                    return Poll::Ready(Some(Err(e.into())));
+                    return Poll::Ready(Some(Err(e)));
                 }
                 Some(Ok(frame)) => frame,
             };

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod ai;
 pub mod balancer;
 mod client_hello;
+mod coalesced_body;
 pub mod config;
 mod config_decode;
 mod config_route;
