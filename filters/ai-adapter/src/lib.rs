@@ -101,8 +101,8 @@
 //!
 //! Counts are decimal strings. For Anthropic and Ollama models the estimates are
 //! o200k counts, not their own tokenizers': close, not exact. The costs (measured in
-//! the component, `tests/tokens.rs`'s `measure`): `init` compiles the tokenizer's
-//! pattern (~15–30 ms, once per instance); estimating a prompt takes ~0.3 ms per KiB up
+//! the component, `tests/tokens.rs`'s `measure`): `init` builds nothing for the
+//! tokenizer (its tables are static data); estimating a prompt takes ~0.3 ms per KiB up
 //! to 32 KiB, past which the rest is extrapolated (a 1 MiB prompt: ~16 ms for the whole
 //! call); the vocabulary is static data (~4.3 MB, about 5.3 MiB more linear memory than
 //! without it).

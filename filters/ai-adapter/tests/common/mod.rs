@@ -125,9 +125,8 @@ pub fn adapter(provider: Api) -> BoundFilter {
     .unwrap()
 }
 
-/// The call budget the controller gives the adapter (its `timeout_millis`): a fresh
-/// instance compiles the tokenizer's pattern in `init`, and a 4 MiB request is
-/// translated and estimated in one call.
+/// The call budget the controller gives the adapter (its `timeout_millis`): a 4 MiB
+/// request is translated and estimated in one call.
 pub const ADAPTER_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub fn bind(config: &str) -> Result<BoundFilter, nantian_filter_testing::WasmError> {
