@@ -5,7 +5,7 @@
 //! falls back when a backend fails.
 
 use bytes::Bytes;
-use nantian_e2e::ai_mock::sdk::{SdkArgs, is_skip, run_sdk_client};
+use nantian_e2e::ai_mock::sdk::{SdkArgs, gateway_base_url, is_skip, run_sdk_client};
 use nantian_e2e::ai_mock::{AiMockProcess, Provider};
 use nantian_e2e::harness::{Env, send, wait_for, yaml};
 use nantian_e2e::metrics::{host_metrics, series};
@@ -83,14 +83,6 @@ spec:
     format!("{gw}:8080")
 }
 
-/// The base URL an SDK of `sdk` takes for the gateway at `addr`.
-fn base_url(sdk: Provider, addr: &str) -> String {
-    match sdk {
-        Provider::Openai => format!("http://{addr}/v1"),
-        Provider::Anthropic | Provider::Ollama => format!("http://{addr}"),
-    }
-}
-
 /// Runs the SDK client off the async runtime (it blocks on a child process).
 async fn sdk(args: SdkArgs) -> Value {
     tokio::task::spawn_blocking(move || run_sdk_client(&args))
@@ -99,7 +91,7 @@ async fn sdk(args: SdkArgs) -> Value {
 }
 
 fn client(sdk: Provider, addr: &str, model: &str, prompt: &str) -> SdkArgs {
-    SdkArgs::new(sdk, &base_url(sdk, addr), CLIENT_KEY, model, prompt)
+    SdkArgs::new(sdk, &gateway_base_url(sdk, addr), CLIENT_KEY, model, prompt)
 }
 
 /// The one request `m` received since it was last cleared.

@@ -6,7 +6,7 @@
 //! gets a 400 in its own API's error shape while the backend gets nothing.
 
 use bytes::Bytes;
-use nantian_e2e::ai_mock::sdk::{SdkArgs, is_skip, run_sdk_clients};
+use nantian_e2e::ai_mock::sdk::{SdkArgs, gateway_base_url, is_skip, run_sdk_clients};
 use nantian_e2e::ai_mock::{AiMockProcess, Provider};
 use nantian_e2e::harness::{Env, send, yaml};
 use serde_json::{Value, json};
@@ -111,10 +111,7 @@ spec:
 
 /// An SDK call of `prompt` to `model` through the gateway at `addr`.
 fn client(sdk: Provider, addr: &str, model: &str, prompt: &str, stream: bool) -> SdkArgs {
-    let base_url = match sdk {
-        Provider::Openai => format!("http://{addr}/v1"),
-        Provider::Anthropic | Provider::Ollama => format!("http://{addr}"),
-    };
+    let base_url = gateway_base_url(sdk, addr);
     let mut args = SdkArgs::new(sdk, &base_url, CLIENT_KEY, model, prompt);
     args.stream = stream;
     args

@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use nantian_e2e::ai_mock::sdk::{SdkArgs, is_skip, run_sdk_clients};
+use nantian_e2e::ai_mock::sdk::{SdkArgs, gateway_base_url, is_skip, run_sdk_clients};
 use nantian_e2e::ai_mock::{AiMockProcess, Provider};
 use nantian_e2e::harness::{Env, Reply, send, yaml};
 use nantian_e2e::metrics::{host_metrics, series};
@@ -104,10 +104,7 @@ async fn start(env: &mut Env, gateways: &[&str], mock: &AiMockProcess, policy: &
 }
 
 fn sdk(sdk: Provider, addr: &str, tenant: &str) -> SdkArgs {
-    let base_url = match sdk {
-        Provider::Openai => format!("http://{addr}/v1"),
-        Provider::Anthropic | Provider::Ollama => format!("http://{addr}"),
-    };
+    let base_url = gateway_base_url(sdk, addr);
     let mut args = SdkArgs::new(sdk, &base_url, "sk-client", "gpt-4o", &prompt());
     args.headers.push(("x-tenant".into(), tenant.into()));
     args

@@ -116,6 +116,15 @@ impl SdkArgs {
     }
 }
 
+/// The base URL an SDK of `sdk` takes for a gateway listening at `addr`: OpenAI's SDK
+/// appends its paths to `/v1`, Anthropic's and Ollama's to the origin.
+pub fn gateway_base_url(sdk: Provider, addr: &str) -> String {
+    match sdk {
+        Provider::Openai => format!("http://{addr}/v1"),
+        Provider::Anthropic | Provider::Ollama => format!("http://{addr}"),
+    }
+}
+
 /// `tests/ai/client.py`.
 pub fn client_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ai/client.py")
