@@ -137,6 +137,11 @@ fn wasmtime_config(memory_ceiling: u64, max_instances: u32) -> Config {
         .memory_reservation(memory_ceiling)
         .memory_guard_size(MEMORY_GUARD)
         .memory_may_move(false);
+    // `perf` cannot name JIT code on its own: with NANTIAN_WASM_PERFMAP set, wasmtime writes
+    // /tmp/perf-<pid>.map so that guest functions show up by name in `perf report`.
+    if std::env::var_os("NANTIAN_WASM_PERFMAP").is_some_and(|v| !v.is_empty() && v != "0") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
 
