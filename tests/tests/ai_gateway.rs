@@ -131,7 +131,12 @@ async fn openai_and_anthropic_sdks_cross_over_both_ways_streaming_or_not() {
         &mut env,
         &[
             backend("openai", &openai, "[gpt-4o]", 1),
-            backend("anthropic", &anthropic, "[claude-sonnet-4]", 1),
+            backend(
+                "anthropic",
+                &anthropic,
+                "[claude-sonnet-4, claude-sonnet-4-slow]",
+                1,
+            ),
         ],
         "",
     )
@@ -228,13 +233,28 @@ async fn openai_and_anthropic_sdks_cross_over_both_ways_streaming_or_not() {
             "{metrics}"
         );
     }
-    // The streamed answers' chunks were timed apart.
+    // A stream whose events come 50 ms apart (the mock's `slow` models) reaches the client
+    // event by event. (Events that arrive together may go out as one chunk.)
+    let mut args = client(
+        Provider::Openai,
+        &addr,
+        "claude-sonnet-4-slow",
+        "hello gateway",
+    );
+    args.stream = true;
+    let out = sdk(args).await;
+    assert_eq!(out["error"], Value::Null, "{out:#}");
+    assert!(out["text_deltas"].as_u64().unwrap() >= 5, "{out:#}");
+    assert_forwarded(&anthropic, "/v1/messages");
+    let metrics = host_metrics(&env, 1).await;
+    // The slow stream's chunks were timed apart: at least its role chunk and its five
+    // words went out one by one.
     let gaps = series(
         &metrics,
         "nantian_ai_inter_token_latency_seconds_count",
         &[("backend", "anthropic")],
     );
-    assert!(gaps.is_some_and(|n| n >= 4.0), "{metrics}");
+    assert!(gaps.is_some_and(|n| n >= 5.0), "{metrics}");
 }
 
 /// The value of the series `name` whose labels include every pair of `labels`.
