@@ -172,8 +172,9 @@ where
                 }
                 // The inner waker is registered either way: data wakes the task as usual.
                 Poll::Pending => match &this.round {
-                    // The round is over: hand out what it brought.
-                    Some(round) if round.ended() => break,
+                    // The round is over: hand out what it brought. Likewise when another
+                    // task polls now: the round's end would wake the one that began it.
+                    Some(round) if round.ended() || !round.task.will_wake(cx.waker()) => break,
                     // Still the same round: wait for its end.
                     Some(_) => {
                         this.gathered = Some(gathered);
@@ -398,6 +399,25 @@ mod tests {
             })
             .await;
             body.frame().await.unwrap().unwrap()
+        });
+        assert_eq!(first.await.unwrap().into_data().unwrap(), "ab");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_from_another_task_does_not_wait_for_the_round() {
+        let mut body = body(vec![data("a"), Step::Soon, data("b"), Step::Later]);
+        let first = tokio::spawn(async move {
+            std::future::poll_fn(|cx| {
+                assert!(Pin::new(&mut body).poll_frame(cx).is_pending());
+                // The round's end would wake this task, not the one polling now.
+                let mut elsewhere = Context::from_waker(Waker::noop());
+                let frame = match Pin::new(&mut body).poll_frame(&mut elsewhere) {
+                    Poll::Ready(Some(Ok(frame))) => frame,
+                    other => panic!("{other:?}"),
+                };
+                Poll::Ready(frame)
+            })
+            .await
         });
         assert_eq!(first.await.unwrap().into_data().unwrap(), "ab");
     }
