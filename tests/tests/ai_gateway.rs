@@ -5,9 +5,10 @@
 //! falls back when a backend fails.
 
 use bytes::Bytes;
+use nantian_e2e::ai_mock::Provider;
 use nantian_e2e::ai_mock::sdk::{SdkArgs, gateway_base_url, is_skip, run_sdk_client};
-use nantian_e2e::ai_mock::{AiMockProcess, Provider};
-use nantian_e2e::harness::{Env, send, wait_for, yaml};
+use nantian_e2e::ai_mock::service::{self, KeyedMock};
+use nantian_e2e::harness::{Env, send, wait_for};
 use nantian_e2e::metrics::{host_metrics, series};
 use serde_json::Value;
 
@@ -15,69 +16,22 @@ const NS: &str = "ai";
 /// What clients send as their key: it must never reach a backend.
 const CLIENT_KEY: &str = "sk-client-own";
 
-/// One mock provider and the key it demands.
-struct Mock {
-    process: AiMockProcess,
-    key: String,
-}
+type Mock = KeyedMock;
 
 fn mock(provider: Provider, name: &str) -> Mock {
-    let key = format!("sk-{name}-secret");
-    let process = AiMockProcess::start(provider, &["--api-key", &key, "--name", name])
-        .expect("start nantian-ai-mock");
-    Mock { process, key }
+    KeyedMock::start(provider, name)
 }
 
 /// A backend entry of the AIService for `mock`, with its key in Secret `<name>-key`.
 fn backend(name: &str, m: &Mock, models: &str, weight: u32) -> (String, String) {
-    let endpoint = match m.process.provider {
-        Provider::Openai => format!("{}/v1", m.process.origin()),
-        _ => m.process.origin(),
-    };
-    let entry = format!(
-        "  - name: {name}\n    provider: {}\n    endpoint: {endpoint}\n    models: {models}\n    weight: {weight}\n    auth:\n      secretRef: {{name: {name}-key, key: api-key}}\n",
-        m.process.provider.as_str()
-    );
-    let secret = format!(
-        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}-key, namespace: {NS}}}\nstringData:\n  api-key: {}\n",
-        m.key
-    );
-    (entry, secret)
+    service::backend(NS, name, m, models, Some(weight))
 }
 
 /// A Gateway with one HTTPRoute whose only backend is AIService `llm` (`spec_tail` after
 /// its backends: routing, fallback, sessionAffinity). Returns the gateway's address.
 async fn gateway(env: &mut Env, backends: &[(String, String)], spec_tail: &str) -> String {
     let gw = env.gateway_ip(1);
-    let entries: String = backends.iter().map(|(e, _)| e.as_str()).collect();
-    let secrets: String = backends.iter().map(|(_, s)| s.as_str()).collect();
-    let config = format!(
-        r#"{class}{gateway}
----
-apiVersion: v1
-kind: Namespace
-metadata: {{name: {NS}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: llm, namespace: {NS}}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-  - backendRefs:
-    - {{group: gateway.nantian.dev, kind: AIService, name: llm}}
----
-apiVersion: gateway.nantian.dev/v1alpha1
-kind: AIService
-metadata: {{name: llm, namespace: {NS}}}
-spec:
-  backends:
-{entries}{spec_tail}
-{secrets}"#,
-        class = yaml::GATEWAY_CLASS,
-        gateway = yaml::gateway(NS, "gw", &gw, &[("http", 8080, None)]),
-    );
-    env.write("ai.yaml", &config);
+    env.write("ai.yaml", &service::config(NS, &gw, backends, spec_tail));
     env.start_controller();
     env.wait_ready().await;
     format!("{gw}:8080")

@@ -6,9 +6,10 @@
 //! gets a 400 in its own API's error shape while the backend gets nothing.
 
 use bytes::Bytes;
+use nantian_e2e::ai_mock::Provider;
 use nantian_e2e::ai_mock::sdk::{SdkArgs, gateway_base_url, is_skip, run_sdk_clients};
-use nantian_e2e::ai_mock::{AiMockProcess, Provider};
-use nantian_e2e::harness::{Env, send, yaml};
+use nantian_e2e::ai_mock::service::{self, KeyedMock};
+use nantian_e2e::harness::{Env, send};
 use serde_json::{Value, json};
 
 const NS: &str = "ai";
@@ -37,17 +38,10 @@ fn assert_no_raw(what: &str, text: &str) {
     }
 }
 
-/// A mock provider and the key it demands.
-struct Mock {
-    process: AiMockProcess,
-    key: String,
-}
+type Mock = KeyedMock;
 
 fn mock(provider: Provider, name: &str) -> Mock {
-    let key = format!("sk-{name}-secret");
-    let process = AiMockProcess::start(provider, &["--api-key", &key, "--name", name])
-        .expect("start nantian-ai-mock");
-    Mock { process, key }
+    KeyedMock::start(provider, name)
 }
 
 /// A Gateway with one HTTPRoute whose only backend is AIService `llm`, which has one
@@ -55,49 +49,11 @@ fn mock(provider: Provider, name: &str) -> Mock {
 /// gateway's address.
 async fn gateway(env: &mut Env, backends: &[(&str, &Mock, &str)], pii_mask: &str) -> String {
     let gw = env.gateway_ip(1);
-    let mut entries = String::new();
-    let mut secrets = String::new();
-    for (name, m, models) in backends {
-        let endpoint = match m.process.provider {
-            Provider::Openai => format!("{}/v1", m.process.origin()),
-            _ => m.process.origin(),
-        };
-        entries.push_str(&format!(
-            "  - name: {name}\n    provider: {}\n    endpoint: {endpoint}\n    models: {models}\n    auth:\n      secretRef: {{name: {name}-key, key: api-key}}\n",
-            m.process.provider.as_str()
-        ));
-        secrets.push_str(&format!(
-            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}-key, namespace: {NS}}}\nstringData:\n  api-key: {}\n",
-            m.key
-        ));
-    }
-    let config = format!(
-        r#"{class}{gateway}
----
-apiVersion: v1
-kind: Namespace
-metadata: {{name: {NS}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: llm, namespace: {NS}}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-  - backendRefs:
-    - {{group: gateway.nantian.dev, kind: AIService, name: llm}}
----
-apiVersion: gateway.nantian.dev/v1alpha1
-kind: AIService
-metadata: {{name: llm, namespace: {NS}}}
-spec:
-  backends:
-{entries}{pii_mask}
-{secrets}"#,
-        class = yaml::GATEWAY_CLASS,
-        gateway = yaml::gateway(NS, "gw", &gw, &[("http", 8080, None)]),
-    );
-    env.write("ai.yaml", &config);
+    let backends: Vec<_> = backends
+        .iter()
+        .map(|(name, m, models)| service::backend(NS, name, m, models, None))
+        .collect();
+    env.write("ai.yaml", &service::config(NS, &gw, &backends, pii_mask));
     env.start_controller();
     env.wait_ready().await;
     // The AIService was accepted with its piiMask: the route is programmed with it.

@@ -29,6 +29,7 @@ pub mod reply;
 pub mod request_log;
 pub mod sdk;
 pub mod server;
+pub mod service;
 pub mod stream;
 
 pub use process::AiMockProcess;
