@@ -19,7 +19,8 @@ mod wasm_plugin;
 
 pub use ai_service::{
     AIService, AIServiceBackend, AIServiceSpec, AIServiceStatus, AffinityType, BackendAuth,
-    ModelRoute, Provider, SessionAffinity,
+    CustomPiiDetector, ModelRoute, PiiAction, PiiDetector, PiiDirection, PiiMask, Provider,
+    SessionAffinity,
 };
 pub use token_policy::{
     KeyType, OnLimit, RateLimitKey, RedisStorage, Storage, StorageType, TokenLimits, TokenPolicy,
