@@ -119,11 +119,32 @@ pub fn cargo(ws: &Workspace) -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(&ws.root);
     c.env("CARGO_TARGET_DIR", &ws.target_dir);
-    // `cargo run` gave this process xtask's CARGO_MANIFEST_DIR. Build scripts that watch
-    // it (ring's does) would then see it change between `cargo xtask …` and a plain
-    // `cargo build`/`cargo test`, and rebuild ring and everything above it each time.
-    c.env_remove("CARGO_MANIFEST_DIR");
+    // `cargo run` gave this process xtask's package variables (CARGO_MANIFEST_DIR,
+    // CARGO_PKG_NAME, CARGO_PKG_VERSION_*, …). Build scripts that watch them (ring's watches
+    // a dozen) would see them change between `cargo xtask …` and a plain `cargo build` or
+    // `cargo test`, and rebuild ring and everything above it (rustls, tonic, kube…) each
+    // time: minutes per switch on two cores.
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(is_package_variable) {
+            c.env_remove(key);
+        }
+    }
     c
+}
+
+/// A variable `cargo run` sets for the package it runs, not one that configures cargo.
+fn is_package_variable(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || matches!(
+            key,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "OUT_DIR"
+        )
 }
 
 pub fn run(cmd: &mut Command) -> Result<()> {
@@ -242,4 +263,29 @@ fn lint(ws: &Workspace) -> Result<()> {
         "-D",
         "warnings",
     ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_package_variable;
+
+    #[test]
+    fn only_the_run_packages_variables_are_dropped() {
+        for key in [
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_MANIFEST_DIR",
+            "OUT_DIR",
+        ] {
+            assert!(is_package_variable(key), "{key}");
+        }
+        for key in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_PROFILE_FILTER_STRIP",
+        ] {
+            assert!(!is_package_variable(key), "{key}");
+        }
+    }
 }
