@@ -20,14 +20,6 @@ impl KeyedMock {
             .expect("start nantian-ai-mock");
         KeyedMock { process, key }
     }
-
-    /// What an AIService backend names as its endpoint (OpenAI's base URL ends in `/v1`).
-    pub fn endpoint(&self) -> String {
-        match self.process.provider {
-            Provider::Openai => format!("{}/v1", self.process.origin()),
-            _ => self.process.origin(),
-        }
-    }
 }
 
 /// A backend of AIService `llm` in namespace `ns` for `mock`: its entry under
@@ -44,7 +36,7 @@ pub fn backend(
     let entry = format!(
         "  - name: {name}\n    provider: {}\n    endpoint: {}\n    models: {models}\n{weight}    auth:\n      secretRef: {{name: {name}-key, key: api-key}}\n",
         mock.process.provider.as_str(),
-        mock.endpoint(),
+        mock.process.base_url(),
     );
     let secret = format!(
         "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}-key, namespace: {ns}}}\nstringData:\n  api-key: {}\n",
