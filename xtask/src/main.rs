@@ -11,6 +11,7 @@
 //! - `kube-assets`: build kube-apiserver, etcd, helm and crane from the Go module proxy into
 //!   a per-machine cache, or find the first two in `KUBEBUILDER_ASSETS` (`kube_assets.rs`).
 //! - `lint`: `cargo fmt --check` and clippy with warnings denied.
+//! - `prune`: keep the (shared) target dir within a disk budget (`prune.rs`).
 //! - `gen`: regenerate the chart's CRDs and ClusterRole from the controller's Rust
 //!   (`controller/tests/manifests.rs` with `NANTIAN_BLESS=1`).
 //! - `bench`: the side-by-side benchmark against nginx and HAProxy (`bench/README.md`).
@@ -19,6 +20,7 @@ mod ai_example;
 mod bench;
 mod image;
 mod kube_assets;
+mod prune;
 mod python;
 mod quickstart;
 mod workspace;
@@ -75,6 +77,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         "lint" => lint(&ws),
+        "prune" => prune::run(&ws),
         "gen" => generate(&ws),
         "bench" => {
             build(&ws)?;
@@ -95,7 +98,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <build|build-filters|quickstart|example|test|image|kube-assets|lint|gen|bench>\n\n\
+                "usage: cargo xtask <build|build-filters|quickstart|example|test|image|kube-assets|lint|prune|gen|bench>\n\n\
                  build        filter components (wasm32-wasip2) and release binaries\n\
                  quickstart   build, then run the standalone gateway on examples/quickstart\n\
                  example NAME build, then run examples/NAME (ai-gateway: with mock LLM providers)\n\
@@ -103,6 +106,7 @@ fn main() -> Result<()> {
                  image        build, then OCI image archives [--out DIR]\n\
                  kube-assets  build kube-apiserver and etcd for the Kubernetes tests\n\
                  lint         rustfmt check and clippy -D warnings\n\
+                 prune        keep the target dir within a disk budget\n\
                  gen          regenerate charts/nantian's CRDs and ClusterRole\n\
                  bench        benchmark against nginx and HAProxy"
             );
