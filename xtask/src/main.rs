@@ -218,7 +218,13 @@ fn test(ws: &Workspace) -> Result<()> {
     let crane = kube_assets::ensure_crane()?;
     // The official LLM SDKs the AI tests drive (tests/ai/client.py).
     let python = python::ensure()?;
-    build(ws)?;
+    build_filters(ws)?;
+    // The binaries and the tests in one build, so that they share one feature resolution.
+    // A `--bins` build alone leaves out the features the dev-dependencies add (tokio's
+    // test-util, regex-automata's nfa), so the test build recompiled tokio, hyper, regex,
+    // wasmtime, kube and everything above them: ~20 minutes more on a cold two-core CI
+    // machine, and our own crates twice on every run. `cargo test` below builds nothing new.
+    run(cargo(ws).args(["build", "--release", "--workspace", "--bins", "--tests"]))?;
     let image_dir = ws.image_dir();
     image::write_all(ws, &image_dir)?;
     // One profile for everything: the release artifacts just built are the ones tested.
