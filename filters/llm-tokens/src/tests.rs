@@ -304,6 +304,33 @@ fn counts_match_tiktoken_rs() {
     }
 }
 
+#[test]
+fn cached_piece_counts_are_the_computed_ones() {
+    let reference = tiktoken_rs::o200k_base_singleton();
+    let exact = |text: &str| reference.encode_ordinary(text).len() as u64;
+    // A one-token piece, and a piece of several tokens that takes the same cache entry.
+    let word = " hello";
+    let entry = |piece: &str| crate::vocab_hash::slot_of(piece.as_bytes()) % bpe::CACHED_PIECES;
+    let rival = (0u32..)
+        .map(|i| {
+            let letters: String = (0..4)
+                .map(|d| char::from(b'a' + ((i >> (5 * d)) % 26) as u8))
+                .collect();
+            format!(" zq{letters}qz")
+        })
+        .find(|piece| entry(piece) == entry(word) && exact(piece) > 1)
+        .unwrap();
+    for text in [word, &rival, word, &rival, word] {
+        assert_eq!(count_text(text), exact(text), "{text:?}");
+    }
+    // The corpus again, now largely from the cache.
+    for _ in 0..2 {
+        for text in corpus() {
+            assert_eq!(count_text(&text), exact(&text), "{text:?}");
+        }
+    }
+}
+
 /// Characters of every class the pattern tells apart, and the edges between them:
 /// titlecase (ǅ), modifier (ʰ) and other (中) letters, combining (U+0301), spacing
 /// (U+0903) and enclosing (U+20DD) marks, letter (Ⅻ) and other (½) numbers, white space
