@@ -168,15 +168,14 @@ fn unreadable(e: serde_json::Error) -> ApiError {
     )
 }
 
+/// A chunk's fields that stay the same for the whole stream, written once
+/// ([`StreamEncoder::start`]) and then copied before each chunk's `choices`.
 #[derive(Serialize)]
-struct OutChunk<'a> {
+struct OutChunkHead<'a> {
     id: &'a str,
     object: &'static str,
     created: u64,
     model: &'a str,
-    choices: &'a [OutChoice<'a>],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<OutUsage>,
 }
 
 #[derive(Serialize)]
@@ -226,8 +225,8 @@ struct OutFunctionDelta<'a> {
 pub struct StreamEncoder {
     ctx: ResponseContext,
     include_usage: bool,
-    id: String,
-    model: String,
+    /// `data: {"id":…,"object":…,"created":…,"model":…,"choices":`, from `start`.
+    chunk_head: Vec<u8>,
     started: bool,
     tool_calls: usize,
     finish_sent: bool,
@@ -240,8 +239,7 @@ impl StreamEncoder {
         StreamEncoder {
             ctx,
             include_usage,
-            id: String::new(),
-            model: String::new(),
+            chunk_head: Vec::new(),
             started: false,
             tool_calls: 0,
             finish_sent: false,
@@ -296,8 +294,19 @@ impl StreamEncoder {
         if self.started {
             return;
         }
-        self.id = self.ctx.openai_id(start.id.as_deref());
-        self.model = start.model.map(Cow::into_owned).unwrap_or_default();
+        let head = OutChunkHead {
+            id: &self.ctx.openai_id(start.id.as_deref()),
+            object: "chat.completion.chunk",
+            created: self.ctx.created_secs(),
+            model: start.model.as_deref().unwrap_or_default(),
+        };
+        self.chunk_head.clear();
+        self.chunk_head.extend_from_slice(b"data: ");
+        // Writing plain structs into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.chunk_head, &head);
+        // Reopen the object for `choices`: the head always ends with its `}`.
+        self.chunk_head.pop();
+        self.chunk_head.extend_from_slice(br#","choices":"#);
         self.usage.merge(start.usage);
         self.started = true;
         let delta = OutDelta::Role {
@@ -355,18 +364,14 @@ impl StreamEncoder {
     }
 
     fn write_chunk(&self, choices: &[OutChoice<'_>], usage: Option<OutUsage>, out: &mut Vec<u8>) {
-        let chunk = OutChunk {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.ctx.created_secs(),
-            model: &self.model,
-            choices,
-            usage,
-        };
-        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&self.chunk_head);
         // Writing plain structs into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &chunk);
-        out.extend_from_slice(b"\n\n");
+        let _ = serde_json::to_writer(&mut *out, choices);
+        if let Some(usage) = usage {
+            out.extend_from_slice(br#","usage":"#);
+            let _ = serde_json::to_writer(&mut *out, &usage);
+        }
+        out.extend_from_slice(b"}\n\n");
     }
 }
 
