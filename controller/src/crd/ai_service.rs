@@ -7,14 +7,12 @@ use kube::core::{Message, Rule};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    DNS_LABEL, GATEWAY_API_GROUP, HEADER_NAME, ObjectKeyReference, PolicyTargetReference,
-    target_refs_kinds, target_refs_unique,
-};
+use super::{DNS_LABEL, HEADER_NAME, ObjectKeyReference};
 
-/// An AIService puts LLM backends behind the routes it is attached to: a request names a model
-/// (the `model` field of an OpenAI- or Anthropic-style body), `routing` picks the backends that
-/// serve it (weighted), and `fallback` lists the backends tried in order when those fail.
+/// An AIService puts LLM backends behind the HTTPRoute rules whose only backendRef names it:
+/// a request names a model (the `model` field of an OpenAI- or Anthropic-style body),
+/// `routing` picks the backends that serve it (weighted), and `fallback` lists the backends
+/// tried in order when those fail.
 // Each `printcolumn(...)` repeats `type_ = ...`, which clippy takes for a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -73,15 +71,6 @@ pub struct AIServiceSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), inner(length(min = 1, max = 63), pattern(DNS_LABEL)))]
     pub fallback: Vec<String>,
-    /// The Gateways or HTTPRoutes (in this namespace) whose requests this AIService serves.
-    /// Absent: only routes whose backendRefs name this AIService use it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
-    #[x_kube(
-        validation = target_refs_unique(),
-        validation = target_refs_kinds(&[(GATEWAY_API_GROUP, "Gateway"), (GATEWAY_API_GROUP, "HTTPRoute")])
-    )]
-    pub target_refs: Vec<PolicyTargetReference>,
     /// Keeps a client on one backend when `routing` splits a model's requests between
     /// several: the key named here is hashed to choose. Absent: each request is routed
     /// afresh.

@@ -169,10 +169,6 @@ spec:
   sessionAffinity:
     type: header
     header: x-session-id
-  targetRefs:
-  - group: gateway.networking.k8s.io
-    kind: HTTPRoute
-    name: chat
 status:
   observedGeneration: 2
   conditions:
@@ -235,10 +231,8 @@ fn ai_service_schema_validates() {
     for field in ["name", "provider", "endpoint"] {
         assert!(required.iter().any(|r| r == field), "{field} not required");
     }
-    assert!(has_rule(
-        &spec["properties"]["targetRefs"],
-        "t.kind == 'HTTPRoute'"
-    ));
+    // Routes reach an AIService through their backendRefs only.
+    assert!(spec["properties"].get("targetRefs").is_none());
     let affinity = &spec["properties"]["sessionAffinity"];
     assert!(has_rule(
         affinity,

@@ -12,7 +12,6 @@
 //! or whose credentials or endpoints are unusable, is not accepted (reason Invalid, the
 //! message naming each problem); routes naming it get `ResolvedRefs=False
 //! BackendNotFound` with that message, and their rule no `ai`: the host answers 500.
-//! `spec.targetRefs` is not implemented yet: only backendRefs use an AIService.
 //!
 //! An AIService with `piiMask` puts the built-in pii-mask filter first among the own
 //! filters of every rule that uses it ([`pii_mask`]).
@@ -72,8 +71,6 @@ pub(super) struct AiServices {
 #[derive(Debug)]
 struct Verdict {
     generation: i64,
-    /// Whether it has targetRefs, which are not implemented yet.
-    target_refs: bool,
     resolved: Result<Resolved, Problem>,
 }
 
@@ -122,7 +119,6 @@ pub(super) fn resolve(res: &Resources) -> AiServices {
         .map(|(key, svc)| {
             let verdict = Verdict {
                 generation: svc.generation(),
-                target_refs: !svc.spec.target_refs.is_empty(),
                 resolved: resolve_one(res, svc),
             };
             (key.clone(), verdict)
@@ -135,18 +131,13 @@ impl AiServices {
     /// One status per AIService: Accepted, or Invalid naming every problem.
     pub fn statuses(&self, statuses: &mut Vec<ObjectStatus>) {
         for (key, verdict) in &self.by_key {
-            let ok_message = if verdict.target_refs {
-                "AIService is accepted; its targetRefs are not implemented yet and have no effect"
-            } else {
-                "AIService is accepted"
-            };
             let outcome = verdict.resolved.as_ref().map(|_| ()).map_err(Clone::clone);
             statuses.push(accepted_status(
                 AI_SERVICE,
                 key,
                 verdict.generation,
                 &outcome,
-                ok_message,
+                "AIService is accepted",
             ));
         }
     }
