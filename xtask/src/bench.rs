@@ -253,7 +253,8 @@ pub fn run(ws: &Workspace) -> Result<()> {
 
     let ai = settings.ai.then(|| {
         eprintln!("bench: the AI path …");
-        measure_ai(ws, &settings, &run_dir, load_cpu, proxy_cpu)
+        let nginx = Some(tools.nginx.as_path());
+        measure_ai(ws, &settings, &run_dir, (load_cpu, proxy_cpu), nginx)
     });
 
     let preamble = preamble(&settings, &tools, load_cpu.is_some());
@@ -285,8 +286,8 @@ pub fn run(ws: &Workspace) -> Result<()> {
     Ok(())
 }
 
-/// `NANTIAN_BENCH_TARGETS=ai`: the AI path alone, without the proxies, their tools and
-/// the echo backend.
+/// `NANTIAN_BENCH_TARGETS=ai`: the AI path alone, without the HTTP targets and the echo
+/// backend; nginx joins as the reference path if it is installed.
 fn run_ai_only(ws: &Workspace, settings: &Settings) -> Result<()> {
     let run_dir = std::env::temp_dir().join(format!("nantian-bench-{}", std::process::id()));
     std::fs::create_dir_all(&run_dir)?;
@@ -297,7 +298,14 @@ fn run_ai_only(ws: &Workspace, settings: &Settings) -> Result<()> {
         (None, None)
     };
     eprintln!("bench: the AI path …");
-    let result = measure_ai(ws, settings, &run_dir, load_cpu, proxy_cpu);
+    let nginx = tools::find("nginx");
+    let result = measure_ai(
+        ws,
+        settings,
+        &run_dir,
+        (load_cpu, proxy_cpu),
+        nginx.as_deref(),
+    );
     let mut section = String::new();
     append_ai(&mut section, Some(&result));
     println!("{section}");
@@ -310,8 +318,8 @@ fn measure_ai(
     ws: &Workspace,
     settings: &Settings,
     run_dir: &std::path::Path,
-    load_cpu: Option<usize>,
-    proxy_cpu: Option<usize>,
+    (load_cpu, proxy_cpu): (Option<usize>, Option<usize>),
+    nginx: Option<&std::path::Path>,
 ) -> Result<ai::AiPath> {
     ai::measure(&ai::AiSettings {
         ws,
@@ -322,6 +330,7 @@ fn measure_ai(
         warmup: settings.warmup,
         proxy_cpu,
         load_cpu,
+        nginx,
     })
 }
 

@@ -5,6 +5,10 @@
 //! same fixed rate with the same prompt, driven by `nantian-ai-load` (open loop), in
 //! alternating rounds; what the gateway adds is the median over rounds of the per-round
 //! differences, per percentile, for the whole stream and for the first token.
+//!
+//! A third path, with the tools installed, puts nginx in front of the mock as a plain
+//! streaming reverse proxy (no translation, no filters): what any proxy hop costs on this
+//! machine, measured the same way, so the gateway's figures can be read against it.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -17,7 +21,7 @@ use serde_json::Value;
 use super::http;
 use super::procfs::{self, Process, pinned};
 use super::report::median;
-use super::targets::{ensure_free, fill};
+use super::targets::{NginxSite, ensure_free, fill, nginx_command};
 use crate::workspace::Workspace;
 
 const MOCK_ADDR: &str = "127.0.20.21:3100";
@@ -26,6 +30,8 @@ const MOCK_KEY: &str = "sk-ant-bench";
 const CLIENT_KEY: &str = "sk-bench-client";
 const GATEWAY_ADDRESS: &str = "127.0.30.9";
 const GATEWAY_PORT: u16 = 8080;
+/// nginx, the reference proxy, in front of the same mock.
+const NGINX_ADDR: &str = "127.0.30.10:8081";
 const MODEL: &str = "claude-bench";
 /// 28 words: the mock streams its answer, `"bench-mock (anthropic) heard: <prompt>"`, as
 /// one text delta per word (31).
@@ -54,12 +60,15 @@ pub struct AiSettings<'a> {
     /// The host and controller run here, the mock and the load generator on `load_cpu`.
     pub proxy_cpu: Option<usize>,
     pub load_cpu: Option<usize>,
+    /// nginx for the reference path, if installed.
+    pub nginx: Option<&'a Path>,
 }
 
-/// The two paths a request takes.
+/// The paths a request takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Via {
     Direct,
+    Nginx,
     Gateway,
 }
 
@@ -88,9 +97,9 @@ struct Quantiles {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Round {
     load: LoadRun,
-    /// nantian-host's CPU time per request and its share of a CPU (gateway rounds).
-    host_cpu_us: Option<f64>,
-    host_busy: f64,
+    /// The proxy's CPU time per request and its share of a CPU (nginx and gateway rounds).
+    proxy_cpu_us: Option<f64>,
+    proxy_busy: f64,
     /// Other processes' CPU time meanwhile, as a share of one CPU.
     foreign: f64,
 }
@@ -101,6 +110,8 @@ pub struct AiPath {
     rate: u64,
     duration: Duration,
     direct: Vec<Round>,
+    /// Empty when nginx is not installed.
+    nginx: Vec<Round>,
     gateway: Vec<Round>,
     build: &'static str,
 }
@@ -120,8 +131,16 @@ pub fn measure(s: &AiSettings<'_>) -> Result<AiPath> {
         .context("gateway check")?;
     check_all_good(&through).context("gateway check")?;
     check_mock_saw(bench.mock_addr, through.ok)?;
+    let mut paths = vec![Via::Direct, Via::Gateway];
+    if bench.nginx.is_some() {
+        let nginx = bench
+            .load(Via::Nginx, 20, 1.0, 0.0)
+            .context("nginx check")?;
+        check_all_good(&nginx).context("nginx check")?;
+        paths.insert(1, Via::Nginx);
+    }
 
-    for via in [Via::Direct, Via::Gateway] {
+    for &via in &paths {
         bench
             .load(via, s.rate, 1.0, s.warmup.as_secs_f64())
             .context("warm-up")?;
@@ -133,16 +152,16 @@ pub fn measure(s: &AiSettings<'_>) -> Result<AiPath> {
         ..AiPath::default()
     };
     for round in 1..=s.rounds {
-        let order = if round % 2 == 1 {
-            [Via::Direct, Via::Gateway]
-        } else {
-            [Via::Gateway, Via::Direct]
-        };
+        let mut order = paths.clone();
+        if round % 2 == 0 {
+            order.reverse();
+        }
         for via in order {
             eprintln!("bench: AI path round {round}/{}: {via:?} …", s.rounds);
             let measured = bench.round(via)?;
             match via {
                 Via::Direct => result.direct.push(measured),
+                Via::Nginx => result.nginx.push(measured),
                 Via::Gateway => result.gateway.push(measured),
             }
         }
@@ -163,6 +182,8 @@ struct Running<'a> {
     gateway_addr: SocketAddr,
     /// The host processes under the controller: what is measured.
     host_pids: Vec<u32>,
+    /// The reference proxy, its address and its processes (master and worker).
+    nginx: Option<(Process, SocketAddr, Vec<u32>)>,
 }
 
 impl<'a> Running<'a> {
@@ -191,6 +212,10 @@ impl<'a> Running<'a> {
         .context("starting nantian-ai-mock")?;
         let (gateway, gateway_addr) = start_gateway(s, &controller, &host, mock_addr)?;
         let host_pids = host_processes(&gateway)?;
+        let nginx = match s.nginx {
+            Some(nginx) => Some(start_nginx(s, nginx, mock_addr)?),
+            None => None,
+        };
         Ok(Self {
             s,
             build,
@@ -200,6 +225,7 @@ impl<'a> Running<'a> {
             gateway,
             gateway_addr,
             host_pids,
+            nginx,
         })
     }
 
@@ -207,6 +233,10 @@ impl<'a> Running<'a> {
     fn load(&self, via: Via, rate: u64, seconds: f64, warmup: f64) -> Result<LoadRun> {
         let (api, addr, key) = match via {
             Via::Direct => ("anthropic", self.mock_addr, MOCK_KEY),
+            Via::Nginx => {
+                let (_, addr, _) = self.nginx.as_ref().context("nginx is not running")?;
+                ("anthropic", *addr, MOCK_KEY)
+            }
             Via::Gateway => ("openai", self.gateway_addr, CLIENT_KEY),
         };
         let mut command = Command::new(&self.load_bin);
@@ -239,13 +269,21 @@ impl<'a> Running<'a> {
         // (reaped when it exits); the rest of the machine's busy time is foreign.
         let mut ours = procfs::tree(self.mock.pid());
         ours.extend(procfs::tree(self.gateway.pid()));
+        let proxy_pids = match (via, &self.nginx) {
+            (Via::Nginx, Some((_, _, pids))) => pids.clone(),
+            (Via::Gateway, _) => self.host_pids.clone(),
+            _ => Vec::new(),
+        };
+        if let Some((_, _, pids)) = &self.nginx {
+            ours.extend(pids);
+        }
         let busy_before = procfs::system_busy_ticks();
         let ours_before = procfs::cpu_ticks(&ours) + procfs::reaped_children_ticks();
-        let host_before = procfs::cpu_ticks(&self.host_pids);
+        let proxy_before = procfs::cpu_ticks(&proxy_pids);
         let started = std::time::Instant::now();
         let load = self.load(via, s.rate, s.duration.as_secs_f64(), ROUND_WARMUP_S)?;
         let elapsed = started.elapsed().as_secs_f64().max(1e-3);
-        let host_ticks = procfs::cpu_ticks(&self.host_pids).saturating_sub(host_before);
+        let proxy_ticks = procfs::cpu_ticks(&proxy_pids).saturating_sub(proxy_before);
         let ours_ticks = (procfs::cpu_ticks(&ours) + procfs::reaped_children_ticks())
             .saturating_sub(ours_before);
         let foreign_ticks = procfs::system_busy_ticks()
@@ -253,19 +291,22 @@ impl<'a> Running<'a> {
             .saturating_sub(ours_ticks);
         self.mock.check_running()?;
         self.gateway.check_running()?;
+        if let Some((nginx, _, _)) = &mut self.nginx {
+            nginx.check_running()?;
+        }
         if load.ok == 0 {
             bail!("{via:?}: no request succeeded: {:?}", load.error_samples);
         }
-        // The host's CPU over the round's warm-up and measured phase, per request.
-        let host_cpu_us = (via == Via::Gateway).then(|| {
+        // The proxy's CPU over the round's warm-up and measured phase, per request.
+        let proxy_cpu_us = (!proxy_pids.is_empty()).then(|| {
             let requests =
                 load.scheduled as f64 * (1.0 + ROUND_WARMUP_S / s.duration.as_secs_f64());
-            host_ticks as f64 / hz * 1e6 / requests
+            proxy_ticks as f64 / hz * 1e6 / requests
         });
         Ok(Round {
             load,
-            host_cpu_us,
-            host_busy: host_ticks as f64 / hz / elapsed,
+            proxy_cpu_us,
+            proxy_busy: proxy_ticks as f64 / hz / elapsed,
             foreign: foreign_ticks as f64 / hz / elapsed,
         })
     }
@@ -357,6 +398,37 @@ fn start_gateway(
         }
     }
     Ok((controller, addr))
+}
+
+/// nginx (one worker, pinned to the proxy CPU) relaying the mock's streams as they come
+/// (`proxy_buffering off`), with keep-alive to it as to the gateway.
+fn start_nginx(
+    s: &AiSettings<'_>,
+    nginx: &Path,
+    mock: SocketAddr,
+) -> Result<(Process, SocketAddr, Vec<u32>)> {
+    let addr: SocketAddr = NGINX_ADDR.parse()?;
+    ensure_free(addr)?;
+    let dir = s.run_dir.join("nginx-ai");
+    std::fs::create_dir_all(&dir)?;
+    let site = NginxSite {
+        listen: NGINX_ADDR,
+        tls: "",
+        backend: mock,
+        location_extra: "            proxy_buffering off;",
+    };
+    let mut command = nginx_command(&s.ws.root, nginx, &dir, &site)?;
+    let mut process = Process::spawn("nginx-ai", &mut command, s.proxy_cpu, s.run_dir)?;
+    http::wait_for(
+        addr,
+        "/_mock/held",
+        Duration::from_secs(10),
+        |answer| answer.status == 200,
+        || process.check_running(),
+    )
+    .context("starting nginx in front of the mock")?;
+    let pids = procfs::tree(process.pid());
+    Ok((process, addr, pids))
 }
 
 /// The host processes under the controller: what is measured.
@@ -472,11 +544,11 @@ fn clear_mock_log(mock: SocketAddr) -> Result<()> {
 /// What makes a path's figures less clean, over all its rounds.
 fn notes(rounds: &[Round]) -> Vec<String> {
     let mut notes = Vec::new();
-    let cpu: Vec<f64> = rounds.iter().filter_map(|r| r.host_cpu_us).collect();
+    let cpu: Vec<f64> = rounds.iter().filter_map(|r| r.proxy_cpu_us).collect();
     if !cpu.is_empty() {
-        let busy = rounds.iter().map(|r| r.host_busy).fold(0.0, f64::max);
+        let busy = rounds.iter().map(|r| r.proxy_busy).fold(0.0, f64::max);
         notes.push(format!(
-            "host CPU {}/request (up to {:.0}% of its CPU)",
+            "proxy CPU {}/request (up to {:.0}% of its CPU)",
             us(median(cpu)),
             busy * 100.0
         ));
@@ -535,10 +607,14 @@ impl AiPath {
 
     /// What the gateway adds to a figure, round by round, and their median.
     fn added(&self, figure: Figure) -> (f64, Vec<f64>) {
-        let per_round: Vec<f64> = self
-            .gateway
+        Self::added_by(&self.gateway, &self.direct, figure)
+    }
+
+    /// What a proxy's rounds add to the direct ones', round by round, and their median.
+    fn added_by(proxy: &[Round], direct: &[Round], figure: Figure) -> (f64, Vec<f64>) {
+        let per_round: Vec<f64> = proxy
             .iter()
-            .zip(&self.direct)
+            .zip(direct)
             .map(|(g, d)| figure(&g.load) - figure(&d.load))
             .collect();
         (median(per_round.clone()), per_round)
@@ -559,13 +635,18 @@ impl AiPath {
         );
         out.push_str("| Path | total p50 | total p99 | TTFT p50 | TTFT p99 | Notes |\n");
         out.push_str("|---|---:|---:|---:|---:|---|\n");
-        for (label, rounds) in [
-            ("direct: Anthropic client → mock", &self.direct),
-            (
-                "gateway: OpenAI client → nantian-host → Anthropic mock",
-                &self.gateway,
-            ),
-        ] {
+        let mut paths = vec![("direct: Anthropic client → mock", &self.direct)];
+        if !self.nginx.is_empty() {
+            paths.push((
+                "reference: Anthropic client → nginx → mock (no translation)",
+                &self.nginx,
+            ));
+        }
+        paths.push((
+            "gateway: OpenAI client → nantian-host → Anthropic mock",
+            &self.gateway,
+        ));
+        for (label, rounds) in paths {
             let notes = notes(rounds);
             let cells: Vec<String> = FIGURES
                 .iter()
@@ -581,6 +662,16 @@ impl AiPath {
             .iter()
             .map(|(_, figure)| signed_us(self.added(*figure).0))
             .collect();
+        if !self.nginx.is_empty() {
+            let by_nginx: Vec<String> = FIGURES
+                .iter()
+                .map(|(_, figure)| signed_us(Self::added_by(&self.nginx, &self.direct, *figure).0))
+                .collect();
+            out.push_str(&format!(
+                "| added by nginx (median of per-round differences) | {} | |\n",
+                by_nginx.join(" | ")
+            ));
+        }
         out.push_str(&format!(
             "| **added by the gateway** (median of per-round differences) | {} | |\n\n",
             added.join(" | ")
@@ -661,12 +752,12 @@ mod tests {
         assert_eq!(run.text, "t");
         let rounds = [Round {
             load: run.clone(),
-            host_cpu_us: Some(2400.0),
-            host_busy: 0.5,
+            proxy_cpu_us: Some(2400.0),
+            proxy_busy: 0.5,
             foreign: 0.3,
         }];
         let notes = notes(&rounds);
-        assert_eq!(notes[0], "host CPU 2.40 ms/request (up to 50% of its CPU)");
+        assert_eq!(notes[0], "proxy CPU 2.40 ms/request (up to 50% of its CPU)");
         assert!(
             notes[1].starts_with("1 of 1000 requests failed"),
             "{notes:?}"
@@ -685,6 +776,11 @@ mod tests {
                 round(2000.0, 700.0),
                 round(1000.0, 650.0),
                 round(1500.0, 600.0),
+            ],
+            nginx: vec![
+                round(2100.0, 750.0),
+                round(1050.0, 700.0),
+                round(1700.0, 620.0),
             ],
             gateway: vec![
                 round(2400.0, 800.0),
@@ -710,6 +806,13 @@ mod tests {
         );
         assert!(
             text.contains("| direct: Anthropic client → mock | 1.20 ms | 1.50 ms | 650 µs |"),
+            "{text}"
+        );
+        // nginx: total p50 +0 each round; total p99 +100, +50, +200; TTFT p50 +50, +50, +20.
+        assert!(
+            text.contains(
+                "| added by nginx (median of per-round differences) | +0 µs | +100 µs | +50 µs |"
+            ),
             "{text}"
         );
         assert_eq!(signed_us(-1234.0), "−1.23 ms");

@@ -201,27 +201,59 @@ fn start_nginx(env: &Env<'_>, tls: bool) -> Result<Running> {
     } else {
         (listen.to_owned(), String::new())
     };
+    let site = NginxSite {
+        listen: &listen,
+        tls: &tls_lines,
+        backend: env.backend,
+        location_extra: "",
+    };
+    let mut command = nginx_command(&env.ws.root, &env.tools.nginx, &dir, &site)?;
+    run_proxy(env, "nginx", &mut command, addr, tls)
+}
+
+/// What differs between the bench's nginx sites (`bench/nginx.conf.template`).
+pub(super) struct NginxSite<'a> {
+    /// The `listen` directive's parameters.
+    pub listen: &'a str,
+    /// The server's TLS directives, if any.
+    pub tls: &'a str,
+    pub backend: SocketAddr,
+    /// More directives for the proxied location.
+    pub location_extra: &'a str,
+}
+
+/// Writes `dir/nginx.conf` for `site` and returns the command that runs nginx on it.
+pub(super) fn nginx_command(
+    root: &Path,
+    nginx: &Path,
+    dir: &Path,
+    site: &NginxSite<'_>,
+) -> Result<Command> {
+    let template = root.join("bench/nginx.conf.template");
+    let template = std::fs::read_to_string(&template)
+        .with_context(|| format!("reading {}", template.display()))?;
     let config = fill(
-        &read_template(env, "nginx.conf.template")?,
+        &template,
         &[
             ("RUN_DIR", &dir.display().to_string()),
-            ("LISTEN", &listen),
-            ("TLS", &tls_lines),
-            ("BACKEND", &env.backend.to_string()),
-            ("TEMP_PATHS", &nginx_temp_paths(&env.tools.nginx, &dir)?),
+            ("LISTEN", site.listen),
+            ("TLS", site.tls),
+            ("BACKEND", &site.backend.to_string()),
+            ("TEMP_PATHS", &nginx_temp_paths(nginx, dir)?),
+            ("LOCATION_EXTRA", site.location_extra),
         ],
     );
     let config_path = dir.join("nginx.conf");
     std::fs::write(&config_path, config)?;
-    let mut command = Command::new(&env.tools.nginx);
+    let mut command = Command::new(nginx);
     command
         .arg("-p")
-        .arg(&dir)
+        .arg(dir)
         .arg("-e")
         .arg(dir.join("nginx-startup.log"))
         .arg("-c")
         .arg(&config_path);
-    run_proxy(env, "nginx", &mut command, addr, tls)
+    Ok(command)
 }
 
 /// `*_temp_path` directives inside the run directory for every module this nginx has,
@@ -312,7 +344,14 @@ mod tests {
         let cases: [(&str, &[&str]); 3] = [
             (
                 "nginx.conf.template",
-                &["RUN_DIR", "LISTEN", "TLS", "BACKEND", "TEMP_PATHS"],
+                &[
+                    "RUN_DIR",
+                    "LISTEN",
+                    "TLS",
+                    "BACKEND",
+                    "TEMP_PATHS",
+                    "LOCATION_EXTRA",
+                ],
             ),
             ("haproxy.cfg.template", &["LISTEN", "BACKEND"]),
             (
