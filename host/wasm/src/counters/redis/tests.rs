@@ -1,7 +1,6 @@
 //! The Redis store against a real `redis-server` (see `tests/src/redis.rs`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::breaker::OPEN_FOR;
 use super::pool::IO_TIMEOUT;
@@ -176,25 +175,15 @@ fn an_outage_fails_fast_and_the_store_recovers() {
     assert_eq!(store.add(&keys, "k", 1, 60_000), Ok(1));
 
     server.stop();
-    let started = Instant::now();
+    // The error names the server. How long failing calls take is the benchmarks'
+    // business, not a test's.
     let error = store.add(&keys, "k", 1, 60_000).unwrap_err();
-    assert!(
-        started.elapsed() < IO_TIMEOUT * 2,
-        "{:?}",
-        started.elapsed()
-    );
     assert!(error.0.contains(&server.url()), "{error}");
     // The breaker is open: no connection is even tried.
-    let started = Instant::now();
     for _ in 0..100 {
         let error = store.add(&keys, "k", 1, 60_000).unwrap_err();
         assert!(error.0.contains("not retried yet"), "{error}");
     }
-    assert!(
-        started.elapsed() < Duration::from_millis(50),
-        "{:?}",
-        started.elapsed()
-    );
 
     // Back (empty: no persistence), and used again once the breaker lets a call through.
     server.restart().unwrap();
@@ -213,12 +202,13 @@ fn a_hung_server_times_out_and_its_late_replies_are_not_misread() {
     assert_eq!(store.add(&keys, "a", 10, 60_000), Ok(10));
 
     server.pause().unwrap();
-    let started = Instant::now();
-    assert!(store.add(&keys, "a", 1, 60_000).is_err());
-    let waited = started.elapsed();
+    // The read times out (the error says so) instead of hanging.
+    let error = store.add(&keys, "a", 1, 60_000).unwrap_err();
     assert!(
-        waited >= IO_TIMEOUT && waited < IO_TIMEOUT * 3,
-        "{waited:?}"
+        error
+            .0
+            .contains(&format!("no answer within {IO_TIMEOUT:?}")),
+        "{error}"
     );
     server.resume().unwrap();
     std::thread::sleep(OPEN_FOR);
