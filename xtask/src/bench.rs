@@ -287,7 +287,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
 }
 
 /// `NANTIAN_BENCH_TARGETS=ai`: the AI path alone, without the HTTP targets and the echo
-/// backend; nginx joins as the reference path if it is installed.
+/// backend; nginx (installed if missing) is the reference path.
 fn run_ai_only(ws: &Workspace, settings: &Settings) -> Result<()> {
     let run_dir = std::env::temp_dir().join(format!("nantian-bench-{}", std::process::id()));
     std::fs::create_dir_all(&run_dir)?;
@@ -298,13 +298,14 @@ fn run_ai_only(ws: &Workspace, settings: &Settings) -> Result<()> {
         (None, None)
     };
     eprintln!("bench: the AI path …");
-    let nginx = tools::find("nginx");
+    // nginx is the AI path's reference: install it like a full run does.
+    let tools = tools::ensure()?;
     let result = measure_ai(
         ws,
         settings,
         &run_dir,
         (load_cpu, proxy_cpu),
-        nginx.as_deref(),
+        Some(tools.nginx.as_path()),
     );
     let mut section = String::new();
     append_ai(&mut section, Some(&result));

@@ -202,14 +202,7 @@ impl<'a> Running<'a> {
         command.args(["--listen", MOCK_ADDR, "--provider", "anthropic"]);
         command.args(["--api-key", MOCK_KEY, "--name", MOCK_NAME]);
         let mut mock = Process::spawn("ai-mock", &mut command, s.load_cpu, s.run_dir)?;
-        http::wait_for(
-            mock_addr,
-            "/_mock/held",
-            Duration::from_secs(10),
-            |answer| answer.status == 200,
-            || mock.check_running(),
-        )
-        .context("starting nantian-ai-mock")?;
+        wait_for_mock(mock_addr, &mut mock).context("starting nantian-ai-mock")?;
         let (gateway, gateway_addr) = start_gateway(s, &controller, &host, mock_addr)?;
         let host_pids = host_processes(&gateway)?;
         let nginx = match s.nginx {
@@ -419,6 +412,13 @@ fn start_nginx(
     };
     let mut command = nginx_command(&s.ws.root, nginx, &dir, &site)?;
     let mut process = Process::spawn("nginx-ai", &mut command, s.proxy_cpu, s.run_dir)?;
+    wait_for_mock(addr, &mut process).context("starting nginx in front of the mock")?;
+    let pids = procfs::tree(process.pid());
+    Ok((process, addr, pids))
+}
+
+/// Waits until the mock answers its `/_mock/held` at `addr` (itself, or through a proxy).
+fn wait_for_mock(addr: SocketAddr, process: &mut Process) -> Result<()> {
     http::wait_for(
         addr,
         "/_mock/held",
@@ -426,9 +426,7 @@ fn start_nginx(
         |answer| answer.status == 200,
         || process.check_running(),
     )
-    .context("starting nginx in front of the mock")?;
-    let pids = procfs::tree(process.pid());
-    Ok((process, addr, pids))
+    .map(drop)
 }
 
 /// The host processes under the controller: what is measured.
