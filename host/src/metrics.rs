@@ -43,11 +43,6 @@ struct FilterErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FilterLabels {
-    filter: Arc<str>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct XdsLabels {
     result: &'static str,
 }
@@ -61,7 +56,7 @@ pub struct Metrics {
     upstream_duration: HistogramFamily<BackendLabels>,
     filter_calls: Family<FilterPhaseLabels, Counter>,
     filter_errors: Family<FilterErrorLabels, Counter>,
-    filter_duration: HistogramFamily<FilterLabels>,
+    filter_duration: HistogramFamily<FilterPhaseLabels>,
     xds_updates: Family<XdsLabels, Counter>,
     /// LLM traffic's series (AIService routes).
     pub ai: crate::ai::AiMetrics,
@@ -93,7 +88,7 @@ impl Metrics {
             Family::new_with_constructor(upstream_buckets);
         let filter_calls = Family::<FilterPhaseLabels, Counter>::default();
         let filter_errors = Family::<FilterErrorLabels, Counter>::default();
-        let filter_duration: HistogramFamily<FilterLabels> =
+        let filter_duration: HistogramFamily<FilterPhaseLabels> =
             Family::new_with_constructor(filter_buckets);
         let xds_updates = Family::<XdsLabels, Counter>::default();
         registry.register(
@@ -123,7 +118,7 @@ impl Metrics {
         );
         registry.register(
             "nantian_filter_call_duration_seconds",
-            "Duration of one Wasm filter phase call",
+            "Duration of one Wasm filter phase call, by phase",
             filter_duration.clone(),
         );
         registry.register(
@@ -180,10 +175,17 @@ impl Metrics {
                 phase,
             })
         });
+        // Per phase: a filter's request and response calls do different work, and an
+        // average over them would hide which one is slow.
+        let duration = PHASES.map(|phase| {
+            self.filter_duration
+                .get_or_create_owned(&FilterPhaseLabels {
+                    filter: filter.clone(),
+                    phase,
+                })
+        });
         FilterMetrics {
-            duration: self.filter_duration.get_or_create_owned(&FilterLabels {
-                filter: filter.clone(),
-            }),
+            duration,
             errors: self.filter_errors.clone(),
             calls,
             filter,
@@ -261,14 +263,14 @@ const PHASES: [&str; 4] = [
 pub struct FilterMetrics {
     filter: Arc<str>,
     calls: [Counter; 4],
-    duration: Histogram,
+    duration: [Histogram; 4],
     errors: Family<FilterErrorLabels, Counter>,
 }
 
 impl FilterMetrics {
     pub fn call(&self, phase: Phase, took: Duration) {
         self.calls[phase as usize].inc();
-        self.duration.observe(took.as_secs_f64());
+        self.duration[phase as usize].observe(took.as_secs_f64());
     }
 
     /// Errors are rare: resolving the series on the spot is fine.
@@ -306,7 +308,7 @@ mod tests {
             r#"nantian_upstream_request_duration_seconds_count{backend="backend/ns/svc:80"} 1"#,
             r#"nantian_filter_calls_total{filter="RequestHeaderModifier",phase="request_headers"} 1"#,
             r#"nantian_filter_errors_total{filter="RequestHeaderModifier",kind="trap"} 1"#,
-            r#"nantian_filter_call_duration_seconds_count{filter="RequestHeaderModifier"} 1"#,
+            r#"nantian_filter_call_duration_seconds_count{filter="RequestHeaderModifier",phase="request_headers"} 1"#,
             r#"nantian_xds_updates_total{result="ack"} 1"#,
             r#"nantian_xds_updates_total{result="nack"} 1"#,
         ] {
