@@ -192,9 +192,7 @@ async fn counts_lines_after_the_mark_across_pods() {
 /// A stand-in for a gateway with a mirroring route: answers every request as pod
 /// `infra-backend-v1-nantian-0` would, and copies every `every`-th request to the next of
 /// `mirror_logs` in turn, by appending the echo line there `delay` after answering, as a
-/// mirror backend logs its copy a little after the client has its answer.
-/// A stand-in gateway that answers as infra-backend-v1 and "mirrors" every `every`-th
-/// request by appending its log line to one of `mirror_logs` after `delay`. Also returns
+/// mirror backend logs its copy a little after the client has its answer. Also returns
 /// the number of requests it has answered so far.
 async fn mirroring_gateway(
     mirror_logs: Vec<PathBuf>,

@@ -517,9 +517,8 @@ mod tests {
     }
 
     /// A server on loopback answering with `statuses` in turn (the last one from then on),
-    /// closing the connection without a reply for a 0.
-    /// Answers its n-th connection with `statuses[n]` (the last one from then on; 0 closes
-    /// without answering). Also returns how many connections it has taken.
+    /// closing the connection without a reply for a 0. Also returns how many connections
+    /// it has taken.
     async fn status_server(
         statuses: Vec<u16>,
     ) -> (Target, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
