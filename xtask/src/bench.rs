@@ -253,8 +253,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
 
     let ai = settings.ai.then(|| {
         eprintln!("bench: the AI path …");
-        let nginx = Some(tools.nginx.as_path());
-        measure_ai(ws, &settings, &run_dir, (load_cpu, proxy_cpu), nginx)
+        measure_ai(ws, &settings, &run_dir, (load_cpu, proxy_cpu), &tools.nginx)
     });
 
     let preamble = preamble(&settings, &tools, load_cpu.is_some());
@@ -300,13 +299,7 @@ fn run_ai_only(ws: &Workspace, settings: &Settings) -> Result<()> {
     eprintln!("bench: the AI path …");
     // nginx is the AI path's reference: install it like a full run does.
     let tools = tools::ensure()?;
-    let result = measure_ai(
-        ws,
-        settings,
-        &run_dir,
-        (load_cpu, proxy_cpu),
-        Some(tools.nginx.as_path()),
-    );
+    let result = measure_ai(ws, settings, &run_dir, (load_cpu, proxy_cpu), &tools.nginx);
     let mut section = String::new();
     append_ai(&mut section, Some(&result));
     println!("{section}");
@@ -320,7 +313,7 @@ fn measure_ai(
     settings: &Settings,
     run_dir: &std::path::Path,
     (load_cpu, proxy_cpu): (Option<usize>, Option<usize>),
-    nginx: Option<&std::path::Path>,
+    nginx: &std::path::Path,
 ) -> Result<ai::AiPath> {
     ai::measure(&ai::AiSettings {
         ws,

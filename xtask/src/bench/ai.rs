@@ -6,7 +6,7 @@
 //! alternating rounds; what the gateway adds is the median over rounds of the per-round
 //! differences, per percentile, for the whole stream and for the first token.
 //!
-//! A third path, with the tools installed, puts nginx in front of the mock as a plain
+//! A third path puts nginx (installed if missing) in front of the mock as a plain
 //! streaming reverse proxy (no translation, no filters): what any proxy hop costs on this
 //! machine, measured the same way, so the gateway's figures can be read against it.
 
@@ -60,8 +60,8 @@ pub struct AiSettings<'a> {
     /// The host and controller run here, the mock and the load generator on `load_cpu`.
     pub proxy_cpu: Option<usize>,
     pub load_cpu: Option<usize>,
-    /// nginx for the reference path, if installed.
-    pub nginx: Option<&'a Path>,
+    /// nginx, for the reference path.
+    pub nginx: &'a Path,
 }
 
 /// The paths a request takes.
@@ -110,7 +110,7 @@ pub struct AiPath {
     rate: u64,
     duration: Duration,
     direct: Vec<Round>,
-    /// Empty when nginx is not installed.
+    /// The reference path: nginx in front of the mock.
     nginx: Vec<Round>,
     gateway: Vec<Round>,
     build: &'static str,
@@ -131,14 +131,11 @@ pub fn measure(s: &AiSettings<'_>) -> Result<AiPath> {
         .context("gateway check")?;
     check_all_good(&through).context("gateway check")?;
     check_mock_saw(bench.mock_addr, through.ok)?;
-    let mut paths = vec![Via::Direct, Via::Gateway];
-    if bench.nginx.is_some() {
-        let nginx = bench
-            .load(Via::Nginx, 20, 1.0, 0.0)
-            .context("nginx check")?;
-        check_all_good(&nginx).context("nginx check")?;
-        paths.insert(1, Via::Nginx);
-    }
+    let nginx = bench
+        .load(Via::Nginx, 20, 1.0, 0.0)
+        .context("nginx check")?;
+    check_all_good(&nginx).context("nginx check")?;
+    let paths = [Via::Direct, Via::Nginx, Via::Gateway];
 
     for &via in &paths {
         bench
@@ -152,7 +149,7 @@ pub fn measure(s: &AiSettings<'_>) -> Result<AiPath> {
         ..AiPath::default()
     };
     for round in 1..=s.rounds {
-        let mut order = paths.clone();
+        let mut order = paths;
         if round % 2 == 0 {
             order.reverse();
         }
@@ -183,7 +180,7 @@ struct Running<'a> {
     /// The host processes under the controller: what is measured.
     host_pids: Vec<u32>,
     /// The reference proxy, its address and its processes (master and worker).
-    nginx: Option<(Process, SocketAddr, Vec<u32>)>,
+    nginx: (Process, SocketAddr, Vec<u32>),
 }
 
 impl<'a> Running<'a> {
@@ -205,10 +202,7 @@ impl<'a> Running<'a> {
         wait_for_mock(mock_addr, &mut mock).context("starting nantian-ai-mock")?;
         let (gateway, gateway_addr) = start_gateway(s, &controller, &host, mock_addr)?;
         let host_pids = host_processes(&gateway)?;
-        let nginx = match s.nginx {
-            Some(nginx) => Some(start_nginx(s, nginx, mock_addr)?),
-            None => None,
-        };
+        let nginx = start_nginx(s, s.nginx, mock_addr)?;
         Ok(Self {
             s,
             build,
@@ -226,10 +220,7 @@ impl<'a> Running<'a> {
     fn load(&self, via: Via, rate: u64, seconds: f64, warmup: f64) -> Result<LoadRun> {
         let (api, addr, key) = match via {
             Via::Direct => ("anthropic", self.mock_addr, MOCK_KEY),
-            Via::Nginx => {
-                let (_, addr, _) = self.nginx.as_ref().context("nginx is not running")?;
-                ("anthropic", *addr, MOCK_KEY)
-            }
+            Via::Nginx => ("anthropic", self.nginx.1, MOCK_KEY),
             Via::Gateway => ("openai", self.gateway_addr, CLIENT_KEY),
         };
         let mut command = Command::new(&self.load_bin);
@@ -262,14 +253,12 @@ impl<'a> Running<'a> {
         // (reaped when it exits); the rest of the machine's busy time is foreign.
         let mut ours = procfs::tree(self.mock.pid());
         ours.extend(procfs::tree(self.gateway.pid()));
-        let proxy_pids = match (via, &self.nginx) {
-            (Via::Nginx, Some((_, _, pids))) => pids.clone(),
-            (Via::Gateway, _) => self.host_pids.clone(),
-            _ => Vec::new(),
+        let proxy_pids = match via {
+            Via::Nginx => self.nginx.2.clone(),
+            Via::Gateway => self.host_pids.clone(),
+            Via::Direct => Vec::new(),
         };
-        if let Some((_, _, pids)) = &self.nginx {
-            ours.extend(pids);
-        }
+        ours.extend(&self.nginx.2);
         let busy_before = procfs::system_busy_ticks();
         let ours_before = procfs::cpu_ticks(&ours) + procfs::reaped_children_ticks();
         let proxy_before = procfs::cpu_ticks(&proxy_pids);
@@ -284,9 +273,7 @@ impl<'a> Running<'a> {
             .saturating_sub(ours_ticks);
         self.mock.check_running()?;
         self.gateway.check_running()?;
-        if let Some((nginx, _, _)) = &mut self.nginx {
-            nginx.check_running()?;
-        }
+        self.nginx.0.check_running()?;
         if load.ok == 0 {
             bail!("{via:?}: no request succeeded: {:?}", load.error_samples);
         }
