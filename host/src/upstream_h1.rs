@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -198,12 +198,20 @@ impl Http1Pool {
     ) -> Result<Response<ProxyBody>, UpstreamError> {
         to_origin_form(&mut req, &endpoint.authority);
         if direct::eligible(&req) {
-            // The (empty) body is not needed, and not `Sync`: keep only the head.
-            let (head, _) = req.into_parts();
-            return self.send_direct(endpoint, &head).await;
+            if req.body().is_end_stream() {
+                // The (empty) body is not needed, and not `Sync`: keep only the head.
+                let (head, _) = req.into_parts();
+                return self.send_direct(endpoint, &head, None).await;
+            }
+            match take_ready_body(req) {
+                BodyNow::Ready(head, body) => {
+                    return self.send_direct(endpoint, &head, Some(body)).await;
+                }
+                BodyNow::Streaming(streaming) => req = streaming,
+            }
         }
-        // Boxed: requests with bodies and upgrades are the rarer case, and inline this
-        // future would grow the direct path's.
+        // Boxed: streaming bodies and upgrades are the rarer case, and inline this future
+        // would grow the direct path's.
         let pooled = Box::pin(self.send_pooled(endpoint, req));
         pooled.await
     }
@@ -235,12 +243,13 @@ impl Http1Pool {
         }
     }
 
-    /// A bodiless request on a direct connection; one that a reused connection dropped
-    /// before answering is sent again on another.
+    /// A request whose body is in memory (`None`: it has none) on a direct connection;
+    /// one that a reused connection dropped before answering is sent again on another.
     async fn send_direct(
         &self,
         endpoint: &Arc<EndpointIdle>,
         req: &http::request::Parts,
+        body: Option<Bytes>,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
         loop {
             let (conn, reused) = match endpoint.take_direct() {
@@ -256,7 +265,7 @@ impl Http1Pool {
                     (DirectConn::new(io), false)
                 }
             };
-            match direct::exchange(conn, reused, req, endpoint).await {
+            match direct::exchange(conn, reused, req, body.as_ref(), endpoint).await {
                 Ok(resp) => return Ok(resp),
                 Err(DirectError::Stale(e)) => {
                     debug!(endpoint = %endpoint.authority, "idle upstream connection was closed, retrying: {e}");
@@ -426,6 +435,87 @@ impl Body for PooledBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A request's body, if all of it could be had at once.
+enum BodyNow {
+    Ready(http::request::Parts, Bytes),
+    /// Still arriving (or large): the request, its body as it was.
+    Streaming(Request<ProxyBody>),
+}
+
+/// The body of `req` when it is small and all of it is there without waiting (it is in
+/// memory: the AI path's, read whole to route it; a small one that came with its head);
+/// else the request, with its body as it was (a frame taken to look is put back in front).
+fn take_ready_body(req: Request<ProxyBody>) -> BodyNow {
+    let small = req
+        .body()
+        .size_hint()
+        .upper()
+        .is_some_and(|n| n <= direct::MAX_REQUEST_BODY);
+    if !small {
+        return BodyNow::Streaming(req);
+    }
+    let (head, mut body) = req.into_parts();
+    // Nobody waits on this look: a body that is not ready is left to hyper, which polls
+    // it again with its own waker.
+    let mut cx = Context::from_waker(Waker::noop());
+    let first = match Pin::new(&mut body).poll_frame(&mut cx) {
+        Poll::Pending => return BodyNow::Streaming(Request::from_parts(head, body)),
+        Poll::Ready(None) => return BodyNow::Ready(head, Bytes::new()),
+        Poll::Ready(Some(Ok(frame))) if body.is_end_stream() => match frame.into_data() {
+            Ok(data) => return BodyNow::Ready(head, data),
+            Err(frame) => Ok(frame),
+        },
+        Poll::Ready(Some(first)) => first,
+    };
+    let body = Prepended {
+        first: Some(first),
+        rest: body,
+    };
+    BodyNow::Streaming(Request::from_parts(
+        head,
+        http_body_util::BodyExt::boxed_unsync(body),
+    ))
+}
+
+/// A body with the frame taken from its front put back.
+struct Prepended {
+    first: Option<Result<Frame<Bytes>, BoxError>>,
+    rest: ProxyBody,
+}
+
+impl Body for Prepended {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(first));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let first = match &self.first {
+            Some(Ok(frame)) => frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => 0,
+        };
+        let rest = self.rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower() + first);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + first);
+        }
+        hint
     }
 }
 

@@ -1,12 +1,15 @@
-//! Bodiless HTTP/1.1 requests written and answered from the request's own task.
+//! HTTP/1.1 requests whose body is already in memory, written and answered from the
+//! request's own task.
 //!
-//! Most proxied requests (GET, HEAD, DELETE, …) carry no body and are not upgrades. For
-//! them, going through hyper's client dispatcher costs a task switch, a channel push and
-//! pop and a oneshot per request (about 3 µs of the proxy's ~7 µs of user CPU here). This
-//! module writes the request head on a pooled connection and parses the response with
-//! `httparse` right in the caller's task; the response body is read by whoever polls it.
-//! Requests with a body or an `Upgrade` keep using hyper (`upstream_h1`), which handles
-//! full-duplex streaming and protocol switches.
+//! Most proxied requests (GET, HEAD, DELETE, …) carry no body and are not upgrades, and
+//! many others carry a small body that is all there when they are sent (an AI request,
+//! read whole to route it). For them, going through hyper's client dispatcher costs a
+//! task switch, a channel push and pop and a oneshot per request (about 3 µs of the
+//! proxy's ~7 µs of user CPU here), and each response body chunk another task switch and
+//! channel. This module writes the request on a pooled connection and parses the
+//! response with `httparse` right in the caller's task; the response body is read by
+//! whoever polls it. Requests with a streaming body or an `Upgrade` keep using hyper
+//! (`upstream_h1`), which handles full-duplex streaming and protocol switches.
 //!
 //! Response framing follows RFC 9112 §6.3: no body for HEAD, 1xx, 204 and 304; chunked
 //! when it is the final transfer coding; else `Content-Length`; else until close. A
@@ -16,7 +19,7 @@
 //! The same goes over TLS: the connection's stream is an [`UpstreamIo`], and only where
 //! the cleartext path uses the socket's readiness directly does TLS take its own branch.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,6 +41,8 @@ const MAX_HEADERS: usize = 128;
 const READ_CHUNK: usize = 8 * 1024;
 /// Bodies up to this size that arrive with their head are copied out of the read buffer.
 const SMALL_BODY_COPY: usize = 4 * 1024;
+/// The largest request body sent this way (copied behind the head, in one write).
+pub const MAX_REQUEST_BODY: u64 = 64 * 1024;
 /// A request head buffer larger than this is not kept for the next request.
 const KEPT_HEAD_CAPACITY: usize = 8 * 1024;
 
@@ -93,22 +98,23 @@ impl DirectConn {
     }
 }
 
-/// Whether a request can take the direct path.
+/// Whether a request can take the direct path, given that its body (if it has one) is
+/// all in memory: not a tunnel, not a protocol switch.
 pub fn eligible<B: Body>(req: &Request<B>) -> bool {
-    req.body().is_end_stream()
-        && req.method() != Method::CONNECT
-        && !req.headers().contains_key(http::header::UPGRADE)
+    req.method() != Method::CONNECT && !req.headers().contains_key(http::header::UPGRADE)
 }
 
-/// Sends `req` (already in origin form with its `Host`) and reads the response head.
-/// The connection goes back to `endpoint`'s idle list once the response is complete.
+/// Sends `req` (already in origin form with its `Host`) with `body`, and reads the
+/// response head. The connection goes back to `endpoint`'s idle list once the response
+/// is complete.
 pub async fn exchange(
     mut conn: DirectConn,
     reused: bool,
     req: &http::request::Parts,
+    body: Option<&Bytes>,
     endpoint: &Arc<EndpointIdle>,
 ) -> Result<Response<ProxyBody>, DirectError> {
-    encode_request(req, &mut conn.head);
+    encode_request(req, body, &mut conn.head);
     // The flush is free in cleartext and pushes the TLS record out.
     let written = match conn.io.write_all(&conn.head).await {
         Ok(()) => conn.io.flush().await,
@@ -227,10 +233,14 @@ fn give_back(conn: DirectConn, keep_alive: bool, endpoint: &EndpointIdle) {
 }
 
 /// `METHOD target HTTP/1.1`, then the headers as they are (hop-by-hop ones were removed
-/// by `forwarding`, `Host` set by the pool), into `out` (cleared first).
-fn encode_request(req: &http::request::Parts, out: &mut Vec<u8>) {
+/// by `forwarding`, `Host` set by the pool), then the body, into `out` (cleared first).
+/// A body (even an empty one) is framed by its length, whatever framing the client used;
+/// without one, the head is sent as it is.
+fn encode_request(req: &http::request::Parts, body: Option<&Bytes>, out: &mut Vec<u8>) {
     let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut size = req.method.as_str().len() + target.len() + 16;
+    let framed = body.is_some();
+    let body = body.map_or(&[][..], |b| &b[..]);
+    let mut size = req.method.as_str().len() + target.len() + 16 + body.len() + 40;
     for (name, value) in &req.headers {
         size += name.as_str().len() + value.len() + 4;
     }
@@ -241,12 +251,20 @@ fn encode_request(req: &http::request::Parts, out: &mut Vec<u8>) {
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &req.headers {
+        if framed && (name == CONTENT_LENGTH || name == TRANSFER_ENCODING) {
+            continue;
+        }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    if framed {
+        // Writing into a `Vec` cannot fail.
+        let _ = write!(out, "content-length: {}\r\n", body.len());
+    }
     out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
 }
 
 /// A complete response head at the start of `buf`, its length, and the copy of `buf` its
@@ -594,6 +612,7 @@ impl Body for DirectBody {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use http_body_util::BodyExt;
@@ -787,16 +806,118 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn requests_with_a_body_or_an_upgrade_are_not_eligible() {
-        let mut with_body = Request::new(crate::filter_chain::full_body(Bytes::from_static(b"x")));
-        *with_body.method_mut() = Method::POST;
-        assert!(!eligible(&with_body));
+    async fn tunnels_and_upgrades_are_not_eligible() {
         let mut upgrade = Request::new(ProxyBody::default());
         upgrade
             .headers_mut()
             .insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
         assert!(!eligible(&upgrade));
+        let mut connect = Request::new(ProxyBody::default());
+        *connect.method_mut() = Method::CONNECT;
+        assert!(!eligible(&connect));
         assert!(eligible(&Request::new(ProxyBody::default())));
+    }
+
+    /// A backend that records each whole request it reads (head and body, framed by
+    /// length or chunked) and answers `ok` to each.
+    async fn recording_backend() -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorded = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let recorded = recorded.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        while let Some(len) = whole_request(&buf) {
+                            let request: Vec<u8> = buf.drain(..len).collect();
+                            recorded
+                                .lock()
+                                .unwrap()
+                                .push(String::from_utf8(request).unwrap());
+                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            socket.write_all(ok).await.unwrap();
+                        }
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    /// The length of the whole request at the start of `buf`, if it is all there.
+    fn whole_request(buf: &[u8]) -> Option<usize> {
+        let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
+        if text.contains("transfer-encoding: chunked") {
+            let end = buf[head..].windows(5).position(|w| w == b"0\r\n\r\n")?;
+            return Some(head + end + 5);
+        }
+        let length = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+        (buf.len() >= head + length).then_some(head + length)
+    }
+
+    #[tokio::test]
+    async fn a_body_in_memory_goes_behind_its_head_framed_by_its_length() {
+        let (addr, seen) = recording_backend().await;
+        let pool = pool();
+        let endpoint = pool.endpoint(&addr.parse().unwrap());
+        let mut req = request(Method::POST);
+        *req.body_mut() = crate::filter_chain::full_body(Bytes::from_static(b"hello"));
+        // Whatever framing the client used, the body's own length replaces it.
+        req.headers_mut()
+            .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        let resp = pool.send(&endpoint, req).await.unwrap();
+        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+        let host = format!("host: {addr}\r\n");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [format!(
+                "POST /x HTTP/1.1\r\n{host}content-length: 5\r\n\r\nhello"
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_still_arriving_is_streamed_by_hyper_from_its_first_frame() {
+        let (addr, seen) = recording_backend().await;
+        let pool = pool();
+        let endpoint = pool.endpoint(&addr.parse().unwrap());
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+        // One frame is there; the rest is not yet.
+        tx.send(Ok(Frame::data(Bytes::from_static(b"hel"))))
+            .await
+            .unwrap();
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let mut req = request(Method::POST);
+        *req.body_mut() = http_body_util::StreamBody::new(stream).boxed_unsync();
+        let sending = tokio::spawn({
+            let endpoint = endpoint.clone();
+            async move { pool.send(&endpoint, req).await.map(drop) }
+        });
+        tokio::task::yield_now().await;
+        tx.send(Ok(Frame::data(Bytes::from_static(b"lo"))))
+            .await
+            .unwrap();
+        drop(tx);
+        sending.await.unwrap().unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert!(
+            seen[0].ends_with("transfer-encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n"),
+            "{seen:?}"
+        );
     }
 
     #[tokio::test]
