@@ -1,6 +1,7 @@
 //! Accepts connections on one socket and serves HTTP on them: HTTP/1.1 and h2c with prior
-//! knowledge on the same plain port. Bodiless HTTP/1.1 requests are served by
-//! `server_h1_direct` until the first request that is not; from then on (and for HTTP/2
+//! knowledge on the same plain port. HTTP/1.1 requests without a body or with a small one
+//! of known length are served by `server_h1_direct` until the first request that is not
+//! (a streamed body, an upgrade, …); from then on (and for HTTP/2
 //! from the start) hyper-util's auto server has the connection and sniffs the preface.
 //!
 //! Each request loads the current snapshot once, picks a listener and route on it, and is
@@ -40,7 +41,7 @@ use crate::metrics::Metrics;
 use crate::prefixed_io::PrefixedIo;
 use crate::proxy::{ProxyRequest, forward};
 use crate::router::{Lookup, RequestView};
-use crate::server_h1_direct::{self, Handler, NoBody, Outcome};
+use crate::server_h1_direct::{self, Handler, Outcome, RequestBody};
 use crate::side_wake::SideWake;
 use crate::snapshot::Snapshot;
 use crate::stream_route::{self, StreamSocket};
@@ -165,7 +166,7 @@ impl Connection {
         self.serve(builder, stream, stop, direct).await
     }
 
-    /// Serves the connection: bodiless HTTP/1.1 requests on the direct path, everything
+    /// Serves the connection: plain HTTP/1.1 requests on the direct path, everything
     /// from the first other request on (and HTTP/2 from the start) with hyper.
     async fn serve<I>(
         self,
@@ -280,7 +281,10 @@ impl Connection {
 }
 
 impl Handler for Connection {
-    fn handle(&self, req: Request<NoBody>) -> impl Future<Output = Response<ProxyBody>> + Send {
+    fn handle(
+        &self,
+        req: Request<RequestBody>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send {
         self.respond(req)
     }
 }

@@ -1,13 +1,18 @@
-//! Bodiless HTTP/1.1 requests read and answered by the connection's own loop.
+//! HTTP/1.1 requests without a body, or with a small one of known length, read and
+//! answered by the connection's own loop.
 //!
 //! hyper's HTTP/1 server costs about a microsecond of user CPU per request here: its
 //! dispatcher state machine, a fresh 8 KB read buffer per request (its read for a client
 //! leaving mid-request lands while the last head still borrows the old one), two reads of
-//! the system clock for `Date`, and the encoder's generic framing. Most requests (GET and
-//! friends: no body, no upgrade) need none of that, so this loop parses the head with
-//! httparse as hyper does, hands the router an `http::Request`, and writes the response.
+//! the system clock for `Date`, and the encoder's generic framing, and a request body
+//! costs a channel between its task and the request's. Most requests (GET and friends: no
+//! body, no upgrade; API calls with a small JSON body) need none of that, so this loop
+//! parses the head with httparse as hyper does, reads a `Content-Length` body of up to
+//! [`MAX_BODY`] whole (as nginx buffers request bodies), hands the router an
+//! `http::Request`, and writes the response.
 //!
-//! The first request it does not take (a body, `Expect`, an upgrade, HEAD, HTTP/1.0,
+//! The first request it does not take (a larger or chunked body, `Expect`, an upgrade,
+//! HEAD, HTTP/1.0,
 //! HTTP/2's preface, a head it cannot parse or that is too large) hands the connection,
 //! with every byte already read, to hyper for the rest of its life ([`Outcome::Handoff`]),
 //! so everything unusual keeps hyper's behaviour and its error answers.
@@ -29,7 +34,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame};
-use http_body_util::Empty;
+use http_body_util::Full;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::http_date::append_date;
@@ -48,12 +53,17 @@ const COALESCE: usize = 16 * 1024;
 /// Response buffers larger than this are not kept between requests.
 const KEPT_OUT_CAPACITY: usize = 64 * 1024;
 
-/// The request body of the direct path: none.
-pub type NoBody = Empty<Bytes>;
+/// The largest request body read here; a request with a larger one goes to hyper, which
+/// streams it.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The request body of the direct path: all of it, read with the head (often empty).
+pub type RequestBody = Full<Bytes>;
 
 /// What answers a request: the router and proxy, or a test's stand-in.
 pub trait Handler {
-    fn handle(&self, req: Request<NoBody>) -> impl Future<Output = Response<ProxyBody>> + Send;
+    fn handle(&self, req: Request<RequestBody>)
+    -> impl Future<Output = Response<ProxyBody>> + Send;
 }
 
 /// How the direct loop ended.
@@ -107,9 +117,11 @@ where
             }
         };
         let in_flight = activity.start();
-        // The head's bytes stay in the read buffer's memory, shared by the request's
-        // values; once they are dropped, the buffer reclaims the space.
-        let request = build_request(buf.split_to(head.len).freeze(), &head, &fields);
+        // The head's and the body's bytes stay in the read buffer's memory, shared by the
+        // request's values and body; once they are dropped, the buffer reclaims the space.
+        let head_bytes = buf.split_to(head.len).freeze();
+        let body = buf.split_to(head.body).freeze();
+        let request = build_request(head_bytes, &head, &fields, body);
         let Some(request) = request else {
             // Unreachable in practice (httparse and `http` accept the same names and
             // targets); answered as hyper would.
@@ -149,6 +161,8 @@ where
 #[derive(Debug)]
 struct Head {
     len: usize,
+    /// The body's length (`Content-Length`); its bytes follow the head in the buffer.
+    body: usize,
     method: Range<usize>,
     target: Range<usize>,
     /// The client asked to close after this request (`Connection: close`).
@@ -163,7 +177,8 @@ enum Parse {
 }
 
 /// Parses the head at the start of `buf`, recording each header's name and value as
-/// offsets in `fields`, and decides whether this path serves it.
+/// offsets in `fields`, and decides whether this path serves it. `Complete` only once
+/// the body is in `buf` too.
 fn parse(buf: &[u8], fields: &mut Vec<(Range<usize>, Range<usize>)>) -> Parse {
     if buf.is_empty() {
         return Parse::Partial;
@@ -193,11 +208,14 @@ fn parse(buf: &[u8], fields: &mut Vec<(Range<usize>, Range<usize>)>) -> Parse {
     };
     fields.clear();
     let mut close = false;
+    let mut body = None;
     for header in req.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
-            if header.value != b"0" {
-                return Parse::NotDirect;
+            // A repeated length, or one that is not plain digits, is hyper's to refuse.
+            match content_length(header.value) {
+                Some(n) if body.is_none() && n <= MAX_BODY => body = Some(n),
+                _ => return Parse::NotDirect,
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding")
             || name.eq_ignore_ascii_case("upgrade")
@@ -209,12 +227,26 @@ fn parse(buf: &[u8], fields: &mut Vec<(Range<usize>, Range<usize>)>) -> Parse {
         }
         fields.push((offsets(name.as_bytes()), offsets(header.value)));
     }
+    let body = body.unwrap_or(0);
+    if buf.len() - len < body {
+        return Parse::Partial;
+    }
     Parse::Complete(Head {
         len,
+        body,
         method: offsets(method.as_bytes()),
         target: offsets(target.as_bytes()),
         close,
     })
+}
+
+/// A `Content-Length` value: ASCII digits only (RFC 9110 §8.6), at most what a `usize`
+/// holds.
+fn content_length(value: &[u8]) -> Option<usize> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 fn has_token(value: &[u8], token: &str) -> bool {
@@ -223,13 +255,14 @@ fn has_token(value: &[u8], token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
-/// The request of a parsed head (`bytes`, the head itself); its target and header values
-/// are slices of it.
+/// The request of a parsed head (`bytes`, the head itself) and its `body`; its target and
+/// header values are slices of the head.
 fn build_request(
     bytes: Bytes,
     head: &Head,
     fields: &[(Range<usize>, Range<usize>)],
-) -> Option<Request<NoBody>> {
+    body: Bytes,
+) -> Option<Request<RequestBody>> {
     let method = Method::from_bytes(&bytes[head.method.clone()]).ok()?;
     let uri = Uri::from_maybe_shared(bytes.slice(head.target.clone())).ok()?;
     // Room for what forwarding adds (`X-Forwarded-For`, `-Proto`), so the map does not grow.
@@ -239,7 +272,7 @@ fn build_request(
         let value = HeaderValue::from_maybe_shared(bytes.slice(value.clone())).ok()?;
         headers.append(name, value);
     }
-    let mut request = Request::new(NoBody::new());
+    let mut request = Request::new(RequestBody::new(body));
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;

@@ -14,7 +14,7 @@ fn parse_str(head: &str) -> Parse {
 }
 
 #[test]
-fn bodiless_http11_requests_are_taken_and_the_rest_is_not() {
+fn http11_requests_with_small_known_bodies_are_taken_and_the_rest_is_not() {
     let Parse::Complete(head) = parse_str("GET /a?b HTTP/1.1\r\nHost: x\r\n\r\nGET /next") else {
         panic!("a GET is served here");
     };
@@ -26,8 +26,30 @@ fn bodiless_http11_requests_are_taken_and_the_rest_is_not() {
         panic!("a DELETE with an empty body is served here");
     };
     assert!(head.close);
+    assert_eq!(head.body, 0);
+    let Parse::Complete(head) = parse_str("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET")
+    else {
+        panic!("a POST whose body came with it is served here");
+    };
+    assert_eq!((head.len, head.body), (38, 5));
+    assert!(
+        matches!(
+            parse_str("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel"),
+            Parse::Partial
+        ),
+        "the rest of the body is waited for"
+    );
+    let largest = format!("POST / HTTP/1.1\r\nContent-Length: {MAX_BODY}\r\n\r\n");
+    assert!(matches!(parse_str(&largest), Parse::Partial));
     for not_here in [
-        "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+        &format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        ),
+        "POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi",
+        "POST / HTTP/1.1\r\nContent-Length: +2\r\n\r\nhi",
+        "POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
         "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
         "PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
@@ -61,7 +83,7 @@ fn requests_are_built_from_the_head() {
     let Parse::Complete(head) = parse(raw, &mut fields) else {
         panic!("complete");
     };
-    let req = build_request(Bytes::from_static(raw), &head, &fields).unwrap();
+    let req = build_request(Bytes::from_static(raw), &head, &fields, Bytes::new()).unwrap();
     assert_eq!(req.method(), Method::GET);
     assert_eq!(req.uri().authority().unwrap(), "example.com");
     assert_eq!(req.uri().path_and_query().unwrap(), "/p?q=1");
@@ -169,9 +191,12 @@ struct TestHandler<F> {
 
 impl<F> Handler for TestHandler<F>
 where
-    F: Fn(&Request<NoBody>) -> BoxFuture<'static, Response<ProxyBody>> + Sync,
+    F: Fn(&Request<RequestBody>) -> BoxFuture<'static, Response<ProxyBody>> + Sync,
 {
-    fn handle(&self, req: Request<NoBody>) -> impl Future<Output = Response<ProxyBody>> + Send {
+    fn handle(
+        &self,
+        req: Request<RequestBody>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send {
         self.seen
             .lock()
             .unwrap()
@@ -182,7 +207,7 @@ where
 
 fn handler<F>(answer: F) -> TestHandler<F>
 where
-    F: Fn(&Request<NoBody>) -> BoxFuture<'static, Response<ProxyBody>> + Sync,
+    F: Fn(&Request<RequestBody>) -> BoxFuture<'static, Response<ProxyBody>> + Sync,
 {
     TestHandler {
         answer,
@@ -190,7 +215,7 @@ where
     }
 }
 
-fn hello(_: &Request<NoBody>) -> BoxFuture<'static, Response<ProxyBody>> {
+fn hello(_: &Request<RequestBody>) -> BoxFuture<'static, Response<ProxyBody>> {
     Box::pin(async { Response::new(full("hello")) })
 }
 
@@ -234,13 +259,13 @@ async fn read_available(client: &mut DuplexStream, at_least: usize) -> String {
 }
 
 #[tokio::test]
-async fn pipelined_requests_are_answered_in_order_until_one_with_a_body() {
+async fn pipelined_requests_are_answered_in_order_until_one_with_a_streamed_body() {
     let h = handler(hello);
     let (mut client, server) = tokio::io::duplex(64 * 1024);
     client
         .write_all(
-            b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n\
-              POST /3 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi",
+            b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi\
+              POST /3 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
         )
         .await
         .unwrap();
@@ -251,8 +276,8 @@ async fn pipelined_requests_are_answered_in_order_until_one_with_a_body() {
         "{:?}",
         served.rest
     );
-    assert!(served.rest.ends_with(b"\r\n\r\nhi"));
-    assert_eq!(*h.seen.lock().unwrap(), ["GET /1", "GET /2"]);
+    assert!(served.rest.ends_with(b"\r\n\r\n2\r\nhi\r\n0\r\n\r\n"));
+    assert_eq!(*h.seen.lock().unwrap(), ["GET /1", "POST /2"]);
     let answers = read_available(&mut client, 2).await;
     assert_eq!(
         answers.matches("HTTP/1.1 200 OK\r\n").count(),
@@ -260,6 +285,47 @@ async fn pipelined_requests_are_answered_in_order_until_one_with_a_body() {
         "{answers}"
     );
     assert_eq!(answers.matches("\r\n\r\nhello").count(), 2, "{answers}");
+}
+
+/// Answers with the request's own body.
+fn echo(req: &Request<RequestBody>) -> BoxFuture<'static, Response<ProxyBody>> {
+    let body = req.body().clone();
+    Box::pin(async move { Response::new(body.map_err(|never| match never {}).boxed_unsync()) })
+}
+
+#[tokio::test]
+async fn a_body_sent_after_its_head_is_read_whole_and_the_next_request_follows_it() {
+    let h = handler(echo);
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let serving = tokio::spawn(async move {
+        let h = h;
+        let served = serve_on(&h, server, &AtomicBool::new(false)).await;
+        (served.outcome, h.seen.into_inner().unwrap())
+    });
+    // The head first, its body in two later writes, the next request right behind it.
+    client
+        .write_all(b"PUT /a HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhel")
+        .await
+        .unwrap();
+    tokio::task::yield_now().await;
+    client.write_all(b"lo ").await.unwrap();
+    tokio::task::yield_now().await;
+    client
+        .write_all(b"worldGET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = String::new();
+    client.read_to_string(&mut all).await.unwrap();
+    let (outcome, seen) = serving.await.unwrap();
+    assert_eq!(outcome, Outcome::Closed);
+    assert_eq!(seen, ["PUT /a", "GET /b"]);
+    let answers: Vec<&str> = all.split("HTTP/1.1 200 OK\r\n").skip(1).collect();
+    assert_eq!(answers.len(), 2, "{all}");
+    assert!(
+        answers[0].ends_with("content-length: 11\r\n\r\nhello world"),
+        "{all}"
+    );
+    assert!(answers[1].ends_with("content-length: 0\r\n\r\n"), "{all}");
 }
 
 #[tokio::test]
