@@ -20,6 +20,8 @@
 //! As in hyper: pipelined requests are answered in order; a client that closes its side
 //! while its request is in flight cancels it (the upstream request is dropped); responses
 //! get `Date`, and `Content-Length` when the body's size is known, else chunked framing.
+//! A request counts as started once its body is in: until then the connection is idle
+//! to the watchdog (`idle`), so a body that stops coming closes it as a stalled head does.
 
 use std::future::{Future, poll_fn};
 use std::io;

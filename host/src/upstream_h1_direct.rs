@@ -622,6 +622,7 @@ mod tests {
     use super::*;
     use crate::upstream::UpstreamError;
     use crate::upstream_h1::Http1Pool;
+    use crate::upstream_test_backend::request_len;
 
     /// A backend answering every request head with `answer`, in those pieces.
     async fn scripted(answer: &'static [&'static [u8]], close: bool) -> (String, Arc<AtomicUsize>) {
@@ -833,7 +834,7 @@ mod tests {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
                     loop {
-                        while let Some(len) = whole_request(&buf) {
+                        while let Some((_, len)) = request_len(&buf) {
                             let request: Vec<u8> = buf.drain(..len).collect();
                             recorded
                                 .lock()
@@ -851,21 +852,6 @@ mod tests {
             }
         });
         (addr, seen)
-    }
-
-    /// The length of the whole request at the start of `buf`, if it is all there.
-    fn whole_request(buf: &[u8]) -> Option<usize> {
-        let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-        let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
-        if text.contains("transfer-encoding: chunked") {
-            let end = buf[head..].windows(5).position(|w| w == b"0\r\n\r\n")?;
-            return Some(head + end + 5);
-        }
-        let length = text
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .map_or(0, |n| n.trim().parse::<usize>().unwrap());
-        (buf.len() >= head + length).then_some(head + length)
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
-//! A raw HTTP/1.1 backend for the upstream pools' unit tests: it reads request heads off
-//! each connection and writes what `answer` makes of each head, piece by piece with a
+//! A raw HTTP/1.1 backend for the upstream pools' unit tests: it reads requests off each
+//! connection (a body, framed by length or chunked, is read and skipped) and writes what
+//! `answer` makes of each head, piece by piece with a
 //! short pause between pieces (so the proxy sees them arrive apart), then closes the
 //! connection if `close_after_answer` is set — without saying so, as a backend whose
 //! keep-alive timeout just ran out does. It counts the connections it accepted. The same
@@ -73,9 +74,9 @@ async fn answer_heads(
     let mut chunk = [0u8; 4096];
     while let Ok(n @ 1..) = socket.read(&mut chunk).await {
         buf.extend_from_slice(&chunk[..n]);
-        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head: Vec<u8> = buf.drain(..end + 4).collect();
-            let pieces = answer(&head);
+        while let Some((head, whole)) = request_len(&buf) {
+            let request: Vec<u8> = buf.drain(..whole).collect();
+            let pieces = answer(&request[..head]);
             let last = pieces.len().saturating_sub(1);
             for (i, piece) in pieces.iter().enumerate() {
                 let _ = socket.write_all(piece).await;
@@ -90,4 +91,20 @@ async fn answer_heads(
             }
         }
     }
+}
+
+/// The lengths of the head and of the whole request (head and body) at the start of
+/// `buf`, once all of it is there.
+pub fn request_len(buf: &[u8]) -> Option<(usize, usize)> {
+    let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
+    if text.contains("transfer-encoding: chunked") {
+        let end = buf[head..].windows(5).position(|w| w == b"0\r\n\r\n")?;
+        return Some((head, head + end + 5));
+    }
+    let length = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+    (buf.len() >= head + length).then_some((head, head + length))
 }

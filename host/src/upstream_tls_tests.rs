@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::ServerConfig;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -139,6 +140,13 @@ fn request(method: Method, body: &'static [u8]) -> Request<ProxyBody> {
     req
 }
 
+/// A request whose body is a stream of unknown length: it goes on hyper's path.
+fn streamed(method: Method, body: &'static [u8]) -> Request<ProxyBody> {
+    let frames = futures::stream::iter([Ok(Frame::data(Bytes::from_static(body)))]);
+    let (head, _) = request(method, b"").into_parts();
+    Request::from_parts(head, StreamBody::new(frames).boxed_unsync())
+}
+
 async fn send(
     pool: &Http1Pool,
     addr: &str,
@@ -183,8 +191,13 @@ async fn both_paths_read_answers_over_tls_and_reuse_their_connections() {
             .await
             .unwrap();
         assert_eq!(body, "sent");
+        let body = send(&pool, &addr, streamed(Method::POST, b"y"))
+            .await
+            .unwrap();
+        assert_eq!(body, "sent");
     }
-    // The direct path's connection and hyper's, each reused.
+    // The direct path's connection (no body, or one in memory) and hyper's (a streamed
+    // body), each reused.
     assert_eq!(connections.load(Ordering::SeqCst), 2);
 }
 

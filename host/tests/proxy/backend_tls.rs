@@ -1,6 +1,7 @@
 //! TLS from the gateway to backends (BackendTLSPolicy): verification by CA and hostname
 //! or subject alt names, SNI, client certificates, connection reuse and resumption, the
-//! bodies and upgrades that take hyper's path, HTTP/2 by ALPN, settings changes, NACKs.
+//! streamed bodies and upgrades that take hyper's path, HTTP/2 by ALPN, settings changes,
+//! NACKs.
 
 use std::sync::Arc;
 
@@ -56,6 +57,19 @@ async fn post(client: &TestClient, port: u16, path: &str, body: &'static str) ->
     send(client, req).await
 }
 
+/// A POST whose body is streamed (chunked, no length known ahead): it goes upstream on
+/// hyper's path.
+async fn post_streamed(client: &TestClient, port: u16, path: &str, body: &'static str) -> Reply {
+    let frames = futures::stream::iter([Ok(http_body::Frame::data(bytes::Bytes::from(body)))]);
+    let req = Request::post(format!("http://127.0.0.1:{port}{path}"))
+        .header("host", "gw.test")
+        .body(http_body_util::BodyExt::boxed(
+            http_body_util::StreamBody::new(frames),
+        ))
+        .unwrap();
+    send(client, req).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gets_and_posts_reach_the_backend_over_tls_on_reused_and_resumed_connections() {
     let ca = Ca::new("backend CA");
@@ -83,9 +97,12 @@ async fn gets_and_posts_reach_the_backend_over_tls_on_reused_and_resumed_connect
         assert_eq!(posted.status, StatusCode::OK);
         assert_eq!(posted.body, "a body over TLS");
         assert_eq!(posted.header("x-sni"), "backend.test");
+        let streamed = post_streamed(&client, port, "/tls/post", "a stream over TLS").await;
+        assert_eq!(streamed.status, StatusCode::OK);
+        assert_eq!(streamed.body, "a stream over TLS");
     }
-    // One connection for the bodiless requests' path, one for hyper's (bodies): both
-    // were reused.
+    // One connection for the direct path (no body, or one in memory), one for hyper's
+    // (streamed bodies): both were reused.
     let accepted = echo.accepted();
     assert_eq!(accepted.len(), 2, "{accepted:?}");
     for a in &accepted {

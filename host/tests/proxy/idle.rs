@@ -1,5 +1,5 @@
-//! The connection watchdog: idle keep-alive connections and request heads that never
-//! finish are closed; a connection with a request in flight is not. Tokio's clock is
+//! The connection watchdog: idle keep-alive connections and request heads (or small
+//! bodies) that never finish are closed; a connection with a request in flight is not. Tokio's clock is
 //! paused, so the 10 s ticks pass as soon as everything waits.
 
 use std::time::Duration;
@@ -27,6 +27,27 @@ async fn an_unfinished_request_head_is_closed() {
     let started = tokio::time::Instant::now();
     read_to_close(&mut stream).await;
     let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(30) && waited <= Duration::from_secs(60),
+        "closed after {waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unfinished_request_body_is_closed_like_a_head() {
+    let (_gw, _echo, port) = gateway_with_echo().await;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let answer = read_to_close(&mut stream).await;
+    let waited = started.elapsed();
+    assert_eq!(
+        answer, "",
+        "nothing is answered for a request never finished"
+    );
     assert!(
         waited >= Duration::from_secs(30) && waited <= Duration::from_secs(60),
         "closed after {waited:?}"
