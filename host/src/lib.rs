@@ -2,7 +2,7 @@
 //! through Gateway API routes and WebAssembly filter chains.
 //!
 //! A request's path through the modules: `listener` (sockets) → `server` (connections,
-//! snapshot, routing; `server_h1_direct` for bodiless HTTP/1.1, hyper for the rest) → `router` (route tables) → `proxy` with `filter_chain` /
+//! snapshot, routing; `server_h1_direct` for HTTP/1.1 without a body or with a small one, hyper for the rest) → `router` (route tables) → `proxy` with `filter_chain` /
 //! `filter_body` (Wasm filters, redirects) → `pick` (session, `balancer`) →
 //! `forwarding` + `upstream` (pools). Config
 //! arrives through `xds_client`, is validated by `config`, and is assembled into a
