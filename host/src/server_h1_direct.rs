@@ -12,10 +12,10 @@
 //! `http::Request`, and writes the response.
 //!
 //! The first request it does not take (a larger or chunked body, `Expect`, an upgrade,
-//! HEAD, HTTP/1.0,
-//! HTTP/2's preface, a head it cannot parse or that is too large) hands the connection,
-//! with every byte already read, to hyper for the rest of its life ([`Outcome::Handoff`]),
-//! so everything unusual keeps hyper's behaviour and its error answers.
+//! HEAD, HTTP/1.0, HTTP/2's preface, a head it cannot parse or that is too large) hands
+//! the connection, with every byte already read, to hyper for the rest of its life
+//! ([`Outcome::Handoff`]), so everything unusual keeps hyper's behaviour and its error
+//! answers.
 //!
 //! As in hyper: pipelined requests are answered in order; a client that closes its side
 //! while its request is in flight cancels it (the upstream request is dropped); responses
