@@ -29,6 +29,7 @@ pub mod listener;
 pub mod metrics;
 pub mod mirror;
 pub mod pick;
+mod prefixed_body;
 mod prefixed_io;
 pub mod proxy;
 pub mod redirect;

@@ -23,6 +23,7 @@ use tracing::debug;
 
 use crate::config::{RetrySpec, Timeouts};
 use crate::metrics::RouteMetrics;
+use crate::prefixed_body::PrefixedBody;
 use crate::proxy::{SendError, copy_request_head, send_within};
 use crate::timeout::backend_deadline;
 use crate::upstream::{BoxError, ProxyBody, Upstream, UpstreamError};
@@ -186,11 +187,8 @@ async fn read_up_to(mut body: ProxyBody, limit: usize) -> Held {
             Ok(chunk) => {
                 data.extend_from_slice(&chunk);
                 if data.len() > limit {
-                    let prefix = Prefixed {
-                        prefix: Some(data.freeze()),
-                        rest: body,
-                    };
-                    return Held::TooLarge(prefix.boxed_unsync());
+                    let read = PrefixedBody::new(Ok(Frame::data(data.freeze())), body);
+                    return Held::TooLarge(read.boxed_unsync());
                 }
             }
             Err(frame) => {
@@ -235,31 +233,6 @@ impl Body for Replay {
     fn size_hint(&self) -> SizeHint {
         let len = self.data.as_ref().map_or(0, |d| d.len() as u64);
         SizeHint::with_exact(len)
-    }
-}
-
-/// The part of a body already read, then the rest of it.
-struct Prefixed {
-    prefix: Option<Bytes>,
-    rest: ProxyBody,
-}
-
-impl Body for Prefixed {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(prefix) = self.prefix.take() {
-            return Poll::Ready(Some(Ok(Frame::data(prefix))));
-        }
-        Pin::new(&mut self.rest).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.prefix.is_none() && self.rest.is_end_stream()
     }
 }
 

@@ -28,6 +28,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
+use crate::prefixed_body::PrefixedBody;
 use crate::upstream::{BoxError, ProxyBody, UpstreamError};
 use crate::upstream_h1_direct::{self as direct, DirectConn, DirectError};
 use crate::upstream_io::{self, UpstreamIo};
@@ -470,53 +471,11 @@ fn take_ready_body(req: Request<ProxyBody>) -> BodyNow {
         },
         Poll::Ready(Some(first)) => first,
     };
-    let body = Prepended {
-        first: Some(first),
-        rest: body,
-    };
+    let body = PrefixedBody::new(first, body);
     BodyNow::Streaming(Request::from_parts(
         head,
         http_body_util::BodyExt::boxed_unsync(body),
     ))
-}
-
-/// A body with the frame taken from its front put back.
-struct Prepended {
-    first: Option<Result<Frame<Bytes>, BoxError>>,
-    rest: ProxyBody,
-}
-
-impl Body for Prepended {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(first) = self.first.take() {
-            return Poll::Ready(Some(first));
-        }
-        Pin::new(&mut self.rest).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.rest.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let first = match &self.first {
-            Some(Ok(frame)) => frame.data_ref().map_or(0, |d| d.len() as u64),
-            _ => 0,
-        };
-        let rest = self.rest.size_hint();
-        let mut hint = SizeHint::new();
-        hint.set_lower(rest.lower() + first);
-        if let Some(upper) = rest.upper() {
-            hint.set_upper(upper + first);
-        }
-        hint
-    }
 }
 
 #[cfg(test)]
